@@ -1,0 +1,51 @@
+"""lowlat's exception hierarchy.  Compiled modules import these; they never define their own."""
+
+from __future__ import annotations
+
+__all__ = [
+    "LowlatError",
+    "DecodeError",
+    "RingError",
+    "RingFullError",
+    "LappedError",
+    "TransportError",
+    "TransportClosedError",
+    "TransportTimeoutError",
+    "MissingExtraError",
+]
+
+
+class LowlatError(Exception):
+    """Base class of every error lowlat raises on purpose."""
+
+
+class DecodeError(LowlatError, ValueError):
+    """A buffer is not a valid message of the expected type (truncated, hostile or wrong schema)."""
+
+
+class RingError(LowlatError):
+    """A ring buffer cannot be created, attached or used as asked (bad name, magic/version mismatch, size)."""
+
+
+class RingFullError(RingError):
+    """A blocking push timed out because the consumer did not make room."""
+
+
+class LappedError(RingError):
+    """A broadcast consumer fell more than one ring behind the producer and lost records."""
+
+
+class TransportError(LowlatError):
+    """A transport adapter failed (connection, protocol, broker error)."""
+
+
+class TransportClosedError(TransportError):
+    """The transport was closed or drained."""
+
+
+class TransportTimeoutError(TransportError, TimeoutError):
+    """A request or flush did not complete in time."""
+
+
+class MissingExtraError(LowlatError, ImportError):
+    """An optional client library is not installed; the message names the extra to install."""

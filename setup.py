@@ -1,0 +1,60 @@
+"""Build lowlat's compiled modules.  All Cython directives live here (see STYLE.md section 5).
+
+Environment switches:
+  LOWLAT_DEBUG=1     bounds/initialized checks, invariant checks (LOWLAT_DEBUG macro), -O0 -g
+  LOWLAT_ANNOTATE=1  write Cython's annotated HTML next to each .pyx
+  LOWLAT_CFLAGS      extra C flags for the release build (default -O2)
+  LOWLAT_EXTS        comma-separated subset of modules to build (e.g. "_ring"), for fast in-place work
+  AERON_HOME         an Aeron install (include/ + lib/) -> also build the optional lowlat._aeron binding
+"""
+import os
+
+import numpy
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+DEBUG = os.environ.get("LOWLAT_DEBUG", "0") != "0"
+DIRECTIVES = {
+    "language_level": 3,
+    "boundscheck": DEBUG,
+    "wraparound": False,
+    "initializedcheck": DEBUG,
+    "cdivision": True,
+    "embedsignature": True,
+}
+CFLAGS = ["-O0", "-g"] if DEBUG else os.environ.get("LOWLAT_CFLAGS", "-O2").split()
+MACROS = [("LOWLAT_DEBUG", "1" if DEBUG else "0"), ("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
+
+# module -> extra Extension kwargs
+MODULES = {"_core": {}, "_book": {}, "_ring": {}}
+
+aeron_home = os.environ.get("AERON_HOME")
+if aeron_home:
+    MODULES["_aeron"] = dict(
+        language="c++",
+        include_dirs=[os.path.join(aeron_home, "include")],
+        library_dirs=[os.path.join(aeron_home, "lib")],
+        runtime_library_dirs=[os.path.join(aeron_home, "lib")],
+        libraries=["aeron_client", "pthread"],
+        extra_compile_args=["-std=c++11"],
+    )
+
+wanted = [m.strip() for m in os.environ.get("LOWLAT_EXTS", "").split(",") if m.strip()]
+
+
+def _ext(mod, extra):
+    src = f"lowlat/{mod}.pyx"
+    kw = dict(extra)
+    inc = ["lowlat", numpy.get_include()] + kw.pop("include_dirs", [])
+    cflags = CFLAGS + kw.pop("extra_compile_args", [])
+    return Extension(f"lowlat.{mod}", [src], include_dirs=inc, define_macros=MACROS,
+                     extra_compile_args=cflags, **kw)
+
+
+EXTS = [_ext(m, kw) for m, kw in MODULES.items()
+        if (not wanted or m in wanted) and os.path.exists(f"lowlat/{m}.pyx")]
+
+setup(
+    ext_modules=cythonize(EXTS, compiler_directives=DIRECTIVES,
+                          annotate=DEBUG or bool(os.environ.get("LOWLAT_ANNOTATE"))),
+)

@@ -1,0 +1,5 @@
+"""Root conftest: broker fixtures are plain modules under tests/brokers/ re-exported here."""
+
+from brokers.aeron import *  # noqa: F401,F403
+from brokers.kafka import *  # noqa: F401,F403
+from brokers.nats import *  # noqa: F401,F403
