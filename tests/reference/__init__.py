@@ -1,0 +1,1 @@
+"""Obviously-correct pure-Python reference models that property tests compare the compiled code against."""
