@@ -55,6 +55,8 @@ def connect(url: str, **options: Any) -> Transport:
     except MissingExtraError:
         raise
     except ImportError as e:
+        if e.name == mod_name:
+            raise MissingExtraError(f"transport {scheme!r}: adapter module {mod_name} is not in this build") from e
         hint = f"pip install 'lowlat[{extra}]'" if extra else "see the adapter's docstring"
         raise MissingExtraError(f"transport {scheme!r} is not available ({e}); {hint}") from e
     return getattr(mod, cls_name)(url, **options)

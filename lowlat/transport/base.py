@@ -3,12 +3,30 @@
 Adapters move bytes and never decode them: ``Message.data`` is a buffer (``memoryview`` where the client
 allows it) that goes straight into ``lowlat``'s zero-copy readers.  The conformance suite in
 ``tests/integration/test_transport_conformance.py`` runs the same tests against every adapter.
+
+Subjects follow NATS rules on every adapter: dot-separated tokens, ``*`` matches exactly one token and ``>``
+matches one or more trailing tokens (only in subscriptions).  ``subject_matches`` is the reference.
+
+Changes after the skeleton (additions only, nothing renamed):
+
+- ``subject_matches(pattern, subject)``, ``validate_subject(subject, wildcards=...)`` and ``new_inbox(prefix)``:
+  pure helpers any adapter may use.
+- ``QueueSubscription``: a ready ``Subscription`` backed by a bounded in-memory queue, with ``max_pending`` /
+  ``max_pending_bytes`` limits; when a limit is hit the message is dropped, ``dropped`` grows, a warning is
+  logged and the ``on_slow_consumer(sub)`` callback (if any) runs.  Adapters that receive on a task of their
+  own (inproc, zmq hub, kafka, aeron pollers) can feed it with ``_deliver(msg)`` / ``_deliver_threadsafe(msg)``.
+- ``Subscription.close_nowait()`` (used by ``Transport.close``), ``Subscription.pending_bytes``.
+- ``Message.__init__`` keeps its signature; ``Message.data`` is always usable with ``memoryview(...)``.
 """
 
 from __future__ import annotations
 
 import abc
 import asyncio
+import collections
+import itertools
+import logging
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, Self
 
@@ -18,7 +36,59 @@ Buffer = bytes | bytearray | memoryview
 Headers = Mapping[str, str]
 Handler = Callable[["Message"], "Awaitable[Buffer | None] | Buffer | None"]
 
-__all__ = ["Buffer", "Headers", "Handler", "Message", "Subscription", "Transport"]
+__all__ = ["Buffer", "Headers", "Handler", "Message", "Subscription", "Transport", "QueueSubscription",
+           "subject_matches", "validate_subject", "new_inbox", "SlowConsumerCallback"]
+
+log = logging.getLogger("lowlat.transport")
+
+SlowConsumerCallback = Callable[["Subscription"], None]
+
+
+def validate_subject(subject: str, *, wildcards: bool = False) -> str:
+    """Return ``subject`` if it is a valid NATS-style subject, else raise ``ValueError``.
+
+    Tokens are separated by ``.`` and must be non-empty and free of whitespace.  With ``wildcards=True``
+    (subscriptions) ``*`` may stand for a whole token and ``>`` may be the last token.  Cost: O(len).
+    """
+    if not isinstance(subject, str) or not subject:
+        raise ValueError(f"invalid subject {subject!r}: must be a non-empty str")
+    toks = subject.split(".")
+    last = len(toks) - 1
+    for i, t in enumerate(toks):
+        if not t or any(c.isspace() for c in t):
+            raise ValueError(f"invalid subject {subject!r}: empty token or whitespace")
+        if t == "*" or t == ">":
+            if not wildcards:
+                raise ValueError(f"invalid subject {subject!r}: wildcards are only allowed in subscriptions")
+            if t == ">" and i != last:
+                raise ValueError(f"invalid subject {subject!r}: '>' must be the last token")
+        elif "*" in t or ">" in t:
+            raise ValueError(f"invalid subject {subject!r}: a wildcard must be a whole token")
+    return subject
+
+
+def subject_matches(pattern: str, subject: str) -> bool:
+    """True if the literal ``subject`` matches subscription ``pattern`` (``*`` one token, ``>`` the rest)."""
+    if pattern == subject:
+        return True
+    p = pattern.split(".")
+    s = subject.split(".")
+    for i, tok in enumerate(p):
+        if tok == ">":
+            return len(s) > i
+        if i >= len(s):
+            return False
+        if tok != "*" and tok != s[i]:
+            return False
+    return len(p) == len(s)
+
+
+_inbox_ids = itertools.count(1)
+
+
+def new_inbox(prefix: str = "_INBOX") -> str:
+    """A process-unique inbox subject, ``<prefix>.<random hex>.<n>``."""
+    return f"{prefix}.{os.urandom(8).hex()}.{next(_inbox_ids)}"
 
 
 class Message:
@@ -79,6 +149,145 @@ class Subscription(abc.ABC):
     def dropped(self) -> int:
         """Messages dropped because this subscription was a slow consumer (its pending limit was hit)."""
         return 0
+
+    @property
+    def pending_bytes(self) -> int:
+        """Payload bytes received but not yet iterated (0 where the adapter cannot tell)."""
+        return 0
+
+    def close_nowait(self) -> None:
+        """End iteration without talking to the broker (the transport is closing)."""
+        return None
+
+
+class QueueSubscription(Subscription):
+    """A subscription fed by the adapter through a bounded in-memory queue (owned by one event loop).
+
+    ``max_pending`` (messages) and ``max_pending_bytes`` bound what waits to be iterated; past either, new
+    messages are *dropped and counted* (``dropped``), a warning is logged (first drop, then every 1000) and
+    ``on_slow_consumer(sub)`` is called: a slow consumer is reported, never hidden and never allowed to grow
+    memory without bound.  Cost per delivery: one deque append plus a future wake-up when the reader waits.
+    """
+
+    def __init__(self, subject: str, queue: str | None = None, *, max_pending: int = 65536,
+                 max_pending_bytes: int = 64 * 1024 * 1024, on_slow_consumer: SlowConsumerCallback | None = None,
+                 on_unsubscribe: Callable[["QueueSubscription"], Awaitable[None] | None] | None = None) -> None:
+        if max_pending <= 0 or max_pending_bytes <= 0:
+            raise ValueError("max_pending and max_pending_bytes must be > 0")
+        self.subject = subject
+        self.queue = queue
+        self.max_pending = max_pending
+        self.max_pending_bytes = max_pending_bytes
+        self.on_slow_consumer = on_slow_consumer
+        self._on_unsubscribe = on_unsubscribe
+        self._q: collections.deque[Message] = collections.deque()
+        self._bytes = 0
+        self._dropped = 0
+        self._delivered = 0
+        self._waiter: asyncio.Future[None] | None = None
+        self._loop = asyncio.get_running_loop()
+        self._closed = False    # no new deliveries
+        self._discard = False   # also drop what is pending (unsubscribe, not drain)
+
+    # --- adapter side ---
+    def _deliver(self, msg: Message) -> bool:
+        """Queue ``msg`` for the reader; False if closed or dropped (slow consumer).  Call on the owning loop."""
+        if self._closed:
+            return False
+        n = memoryview(msg.data).nbytes
+        if len(self._q) >= self.max_pending or self._bytes + n > self.max_pending_bytes:
+            self._dropped += 1
+            if self._dropped == 1 or self._dropped % 1000 == 0:
+                log.warning("slow consumer on %r: %d message(s) dropped (pending %d msgs / %d bytes)",
+                            self.subject, self._dropped, len(self._q), self._bytes)
+            if self.on_slow_consumer is not None:
+                self.on_slow_consumer(self)
+            return False
+        self._q.append(msg)
+        self._bytes += n
+        self._delivered += 1
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+        return True
+
+    def _deliver_threadsafe(self, msg: Message) -> None:
+        """Queue ``msg`` from another thread or event loop."""
+        self._loop.call_soon_threadsafe(self._deliver, msg)
+
+    # --- reader side ---
+    async def __anext__(self) -> Message:
+        while not self._q or self._discard:
+            if self._closed:
+                raise StopAsyncIteration
+            self._waiter = self._loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        msg = self._q.popleft()
+        self._bytes -= memoryview(msg.data).nbytes
+        return msg
+
+    def get_nowait(self) -> Message | None:
+        """The next pending message or None (no waiting); for pollers and benchmarks."""
+        if not self._q or self._discard:
+            return None
+        msg = self._q.popleft()
+        self._bytes -= memoryview(msg.data).nbytes
+        return msg
+
+    def _finish(self, discard: bool) -> None:
+        self._closed = True
+        if discard:
+            self._discard = True
+            self._q.clear()
+            self._bytes = 0
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    async def unsubscribe(self) -> None:
+        """Stop delivery now and discard what is pending (NATS semantics)."""
+        if self._closed and self._discard:
+            return
+        self._finish(discard=True)
+        if self._on_unsubscribe is not None:
+            out = self._on_unsubscribe(self)
+            if asyncio.iscoroutine(out):
+                await out
+
+    async def drain(self) -> None:
+        """Stop delivery of new messages; iteration ends after the pending ones."""
+        self._finish(discard=False)
+        if self._on_unsubscribe is not None:
+            out = self._on_unsubscribe(self)
+            if asyncio.iscoroutine(out):
+                await out
+
+    def close_nowait(self) -> None:
+        self._finish(discard=False)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def pending(self) -> int:
+        return len(self._q)
+
+    @property
+    def pending_bytes(self) -> int:
+        return self._bytes
+
+    @property
+    def dropped(self) -> int:
+        return self._dropped
+
+    @property
+    def delivered(self) -> int:
+        """Messages accepted into the queue so far."""
+        return self._delivered
 
 
 class Transport(abc.ABC):
@@ -155,11 +364,16 @@ class Transport(abc.ABC):
         async def _loop() -> None:
             try:
                 async for msg in sub:
-                    out = handler(msg)
-                    if asyncio.iscoroutine(out) or isinstance(out, asyncio.Future):
-                        out = await out
-                    if out is not None and msg.reply:
-                        await msg.respond(out)
+                    try:
+                        out = handler(msg)
+                        if asyncio.iscoroutine(out) or isinstance(out, asyncio.Future):
+                            out = await out
+                        if out is not None and msg.reply:
+                            await msg.respond(out)
+                    except TransportClosedError:
+                        return
+                    except Exception:  # a failing handler must not kill the worker; the requester times out
+                        log.exception("serve(%r): handler failed", subject)
             finally:
                 try:
                     await sub.unsubscribe()

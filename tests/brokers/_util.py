@@ -70,3 +70,43 @@ def stop(proc: subprocess.Popen, timeout: float = 10.0) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout)
+
+
+# --- transport conformance endpoints (added by the transport work, issue 5) ---
+from dataclasses import dataclass, field  # noqa: E402
+from typing import Any  # noqa: E402
+
+
+@dataclass
+class Endpoint:
+    """What the transport conformance suite needs to reach one adapter.
+
+    ``url`` and ``options`` go to ``lowlat.transport.connect(url, **options)`` for the first ("server") transport;
+    ``peer_options`` (default: ``options``) for further transports joining the same endpoint (e.g. zmq's
+    ``bind=False`` side).  ``caps`` lists what the adapter supports by design; a conformance test needing a
+    capability not listed is skipped with the reason in ``missing_caps`` (or a generic one).
+
+    Capability names: ``wildcards``, ``queue_groups``, ``headers``, ``request_reply``, ``no_responders``
+    (request with no subscriber fails fast), ``multi_transport`` (two transports on one endpoint see each
+    other), ``flow_control`` (max_pending limits, dropped counter), ``jetstream``, ``large_payload``.
+    """
+
+    url: str
+    options: dict[str, Any] = field(default_factory=dict)
+    caps: frozenset[str] = frozenset()
+    peer_options: dict[str, Any] | None = None
+    missing_caps: dict[str, str] = field(default_factory=dict)  # capability -> why the adapter lacks it
+    max_payload: int = 1 << 20  # largest payload the large-payload test sends
+    settle: float = 0.0  # seconds to wait after subscribing before a *peer* publishes (0 = not needed)
+
+    def connect(self, peer: bool = False, **extra: Any):
+        from lowlat.transport import connect
+
+        opts = dict(self.options if not peer or self.peer_options is None else self.peer_options)
+        opts.update(extra)
+        return connect(self.url, **opts)
+
+    def require(self, *caps: str) -> None:
+        for c in caps:
+            if c not in self.caps:
+                pytest.skip(self.missing_caps.get(c, f"{self.url.split(':')[0]} has no {c!r} by design"))

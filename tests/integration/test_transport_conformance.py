@@ -1,0 +1,413 @@
+"""One conformance suite for every transport adapter (issue 5).
+
+Each adapter proves itself by passing these tests.  To join, define a fixture named ``endpoint_<name>`` (in
+``tests/brokers/<yours>.py``, exported in ``__all__``) that starts what it needs and returns a
+``brokers._util.Endpoint``, and add ``<name>`` to ``ADAPTERS`` below.  A name whose fixture does not exist yet is
+skipped ("no fixture"), so adapters can land in any order.  A test needing a capability the adapter lacks *by
+design* is skipped with that reason (``Endpoint.caps`` / ``missing_caps``); a missing broker FAILS in CI
+(the fixture calls ``_util.missing``).
+
+Semantics every adapter shares (documented in ``lowlat.transport.base``):
+- after ``await t.subscribe(s)`` returns, messages published afterwards (by any transport on the endpoint) reach
+  the subscription; earlier ones do not;
+- per publisher, order is kept; ``publish_batch`` is the same as a loop of ``publish``;
+- ``request`` raises ``TransportTimeoutError`` when nothing answers in time;
+- a closed transport raises ``TransportClosedError`` on publish/subscribe/request; its subscriptions end;
+- ``Message.data`` is a buffer: ``memoryview(msg.data)`` works without a copy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+
+import pytest
+
+from brokers._util import Endpoint, free_port
+from lowlat.errors import TransportClosedError, TransportTimeoutError
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+# Adapters under test.  Others extend this list (and define endpoint_<name> fixtures).
+ADAPTERS = ["inproc", "shm", "zmq_tcp", "zmq_ipc", "zmq_inproc", "nats", "kafka", "aeron_ipc", "aeron_udp"]
+
+ALL_CAPS = frozenset({"wildcards", "queue_groups", "headers", "request_reply", "no_responders",
+                      "multi_transport", "flow_control", "large_payload"})
+
+RECV_TIMEOUT = 10.0
+
+
+# --- endpoints owned by the transport work (nats lives in brokers/nats.py) ---
+
+@pytest.fixture
+def endpoint_inproc() -> Endpoint:
+    return Endpoint(url=f"inproc://conf-{uuid.uuid4().hex[:8]}", caps=ALL_CAPS, max_payload=4 << 20)
+
+
+@pytest.fixture
+def endpoint_shm() -> Endpoint:
+    from lowlat.transport.inproc import shm_available
+
+    ok, why = shm_available()
+    if not ok:
+        pytest.fail(f"shm transport unavailable: {why}", pytrace=False)
+    return Endpoint(url=f"shm://conf-{uuid.uuid4().hex[:8]}", caps=ALL_CAPS, max_payload=1 << 20)
+
+
+def _zmq_endpoint(url: str) -> Endpoint:
+    pytest.importorskip("zmq", reason="pyzmq is not installed: pip install 'lowlat[zmq]'")
+    return Endpoint(url=url, options={"bind": True}, peer_options={"bind": False},
+                    caps=ALL_CAPS - {"queue_groups", "no_responders", "flow_control"},
+                    missing_caps={
+                        "queue_groups": "zmq: PUB/SUB fans out to every SUB; use one ROUTER worker per subject",
+                        "no_responders": "zmq: a request to an unserved subject times out (no broker to say so)",
+                        "flow_control": "zmq: HWM drops happen inside libzmq and are not counted",
+                    }, max_payload=4 << 20)
+
+
+@pytest.fixture
+def endpoint_zmq_tcp() -> Endpoint:
+    for _ in range(50):
+        p = free_port()
+        try:
+            import socket
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", p + 1))
+        except OSError:
+            continue
+        return _zmq_endpoint(f"zmq+tcp://127.0.0.1:{p}")
+    raise RuntimeError("no two consecutive free ports")
+
+
+@pytest.fixture
+def endpoint_zmq_ipc(tmp_path) -> Endpoint:
+    return _zmq_endpoint(f"zmq+ipc://{tmp_path}/bus")
+
+
+@pytest.fixture
+def endpoint_zmq_inproc() -> Endpoint:
+    return _zmq_endpoint(f"zmq+inproc://conf-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture(params=ADAPTERS)
+def ep(request) -> Endpoint:
+    name = request.param
+    try:
+        return request.getfixturevalue(f"endpoint_{name}")
+    except pytest.FixtureLookupError:
+        pytest.skip(f"adapter {name!r} has no endpoint_{name} fixture yet")
+
+
+# --- helpers ---
+
+async def recv(sub, timeout: float = RECV_TIMEOUT):
+    return await asyncio.wait_for(sub.__anext__(), timeout)
+
+
+async def recv_n(sub, n: int, timeout: float = RECV_TIMEOUT) -> list:
+    out = []
+
+    async def _go():
+        async for m in sub:
+            out.append(m)
+            if len(out) == n:
+                return
+
+    await asyncio.wait_for(_go(), timeout)
+    return out
+
+
+async def nothing_within(sub, seconds: float = 0.3) -> bool:
+    try:
+        await asyncio.wait_for(sub.__anext__(), seconds)
+    except (asyncio.TimeoutError, TimeoutError):
+        return True
+    except StopAsyncIteration:
+        return True
+    return False
+
+
+# --- tests ---
+
+async def test_pubsub_delivers_all_in_publish_order(ep: Endpoint):
+    async with ep.connect() as t:
+        sub = await t.subscribe("conf.order")
+        payloads = [i.to_bytes(4, "little") * 4 for i in range(200)]
+        for p in payloads:
+            await t.publish("conf.order", p)
+        await t.flush()
+        got = await recv_n(sub, len(payloads))
+        assert [bytes(m.data) for m in got] == payloads
+        assert all(m.subject == "conf.order" for m in got)
+
+
+async def test_only_messages_after_subscribe_are_delivered(ep: Endpoint):
+    async with ep.connect() as t:
+        await t.publish("conf.late", b"before")
+        await t.flush()
+        sub = await t.subscribe("conf.late")
+        await t.publish("conf.late", b"after")
+        await t.flush()
+        m = await recv(sub)
+        assert bytes(m.data) == b"after"
+        assert await nothing_within(sub, 0.2)
+
+
+async def test_other_subjects_are_not_delivered(ep: Endpoint):
+    async with ep.connect() as t:
+        sub = await t.subscribe("conf.x.a")
+        await t.publish("conf.x.b", b"no")
+        await t.publish("conf.x.ab", b"no")
+        await t.publish("conf.x.a", b"yes")
+        await t.flush()
+        assert bytes((await recv(sub)).data) == b"yes"
+        assert await nothing_within(sub, 0.2)
+
+
+async def test_wildcards_star_and_gt(ep: Endpoint):
+    ep.require("wildcards")
+    async with ep.connect() as t:
+        star = await t.subscribe("conf.w.*.px")
+        gt = await t.subscribe("conf.w.>")
+        await t.publish("conf.w.aapl.px", b"1")
+        await t.publish("conf.w.aapl.qty", b"2")
+        await t.publish("conf.w.a.b.px", b"3")
+        await t.flush()
+        assert [bytes(m.data) for m in await recv_n(gt, 3)] == [b"1", b"2", b"3"]
+        m = await recv(star)
+        assert (m.subject, bytes(m.data)) == ("conf.w.aapl.px", b"1")
+        assert await nothing_within(star, 0.2)
+
+
+async def test_publish_batch_equals_loop_of_publish(ep: Endpoint):
+    async with ep.connect() as t:
+        sub = await t.subscribe("conf.batch")
+        payloads = [bytes([i]) * (i + 1) for i in range(64)]
+        await t.publish_batch("conf.batch", payloads)
+        await t.publish_batch("conf.batch", [])
+        await t.flush()
+        assert [bytes(m.data) for m in await recv_n(sub, 64)] == payloads
+
+
+async def test_request_reply_with_serve(ep: Endpoint):
+    ep.require("request_reply")
+    async with ep.connect() as t:
+        seen = []
+
+        def handler(msg):
+            seen.append(bytes(msg.data))
+            return bytes(msg.data)[::-1]
+
+        task = await t.serve("conf.rr", handler)
+        try:
+            for i in range(20):
+                rep = await t.request("conf.rr", b"abc%d" % i, timeout=5)
+                assert bytes(rep.data) == (b"abc%d" % i)[::-1]
+            assert len(seen) == 20
+        finally:
+            task.cancel()
+
+
+async def test_request_from_peer_transport_and_async_handler(ep: Endpoint):
+    ep.require("request_reply", "multi_transport")
+    async with ep.connect() as server, ep.connect(peer=True) as client:
+        async def handler(msg):
+            await asyncio.sleep(0)
+            return b"ok:" + bytes(msg.data)
+
+        task = await server.serve("conf.rr2", handler)
+        try:
+            rep = await client.request("conf.rr2", b"x", timeout=5)
+            assert bytes(rep.data) == b"ok:x"
+            # concurrent requests each get their own reply
+            reps = await asyncio.gather(*(client.request("conf.rr2", b"%d" % i, timeout=5) for i in range(10)))
+            assert sorted(bytes(r.data) for r in reps) == sorted(b"ok:%d" % i for i in range(10))
+        finally:
+            task.cancel()
+
+
+async def test_request_without_responder_raises_timeout(ep: Endpoint):
+    ep.require("request_reply")
+    async with ep.connect() as t:
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        with pytest.raises(TransportTimeoutError):
+            await t.request("conf.nobody", b"?", timeout=0.3)
+        assert loop.time() - t0 < 5
+
+
+async def test_request_to_silent_handler_times_out(ep: Endpoint):
+    ep.require("request_reply")
+    async with ep.connect() as t:
+        task = await t.serve("conf.silent", lambda msg: None)  # handler that never answers
+        try:
+            with pytest.raises(TransportTimeoutError):
+                await t.request("conf.silent", b"?", timeout=0.3)
+        finally:
+            task.cancel()
+
+
+async def test_queue_group_spreads_load_without_duplicates(ep: Endpoint):
+    ep.require("queue_groups")
+    async with ep.connect() as t, ep.connect(peer=True) as t2:
+        a = await t.subscribe("conf.q", queue="workers")
+        b = await t2.subscribe("conf.q", queue="workers")
+        plain = await t.subscribe("conf.q")
+        n = 200
+        for i in range(n):
+            await t.publish("conf.q", b"%d" % i)
+        await t.flush()
+        everything = await recv_n(plain, n)
+        assert len(everything) == n
+        got_a, got_b = [], []
+        deadline = asyncio.get_running_loop().time() + RECV_TIMEOUT
+        while len(got_a) + len(got_b) < n and asyncio.get_running_loop().time() < deadline:
+            for sub, out in ((a, got_a), (b, got_b)):
+                try:
+                    out.append(bytes((await asyncio.wait_for(sub.__anext__(), 0.05)).data))
+                except (asyncio.TimeoutError, TimeoutError):
+                    pass
+        assert len(got_a) + len(got_b) == n
+        assert sorted(got_a + got_b, key=int) == [b"%d" % i for i in range(n)]
+        assert got_a and got_b, "queue group did not spread the load"
+
+
+async def test_headers_round_trip(ep: Endpoint):
+    ep.require("headers")
+    async with ep.connect() as t:
+        sub = await t.subscribe("conf.hdr")
+        await t.publish("conf.hdr", b"p", headers={"X-Trace": "abc", "Nats-ish": "1"})
+        await t.publish("conf.hdr", b"q")
+        await t.flush()
+        m1, m2 = await recv_n(sub, 2)
+        assert m1.headers is not None and m1.headers["X-Trace"] == "abc" and m1.headers["Nats-ish"] == "1"
+        assert not m2.headers
+
+
+async def test_payload_is_a_zero_copy_buffer(ep: Endpoint):
+    async with ep.connect() as t:
+        sub = await t.subscribe("conf.buf")
+        src = bytearray(b"\x01\x02\x03\x04" * 16)
+        await t.publish("conf.buf", memoryview(src))
+        await t.flush()
+        m = await recv(sub)
+        mv = memoryview(m.data)  # must not raise, must not need bytes(m.data)
+        assert mv.nbytes == 64 and mv.tobytes() == bytes(src)
+        assert mv.cast("B")[3] == 4
+
+
+async def test_empty_payload(ep: Endpoint):
+    async with ep.connect() as t:
+        sub = await t.subscribe("conf.empty")
+        await t.publish("conf.empty", b"")
+        await t.flush()
+        assert bytes((await recv(sub)).data) == b""
+
+
+async def test_large_payload_intact(ep: Endpoint):
+    ep.require("large_payload")
+    async with ep.connect() as t:
+        sub = await t.subscribe("conf.big")
+        big = os.urandom(ep.max_payload - 4096)
+        await t.publish("conf.big", big)
+        await t.flush()
+        m = await recv(sub, 30)
+        assert memoryview(m.data).nbytes == len(big) and bytes(m.data) == big
+
+
+async def test_peer_publish_reaches_subscriber(ep: Endpoint):
+    ep.require("multi_transport")
+    async with ep.connect() as t, ep.connect(peer=True) as t2:
+        sub = await t.subscribe("conf.peer")
+        sub2 = await t2.subscribe("conf.peer")
+        await t2.publish("conf.peer", b"from-peer")
+        await t.publish("conf.peer", b"from-server")
+        await t2.flush()
+        await t.flush()
+        got = sorted(bytes(m.data) for m in await recv_n(sub, 2))
+        got2 = sorted(bytes(m.data) for m in await recv_n(sub2, 2))
+        assert got == got2 == [b"from-peer", b"from-server"]
+
+
+async def test_unsubscribe_stops_delivery(ep: Endpoint):
+    async with ep.connect() as t:
+        sub = await t.subscribe("conf.unsub")
+        keep = await t.subscribe("conf.unsub")
+        await sub.unsubscribe()
+        await t.publish("conf.unsub", b"x")
+        await t.flush()
+        assert bytes((await recv(keep)).data) == b"x"
+        with pytest.raises(StopAsyncIteration):
+            await asyncio.wait_for(sub.__anext__(), 2)
+
+
+async def test_slow_consumer_is_counted_not_hidden(ep: Endpoint):
+    ep.require("flow_control")
+    async with ep.connect() as t:
+        reported = []
+        sub = await t.subscribe("conf.slow", max_pending=8, on_slow_consumer=reported.append)
+        for i in range(100):
+            await t.publish("conf.slow", b"%d" % i)
+        await t.flush()
+        deadline = asyncio.get_running_loop().time() + RECV_TIMEOUT
+        while sub.dropped + sub.pending < 100 and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)
+        assert sub.pending <= 8
+        assert sub.dropped == 100 - sub.pending and sub.dropped > 0
+        assert reported and reported[0] is sub
+        got = [bytes(m.data) for m in await recv_n(sub, sub.pending)]
+        assert got == [b"%d" % i for i in range(len(got))]  # the oldest are kept, in order
+
+
+async def test_flush_then_close_then_everything_raises_closed(ep: Endpoint):
+    t = ep.connect()
+    await t.connect()
+    sub = await t.subscribe("conf.closed")
+    await t.publish("conf.closed", b"1")
+    await t.flush()
+    await recv(sub)
+    await t.close()
+    assert t.closed
+    with pytest.raises(TransportClosedError):
+        await t.publish("conf.closed", b"2")
+    with pytest.raises(TransportClosedError):
+        await t.subscribe("conf.closed")
+    if "request_reply" in ep.caps:
+        with pytest.raises(TransportClosedError):
+            await t.request("conf.closed", b"3", timeout=0.2)
+    with pytest.raises(StopAsyncIteration):
+        await asyncio.wait_for(sub.__anext__(), 5)
+    await t.close()  # idempotent
+
+
+async def test_drain_delivers_pending_then_ends(ep: Endpoint):
+    async with ep.connect() as t:
+        sub = await t.subscribe("conf.drain")
+        for i in range(10):
+            await t.publish("conf.drain", b"%d" % i)
+        await t.flush()
+        first = await recv(sub)
+        await asyncio.sleep(0.05)
+        await t.drain()
+        rest = [m async for m in sub]
+        got = [bytes(first.data)] + [bytes(m.data) for m in rest]
+        assert got == [b"%d" % i for i in range(10)]
+        assert t.closed
+        with pytest.raises(TransportClosedError):
+            await t.publish("conf.drain", b"x")
+
+
+async def test_async_context_manager_closes(ep: Endpoint):
+    async with ep.connect() as t:
+        assert not t.closed
+        await t.publish("conf.cm", b"x")
+    assert t.closed
+
+
+async def test_invalid_subject_is_rejected(ep: Endpoint):
+    async with ep.connect() as t:
+        with pytest.raises(ValueError):
+            await t.subscribe("conf..bad")
+        with pytest.raises(ValueError):
+            await t.subscribe("conf.>.bad")
