@@ -1,0 +1,342 @@
+"""NATS adapter (nats-py): ``nats://host:port`` and ``tls://host:port``.
+
+Core NATS: pub/sub with ``*``/``>`` wildcards, queue groups, request/reply (nats-py's shared response inbox),
+headers.  JetStream (at-least-once): ``js_publish`` (waits for the PubAck; ``msg_id`` sets ``Nats-Msg-Id`` so the
+server drops duplicates inside the stream's window), ``js_add_stream``, ``js_pull_subscribe`` returning a durable
+pull consumer whose ``fetch`` yields ``Message``s to be acked explicitly with ``await msg.ack()``.
+
+Options (keyword-only): everything ``nats.connect`` takes (``token``, ``user``/``password``, ``nkeys_seed``,
+``user_credentials``, ``name``, ``connect_timeout``...) is passed through.  Ours: ``tls_ca``, ``tls_cert``,
+``tls_key`` (PEM paths; ``tls://`` URLs or ``tls_ca`` turn TLS on), ``max_pending`` / ``max_pending_bytes`` per
+subscription (default 65536 msgs / 64 MiB) and ``on_slow_consumer(sub)``.  A slow consumer is reported: its
+``dropped`` counter grows, a warning is logged, the callback runs, and the transport's ``slow_consumers`` counts
+events (ours and nats-py's own ``SlowConsumerError``).
+
+Semantics: ``subscribe`` returns after the server has registered the interest (one PING/PONG), so messages
+published afterwards from any connection are delivered.  Payloads are passed to nats-py as given (bytes or a
+byte-format memoryview); received ``Message.data`` is nats-py's ``bytes`` object, not copied again by us.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..errors import MissingExtraError, TransportClosedError, TransportError, TransportTimeoutError
+from .base import Buffer, Handler, Headers, Message, QueueSubscription, Subscription, Transport, validate_subject
+
+__all__ = ["NatsTransport", "JsPullSubscription"]
+
+log = logging.getLogger("lowlat.transport.nats")
+
+
+def _import_nats():
+    try:
+        import nats
+        import nats.errors
+        import nats.js.errors  # noqa: F401
+    except ImportError:
+        raise MissingExtraError("lowlat.transport.nats needs nats-py: pip install 'lowlat[nats]'") from None
+    return nats
+
+
+_import_nats()  # fail at import so connect() can name the extra
+
+import nats  # noqa: E402
+import nats.errors  # noqa: E402
+import nats.js.api  # noqa: E402
+import nats.js.errors  # noqa: E402
+
+_OWN = {"max_pending", "max_pending_bytes", "on_slow_consumer", "tls_ca", "tls_cert", "tls_key"}
+
+
+def _as_bytes_like(p: Buffer) -> Buffer:
+    # nats-py uses len(payload) as the byte count: make sure a memoryview is 1-D bytes (no copy).
+    if type(p) is bytes:
+        return p
+    mv = memoryview(p)
+    if mv.format != "B" or mv.ndim != 1:
+        mv = mv.cast("B")
+    return mv
+
+
+def _map_error(e: BaseException, what: str) -> BaseException:
+    if isinstance(e, (nats.errors.NoRespondersError, nats.js.errors.NoStreamResponseError)):
+        return TransportTimeoutError(f"{what}: no responders")
+    if isinstance(e, (nats.errors.TimeoutError, asyncio.TimeoutError, TimeoutError)):
+        return TransportTimeoutError(f"{what}: timed out")
+    if isinstance(e, (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError)):
+        return TransportClosedError(f"{what}: connection closed")
+    return TransportError(f"{what}: {e!r}")
+
+
+class _NatsSub(QueueSubscription):
+    _nsub: Any = None
+
+
+class JsPullSubscription:
+    """A durable JetStream pull consumer.  ``fetch`` returns up to ``batch`` messages; ack each one."""
+
+    def __init__(self, transport: "NatsTransport", psub: Any, subject: str, durable: str) -> None:
+        self._t = transport
+        self._psub = psub
+        self.subject = subject
+        self.durable = durable
+
+    async def fetch(self, batch: int = 1, timeout: float = 1.0) -> list[Message]:
+        """Up to ``batch`` messages (fewer, or none, if the stream has fewer before ``timeout`` s)."""
+        self._t._check_open()
+        try:
+            msgs = await self._psub.fetch(batch, timeout=timeout)
+        except (nats.errors.TimeoutError, asyncio.TimeoutError):
+            return []
+        return [Message(m.subject, m.data, m.headers, None, self._t, m.ack) for m in msgs]
+
+    async def unsubscribe(self) -> None:
+        await self._psub.unsubscribe()
+
+
+class NatsTransport(Transport):
+    """NATS over nats-py (see the module docstring for options and semantics)."""
+
+    schemes = ("nats", "tls")
+
+    def __init__(self, url: str, **options: Any) -> None:
+        super().__init__(url, **options)
+        self._nc: Any = None
+        self._js: Any = None
+        self._subs: dict[int, _NatsSub] = {}
+        self.slow_consumers = 0
+        self._closed = True  # until connect()
+
+    # --- lifecycle ---
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        o = self.options
+        if not (self.url.startswith("tls://") or o.get("tls_ca") or o.get("tls")):
+            return None
+        if isinstance(o.get("tls"), ssl.SSLContext):
+            return o["tls"]
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=o.get("tls_ca"))
+        if o.get("tls_cert"):
+            ctx.load_cert_chain(o["tls_cert"], o.get("tls_key"))
+        return ctx
+
+    async def connect(self) -> None:
+        if self._nc is not None:
+            return
+        kw = {k: v for k, v in self.options.items() if k not in _OWN}
+        ctx = self._ssl_context()
+        url = self.url
+        if ctx is not None:
+            kw["tls"] = ctx
+            kw.setdefault("tls_hostname", urlsplit(url).hostname)
+            url = "tls://" + url.split("://", 1)[1]
+        user_err = kw.pop("error_cb", None)
+
+        async def error_cb(e: Exception) -> None:
+            if isinstance(e, nats.errors.SlowConsumerError):
+                self.slow_consumers += 1
+                sub = self._subs.get(e.sid)
+                log.warning("nats slow consumer on %r (sid %s): messages dropped", e.subject, e.sid)
+                if sub is not None:
+                    sub._dropped += 1
+                    if sub.on_slow_consumer is not None:
+                        sub.on_slow_consumer(sub)
+            if user_err is not None:
+                await user_err(e)
+
+        kw.setdefault("allow_reconnect", True)
+        kw.setdefault("max_reconnect_attempts", 5)
+        kw.setdefault("connect_timeout", 5)
+        try:
+            self._nc = await nats.connect(servers=[url], error_cb=error_cb, **kw)
+        except Exception as e:  # noqa: BLE001 - auth/TLS/refused all become TransportError with the cause
+            raise TransportError(f"cannot connect to {self.url}: {e!r}") from e
+        self._closed = False
+
+    async def close(self) -> None:
+        self._closed = True
+        nc, self._nc = self._nc, None
+        for s in list(self._subs.values()):
+            s.close_nowait()
+        self._subs.clear()
+        if nc is not None and not nc.is_closed:
+            await nc.close()
+
+    async def drain(self) -> None:
+        """Unsubscribe everything, hand already-received messages to the iterators, flush, close."""
+        if self._nc is None:
+            self._closed = True
+            return
+        self._closed = True
+        nc, self._nc = self._nc, None
+        try:
+            await nc.drain()
+        finally:
+            for s in list(self._subs.values()):
+                s._finish(discard=False)
+            self._subs.clear()
+            if not nc.is_closed:
+                await nc.close()
+
+    async def flush(self, timeout: float | None = None) -> None:
+        self._check_open()
+        try:
+            await self._nc.flush(timeout=timeout or 10)
+        except Exception as e:  # noqa: BLE001
+            raise _map_error(e, "flush") from e
+
+    @property
+    def client(self) -> Any:
+        """The underlying ``nats.aio.client.Client`` (for what this adapter does not wrap)."""
+        return self._nc
+
+    # --- core NATS ---
+    async def publish(self, subject: str, payload: Buffer, *, headers: Headers | None = None,
+                      reply: str | None = None) -> None:
+        if self._closed:
+            raise TransportClosedError("NatsTransport is closed")
+        try:
+            await self._nc.publish(subject, _as_bytes_like(payload), reply=reply or "",
+                                   headers=dict(headers) if headers else None)
+        except nats.errors.BadSubjectError as e:
+            raise ValueError(f"invalid subject {subject!r}") from e
+        except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError) as e:
+            raise _map_error(e, "publish") from e
+
+    async def publish_batch(self, subject: str, payloads: Sequence[Buffer]) -> None:
+        # nats-py buffers writes and flushes them in one go from its flusher task: a loop is the batch path.
+        if self._closed:
+            raise TransportClosedError("NatsTransport is closed")
+        pub = self._nc.publish
+        for p in payloads:
+            await pub(subject, _as_bytes_like(p))
+
+    async def subscribe(self, subject: str, *, queue: str | None = None, **options: Any) -> Subscription:
+        self._check_open()
+        validate_subject(subject, wildcards=True)
+        opts = {k: self.options[k] for k in ("max_pending", "max_pending_bytes", "on_slow_consumer")
+                if k in self.options}
+        opts.update(options)
+        sub = _NatsSub(subject, queue, on_unsubscribe=self._unsub, **opts)
+        deliver = sub._deliver
+
+        async def cb(m: Any) -> None:
+            deliver(Message(m.subject, m.data, m.headers, m.reply or None, self))
+
+        try:
+            # nats-py's own queue gets the same limits; our callback empties it at once, so drops show up in ours
+            nsub = await self._nc.subscribe(subject, queue=queue or "", cb=cb,
+                                            pending_msgs_limit=sub.max_pending,
+                                            pending_bytes_limit=sub.max_pending_bytes)
+            await self._nc.flush()
+        except Exception as e:  # noqa: BLE001
+            raise _map_error(e, "subscribe") from e
+        sub._nsub = nsub
+        self._subs[nsub._id] = sub
+        return sub
+
+    async def _unsub(self, sub: _NatsSub) -> None:
+        if sub._nsub is not None:
+            self._subs.pop(sub._nsub._id, None)
+            if self._nc is not None and not self._nc.is_closed:
+                try:
+                    await sub._nsub.unsubscribe()
+                except nats.errors.Error:
+                    pass
+
+    async def request(self, subject: str, payload: Buffer, *, timeout: float = 1.0,
+                      headers: Headers | None = None) -> Message:
+        if self._closed:
+            raise TransportClosedError("NatsTransport is closed")
+        try:
+            m = await self._nc.request(subject, _as_bytes_like(payload), timeout=timeout,
+                                       headers=dict(headers) if headers else None)
+        except Exception as e:  # noqa: BLE001
+            raise _map_error(e, f"request on {subject!r}") from e
+        return Message(m.subject, m.data, m.headers, None, self)
+
+    async def serve(self, subject: str, handler: Handler, *, queue: str | None = None,
+                    **options: Any) -> "asyncio.Task[None]":
+        """Request/reply worker on a nats-py callback (no extra queue hop); cancel the task to stop."""
+        self._check_open()
+        validate_subject(subject, wildcards=True)
+        nc = self._nc
+
+        async def cb(m: Any) -> None:
+            msg = Message(m.subject, m.data, m.headers, m.reply or None, self)
+            try:
+                out = handler(msg)
+                if asyncio.iscoroutine(out) or isinstance(out, asyncio.Future):
+                    out = await out
+                if out is not None and m.reply:
+                    await nc.publish(m.reply, _as_bytes_like(out))
+            except Exception:  # noqa: BLE001 - keep serving; the requester times out
+                log.exception("serve(%r): handler failed", subject)
+
+        nsub = await nc.subscribe(subject, queue=queue or "", cb=cb)
+        await nc.flush()
+
+        async def _wait() -> None:
+            try:
+                await asyncio.Event().wait()
+            finally:
+                if not nc.is_closed:
+                    try:
+                        await nsub.unsubscribe()
+                    except nats.errors.Error:
+                        pass
+
+        return asyncio.get_running_loop().create_task(_wait(), name=f"lowlat-serve:{subject}")
+
+    # --- JetStream ---
+    @property
+    def jetstream(self) -> Any:
+        """nats-py's JetStreamContext (created on first use)."""
+        self._check_open()
+        if self._js is None:
+            self._js = self._nc.jetstream()
+        return self._js
+
+    async def js_add_stream(self, name: str, subjects: Sequence[str], **config: Any) -> Any:
+        """Create (or update) a stream; ``config`` goes to ``StreamConfig`` (e.g. ``duplicate_window`` s)."""
+        js = self.jetstream
+        cfg = nats.js.api.StreamConfig(name=name, subjects=list(subjects), **config)
+        try:
+            return await js.add_stream(cfg)
+        except nats.js.errors.BadRequestError:
+            return await js.update_stream(cfg)
+
+    async def js_publish(self, subject: str, payload: Buffer, *, msg_id: str | None = None,
+                         headers: Headers | None = None, stream: str | None = None,
+                         timeout: float = 5.0) -> Any:
+        """Publish to a stream and wait for its ack; returns nats-py's ``PubAck`` (``.seq``, ``.duplicate``).
+
+        ``msg_id`` is sent as ``Nats-Msg-Id``: a second publish with the same id inside the stream's duplicate
+        window is acked with ``duplicate=True`` and not stored again.
+        """
+        h = dict(headers) if headers else {}
+        if msg_id is not None:
+            h["Nats-Msg-Id"] = msg_id
+        try:
+            return await self.jetstream.publish(subject, _as_bytes_like(payload),
+                                                timeout=timeout, stream=stream, headers=h or None)
+        except Exception as e:  # noqa: BLE001
+            raise _map_error(e, f"js_publish on {subject!r}") from e
+
+    async def js_pull_subscribe(self, subject: str, durable: str, *, stream: str | None = None,
+                                ack_wait: float | None = None, max_deliver: int | None = None,
+                                **config: Any) -> JsPullSubscription:
+        """Bind a durable pull consumer (explicit ack).  Unacked messages are redelivered after ``ack_wait`` s."""
+        validate_subject(subject, wildcards=True)
+        cfg = nats.js.api.ConsumerConfig(ack_policy=nats.js.api.AckPolicy.EXPLICIT, ack_wait=ack_wait,
+                                         max_deliver=max_deliver, **config)
+        try:
+            psub = await self.jetstream.pull_subscribe(subject, durable=durable, stream=stream, config=cfg)
+        except Exception as e:  # noqa: BLE001
+            raise _map_error(e, f"js_pull_subscribe on {subject!r}") from e
+        return JsPullSubscription(self, psub, subject, durable)
