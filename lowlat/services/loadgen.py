@@ -1,0 +1,310 @@
+"""Open-loop load generator: constant target rate, latency measured from the *intended* send time.
+
+Order ``i`` is due at ``t0 + i / rate``.  The generator sends everything that is due, then sleeps until the
+next due time; if it (or the system under test) falls behind, late orders are sent immediately but their
+latency still counts from when they *should* have been sent, so stalls show up in the tail instead of being
+hidden (no coordinated omission, as in wrk2 / HdrHistogram's ``recordValueWithExpectedInterval``).
+
+Two modes:
+
+- ``request``: each order is a request on ``orders_subject``; the reply is the ``ValidationResult``.
+  Many requests are in flight at once (one small task each; fine up to tens of thousands per second).
+- ``pipeline``: orders are published (batched per wake-up); the validator publishes results to
+  ``validated_subject`` / ``rejected_subject`` (``publish_results``), which the generator correlates by order
+  id.  This is the high-throughput mode.
+
+Every order gets a unique id (``id_base + i``); the result counts duplicates and missing answers so a test can
+check "every order answered exactly once".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..enums import Reject
+from ..transport import Transport
+from .config import ServiceConfig
+from .metrics import LatencyHistogram
+
+__all__ = ["LoadGenerator", "LoadResult", "OrderFactory"]
+
+log = logging.getLogger("lowlat.services.loadgen")
+
+# deliberately invalid orders (cycled through when reject_ratio > 0): what each breaks
+_BAD_KINDS = ("qty_zero", "off_band", "unknown_symbol", "off_tick", "qty_above_max")
+
+
+class OrderFactory:
+    """Builds order FlatBuffers for the generator: a mix of crossing buy/sell limit orders around the
+    reference price and, at ``reject_ratio``, invalid ones (zero quantity, outside the collar, unknown symbol,
+    off-tick price, quantity above the maximum).  Deterministic for a given seed.
+    """
+
+    def __init__(self, cfg: ServiceConfig, *, seed: int = 1, id_base: int = 1) -> None:
+        from . import _wire
+
+        self._encode = _wire.encode_order
+        self.cfg = cfg
+        self.id_base = id_base
+        self.tick_size = cfg.tick_size
+        self.symbols = list(cfg.symbols)
+        rng = np.random.default_rng(seed)
+        n = 4096  # a pattern table, cycled: keeps per-order work to table look-ups
+        self._sym = rng.integers(0, len(self.symbols), n)
+        self._side = rng.integers(0, 2, n)
+        # buys a little above and sells a little below the reference cross often -> trades and book churn
+        off = rng.integers(-5, 6, n)
+        self._px_ticks = cfg.ref_price + np.where(self._side == 0, off + 1, off - 1)
+        self._qty = rng.integers(1, 10, n) * cfg.lot
+        self._bad = np.zeros(n, dtype=np.int64)
+        if cfg.reject_ratio > 0:
+            pick = rng.random(n) < cfg.reject_ratio
+            self._bad[pick] = 1 + (np.arange(n)[pick] % len(_BAD_KINDS))
+        self._n = n
+        self.pad = max(0, cfg.payload)
+
+    def order(self, i: int, ts_ns: int) -> bytes:
+        """Order number ``i`` (id ``id_base + i``), timestamped ``ts_ns`` (wall clock, ns)."""
+        k = i % self._n
+        cfg = self.cfg
+        sym = self.symbols[self._sym[k]]
+        px_ticks = int(self._px_ticks[k])
+        qty = int(self._qty[k])
+        bad = self._bad[k]
+        price = px_ticks * self.tick_size
+        if bad:
+            kind = _BAD_KINDS[bad - 1]
+            if kind == "qty_zero":
+                qty = 0
+            elif kind == "off_band":
+                lo, hi = cfg.band()
+                price = (2 * hi + 1) * self.tick_size
+            elif kind == "unknown_symbol":
+                sym = "NOPE"
+            elif kind == "off_tick":
+                price = (px_ticks + 0.5) * self.tick_size
+            elif kind == "qty_above_max":
+                qty = (cfg.max_qty + 1) * cfg.lot
+        coid = "x" * self.pad if self.pad else None
+        return self._encode(id=self.id_base + i, symbol=sym, price=price, quantity=qty,
+                            side=int(self._side[k]), timestamp=ts_ns, client_order_id=coid)
+
+
+@dataclass
+class LoadResult:
+    """What a run measured.  Latencies are ns from the intended send time to the answer."""
+
+    target_rate: float
+    sent: int = 0
+    answered: int = 0
+    duplicates: int = 0
+    unanswered: int = 0
+    errors: int = 0
+    accepted: int = 0
+    rejects: dict[str, int] = field(default_factory=dict)
+    elapsed_s: float = 0.0
+    latency: LatencyHistogram = field(default_factory=lambda: LatencyHistogram("latency"))
+    service_time: LatencyHistogram = field(default_factory=lambda: LatencyHistogram("service_time"))
+    max_send_lag_ns: int = 0          # how far the generator itself fell behind schedule
+
+    @property
+    def throughput(self) -> float:
+        """Answered orders per second over the run."""
+        return self.answered / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"target_rate": self.target_rate, "sent": self.sent, "answered": self.answered,
+                "duplicates": self.duplicates, "unanswered": self.unanswered, "errors": self.errors,
+                "accepted": self.accepted, "rejects": self.rejects, "elapsed_s": round(self.elapsed_s, 3),
+                "throughput": round(self.throughput, 1), "latency_ns": self.latency.summary(),
+                "service_time_ns": self.service_time.summary(), "max_send_lag_ns": self.max_send_lag_ns}
+
+
+class LoadGenerator:
+    """Send orders at ``cfg.rate``/s for ``cfg.count`` orders (or ``cfg.duration_s``) and measure answers.
+
+    Parameters
+    ----------
+    transport : connected transport.
+    cfg : rate, count/duration_s, payload, reject_ratio, mode, subjects.
+    progress : optional ``callback(sent, answered, elapsed_s)`` called ~4 times per second.
+    answer_timeout : seconds to wait for the last answers after the last send.
+    """
+
+    def __init__(self, transport: Transport, cfg: ServiceConfig, *, progress: Callable[[int, int, float], None]
+                 | None = None, answer_timeout: float = 5.0, id_base: int = 1, seed: int = 1) -> None:
+        from . import _wire
+
+        if cfg.rate <= 0:
+            raise ValueError("rate must be > 0 orders/s")
+        if cfg.mode not in ("request", "pipeline"):
+            raise ValueError(f"mode must be 'request' or 'pipeline', not {cfg.mode!r}")
+        self._wire = _wire
+        self.t = transport
+        self.cfg = cfg
+        self.progress = progress
+        self.answer_timeout = answer_timeout
+        self.factory = OrderFactory(cfg, seed=seed, id_base=id_base)
+        self.id_base = id_base
+        self.total = cfg.count if cfg.count > 0 else max(1, int(cfg.rate * cfg.duration_s))
+        self.intended = np.zeros(self.total, dtype=np.int64)   # perf_counter ns each order was due
+        self.sent_at = np.zeros(self.total, dtype=np.int64)    # perf_counter ns it actually left
+        self.answered_at = np.zeros(self.total, dtype=np.int64)
+        self.reason = np.full(self.total, 255, dtype=np.uint8)
+        self._answered = 0
+        self._dups = 0
+        self._errors = 0
+        self._done = asyncio.Event()
+
+    # --- answers ---
+    def _on_result(self, data: Any, now: int) -> None:
+        oid, _accepted, reason = self._wire.result_fields(data)
+        i = oid - self.id_base
+        if not 0 <= i < self.total:
+            self._errors += 1
+            return
+        if self.answered_at[i]:
+            self._dups += 1
+            return
+        self.answered_at[i] = now
+        self.reason[i] = reason
+        self._answered += 1
+        if self._answered == self.total:
+            self._done.set()
+
+    async def _collect(self, sub: Any) -> None:
+        pc = time.perf_counter_ns
+        get_nowait = getattr(sub, "get_nowait", None)
+        async for msg in sub:
+            now = pc()
+            self._on_result(msg.data, now)
+            if get_nowait is not None:  # take the rest of what is pending with one timestamp read each
+                while (m := get_nowait()) is not None:
+                    self._on_result(m.data, pc())
+
+    async def _one_request(self, i: int, payload: bytes) -> None:
+        try:
+            reply = await self.t.request(self.cfg.orders_subject, payload, timeout=self.answer_timeout)
+        except Exception:  # noqa: BLE001 - timeouts/no responders are counted, not raised mid-run
+            self._errors += 1
+            return
+        self._on_result(reply.data, time.perf_counter_ns())
+
+    # --- run ---
+    async def run(self) -> LoadResult:
+        cfg = self.cfg
+        pipeline = cfg.mode == "pipeline"
+        subs: list[Any] = []
+        collectors: list[asyncio.Task[None]] = []
+        if pipeline:
+            for subj in (cfg.validated_subject, cfg.rejected_subject):
+                s = await self.t.subscribe(subj)
+                subs.append(s)
+                collectors.append(asyncio.get_running_loop().create_task(self._collect(s)))
+            await self.t.flush()
+        inflight: set[asyncio.Task[None]] = set()
+        period = 1e9 / cfg.rate
+        pc = time.perf_counter_ns
+        wall_offset = time.time_ns() - pc()
+        total = self.total
+        order = self.factory.order
+        t0 = pc()
+        last_progress = t0
+        i = 0
+        max_lag = 0
+        while i < total:
+            now = pc()
+            due = min(total, int((now - t0) / period) + 1)
+            if due <= i:
+                await asyncio.sleep((t0 + i * period - now) / 1e9)
+                continue
+            max_lag = max(max_lag, now - int(t0 + i * period))
+            payloads = []
+            for j in range(i, due):
+                due_ns = int(t0 + j * period)
+                self.intended[j] = due_ns
+                payloads.append(order(j, due_ns + wall_offset))
+            if pipeline:
+                await self.t.publish_batch(cfg.orders_subject, payloads)
+                self.sent_at[i:due] = pc()
+            else:
+                sent = pc()
+                for j, p in zip(range(i, due), payloads):
+                    self.sent_at[j] = sent
+                    task = asyncio.get_running_loop().create_task(self._one_request(j, p))
+                    inflight.add(task)
+                    task.add_done_callback(inflight.discard)
+                await asyncio.sleep(0)  # let the requests go out before building the next slice
+            i = due
+            if self.progress and now - last_progress > 250_000_000:
+                last_progress = now
+                self.progress(i, self._answered, (now - t0) / 1e9)
+        if pipeline:
+            await self.t.flush()
+        # wait for the last answers
+        try:
+            await asyncio.wait_for(self._done.wait(), self.answer_timeout)
+        except asyncio.TimeoutError:
+            pass
+        end = pc()
+        if inflight:
+            await asyncio.gather(*inflight, return_exceptions=True)
+        for c in collectors:
+            c.cancel()
+        await asyncio.gather(*collectors, return_exceptions=True)
+        for s in subs:
+            try:
+                await s.unsubscribe()
+            except Exception:  # noqa: BLE001
+                pass
+        if self.progress:
+            self.progress(total, self._answered, (end - t0) / 1e9)
+        return self._result(total, end - t0, max_lag)
+
+    def _result(self, sent: int, elapsed_ns: int, max_lag: int) -> LoadResult:
+        res = LoadResult(target_rate=self.cfg.rate, sent=sent, elapsed_s=elapsed_ns / 1e9)
+        got = self.answered_at[:sent] > 0
+        res.answered = int(got.sum())
+        res.unanswered = sent - res.answered
+        res.duplicates = self._dups
+        res.errors = self._errors
+        res.max_send_lag_ns = int(max_lag)
+        res.latency.record_array(self.answered_at[:sent][got] - self.intended[:sent][got])
+        res.service_time.record_array(self.answered_at[:sent][got] - self.sent_at[:sent][got])
+        codes = self.reason[:sent][got]
+        res.accepted = int((codes == 0).sum())
+        vals, cnts = np.unique(codes[codes != 0], return_counts=True)
+        for v, c in zip(vals.tolist(), cnts.tolist()):
+            try:
+                res.rejects[Reject(v).name] = c
+            except ValueError:
+                res.rejects[f"CODE_{v}"] = c
+        return res
+
+
+def print_progress(stream: Any = None) -> Callable[[int, int, float], None]:
+    """A progress callback: a live ``\\r`` line on a terminal, one line per second otherwise."""
+    out = stream or sys.stderr
+    tty = hasattr(out, "isatty") and out.isatty()
+    state = {"last": -1.0}
+
+    def cb(sent: int, answered: int, elapsed: float) -> None:
+        rate = answered / elapsed if elapsed > 0 else 0.0
+        line = f"  t={elapsed:5.1f}s  sent {sent:>9,}  answered {answered:>9,}  {rate:>10,.0f} orders/s"
+        if tty:
+            out.write("\r" + line)
+            out.flush()
+        elif int(elapsed) != int(state["last"]):
+            out.write(line + "\n")
+            out.flush()
+        state["last"] = elapsed
+
+    return cb

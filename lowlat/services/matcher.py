@@ -1,0 +1,318 @@
+"""Matching service: owns the books of a set of symbols, applies validated orders, publishes what happened.
+
+Write side: per symbol ``S`` it subscribes to ``<match_prefix>.S`` (e.g. ``orders.match.AAPL``); each batch of
+orders becomes rows of ``COMMAND_DTYPE`` applied by one ``Engine.apply_batch`` call (nogil).  The engine's events
+are turned into
+
+- ``ExecutionReport``s on ``<exec_prefix>.S`` (NEW, fills for taker and maker, CANCELED/EXPIRED, REJECTED);
+- ``Trade`` prints on ``<md_prefix>.S.trade``;
+- ``L2Update``s on ``<md_prefix>.S.l2`` with a gap-free market-data sequence per symbol (1, 2, 3, ...);
+- a periodic ``BookSnapshot`` on ``<md_prefix>.S.snap`` (every ``snapshot_interval_s``, when the book changed).
+
+Read side (CQRS): a ``ReadModel`` per symbol, built only from the published events (level totals and the last
+state of recent orders).  Queries are served from it by request/reply and never touch the engine:
+
+- ``<query_prefix>.book.S`` (empty payload) -> ``BookSnapshot``;
+- ``<query_prefix>.order.S`` (payload: the order id as decimal ASCII or 8 bytes little-endian) ->
+  ``ExecutionReport`` with the order's last known state (status REJECTED + ``UNKNOWN_ORDER`` if unknown).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+
+from ..enums import Reject
+from ..transport import Message
+from .config import ServiceConfig
+from .marketdata import md_subjects
+from .metrics import Metrics, otel_span
+from .runtime import BatchService
+
+__all__ = ["MatcherService", "ReadModel", "ExecStatus"]
+
+log = logging.getLogger("lowlat.services.matcher")
+
+
+class ExecStatus:
+    """``ExecutionReport.status`` values (see fbs/order.fbs)."""
+
+    NEW = 0
+    PARTIALLY_FILLED = 1
+    FILLED = 2
+    CANCELED = 3
+    REJECTED = 4
+    REPLACED = 5
+    EXPIRED = 6
+
+
+class ReadModel:
+    """The query side of one symbol: level totals and recent orders, updated from events after each batch.
+
+    ``orders`` keeps the last state of at most ``max_orders`` orders (oldest terminal states are evicted first):
+    oid -> [status, side, price_ticks, leaves, cum, account, reason].
+    """
+
+    def __init__(self, symbol: str, tick_size: float, max_orders: int = 100_000) -> None:
+        self.symbol = symbol
+        self.tick_size = tick_size
+        self.levels: tuple[dict[int, tuple[int, int]], dict[int, tuple[int, int]]] = ({}, {})
+        self.md_seq = 0        # last L2Update sequence published
+        self.trades = 0
+        self.orders: OrderedDict[int, list[int]] = OrderedDict()
+        self.max_orders = max_orders
+        self._snap_cache: tuple[int, bytes] | None = None
+
+    def level(self, side: int, price: int, qty: int, count: int) -> int:
+        lv = self.levels[side]
+        if qty > 0:
+            lv[price] = (qty, count)
+        else:
+            lv.pop(price, None)
+        self.md_seq += 1
+        return self.md_seq
+
+    def order(self, oid: int, state: list[int]) -> None:
+        o = self.orders
+        o[oid] = state
+        o.move_to_end(oid)
+        while len(o) > self.max_orders:
+            o.popitem(last=False)
+
+    def snapshot(self, wire: Any, now_ns: int) -> bytes:
+        """``BookSnapshot`` bytes at the current ``md_seq`` (cached until the next change)."""
+        c = self._snap_cache
+        if c is not None and c[0] == self.md_seq:
+            return c[1]
+        ts = self.tick_size
+        bids = [(p * ts, q, n) for p, (q, n) in sorted(self.levels[0].items(), reverse=True)]
+        asks = [(p * ts, q, n) for p, (q, n) in sorted(self.levels[1].items())]
+        out = wire.encode_snapshot(self.symbol, self.md_seq, bids, asks, now_ns)
+        self._snap_cache = (self.md_seq, out)
+        return out
+
+
+class MatcherService(BatchService):
+    """Match validated orders for ``cfg.symbols``; see the module docstring for subjects.
+
+    Parameters
+    ----------
+    cfg : symbols, band (ref_price/band_bps in ticks), tick_size, subjects, snapshot_interval_s.
+    max_orders : resting-order capacity per book.
+    """
+
+    name = "matcher"
+
+    def __init__(self, cfg: ServiceConfig, *, max_orders: int = 100_000, metrics: Metrics | None = None) -> None:
+        from .. import _book
+        from . import _wire
+
+        super().__init__(cfg, metrics=metrics)
+        self._wire = _wire
+        self._book = _book
+        lo, hi = cfg.band()
+        self.engine = _book.Engine()
+        self.read: dict[str, ReadModel] = {}
+        self._index: dict[str, int] = {}
+        for sym in cfg.symbols:
+            self.engine.add_book(sym, lo, hi - lo + 1, max_orders, cfg.tick_size)
+            self._index[sym] = self.engine.index(sym)
+            self.read[sym] = ReadModel(sym, cfg.tick_size)
+        self._by_index = {i: s for s, i in self._index.items()}
+        self._cmds = np.zeros(max(1, cfg.batch_max), _book.COMMAND_DTYPE)
+        # bound: an order can touch many makers; size events generously and let apply_batch split the batch
+        self._events = np.zeros(max(4096, 8 * cfg.batch_max), _book.EVENT_DTYPE)
+        self._extra_tasks: list[asyncio.Task[Any]] = []
+        self._accts: dict[int, int] = {}
+
+    def subjects(self) -> list[tuple[str, str | None]]:
+        # no queue group: exactly one matcher owns a symbol's book
+        return [(f"{self.cfg.match_prefix}.{s}", None) for s in self.cfg.symbols]
+
+    async def on_start(self) -> None:
+        t = self.transport
+        assert t is not None
+        cfg = self.cfg
+        for sym in cfg.symbols:
+            self._extra_tasks.append(await t.serve(f"{cfg.query_prefix}.book.{sym}", self._query_book(sym)))
+            self._extra_tasks.append(await t.serve(f"{cfg.query_prefix}.order.{sym}", self._query_order(sym)))
+        if cfg.snapshot_interval_s > 0:
+            self._extra_tasks.append(asyncio.get_running_loop().create_task(self._snapshots()))
+
+    async def on_stop(self) -> None:
+        await self._publish_snapshots(force=True)
+        for task in self._extra_tasks:
+            task.cancel()
+        await asyncio.gather(*self._extra_tasks, return_exceptions=True)
+
+    # --- read side -------------------------------------------------------------------------------
+    def _query_book(self, sym: str) -> Any:
+        rm = self.read[sym]
+
+        def handler(msg: Message) -> bytes:
+            self.metrics.inc("queries")
+            return rm.snapshot(self._wire, time.time_ns())
+
+        return handler
+
+    def _query_order(self, sym: str) -> Any:
+        rm = self.read[sym]
+        w = self._wire
+
+        def handler(msg: Message) -> bytes:
+            self.metrics.inc("queries")
+            raw = bytes(msg.data)
+            try:
+                oid = int(raw) if raw.strip().isdigit() else int.from_bytes(raw[:8], "little")
+            except ValueError:
+                oid = 0
+            st = rm.orders.get(oid)
+            now = time.time_ns()
+            if st is None:
+                return w.encode_exec(order_id=oid, symbol=sym, status=ExecStatus.REJECTED,
+                                     reason=int(Reject.UNKNOWN_ORDER), timestamp=now)
+            status, side, px, leaves, cum, account, reason = st
+            return w.encode_exec(order_id=oid, symbol=sym, account=account, side=side, status=status,
+                                 reason=reason, last_price=px * rm.tick_size, leaves_quantity=leaves,
+                                 cum_quantity=cum, timestamp=now)
+
+        return handler
+
+    async def _snapshots(self) -> None:
+        while True:
+            await asyncio.sleep(self.cfg.snapshot_interval_s)
+            await self._publish_snapshots()
+
+    async def _publish_snapshots(self, force: bool = False) -> None:
+        t = self.transport
+        if t is None or t.closed:
+            return
+        now = time.time_ns()
+        for sym, rm in self.read.items():
+            last = getattr(rm, "_last_snap_seq", -1)
+            if force or rm.md_seq != last:
+                rm._last_snap_seq = rm.md_seq  # type: ignore[attr-defined]
+                try:
+                    await t.publish(md_subjects(self.cfg.md_prefix, sym)["snap"], rm.snapshot(self._wire, now))
+                except Exception:  # noqa: BLE001 - transport closing
+                    return
+                self.metrics.inc("snapshots")
+
+    # --- write side ------------------------------------------------------------------------------
+    async def handle(self, subject: str, batch: list[Message]) -> None:
+        w = self._wire
+        cfg = self.cfg
+        m = self.metrics
+        t = self.transport
+        assert t is not None
+        pc = time.perf_counter_ns
+        now = time.time_ns()
+        t0 = pc()
+        n = len(batch)
+        cmds = self._cmds
+        early: list[tuple[int, str, int, int]] = []  # (oid, symbol, account, reason) rejected before the engine
+        k = 0
+        for msg in batch:
+            k += w.order_to_command(msg.data, cmds, k, self._index, cfg.tick_size, early)
+        t1 = pc()
+        m.record("decode", (t1 - t0) // n, n)
+        reports: dict[str, list[bytes]] = {}
+        l2: dict[str, list[bytes]] = {}
+        trades: dict[str, list[bytes]] = {}
+        for oid, sym, account, reason in early:
+            reports.setdefault(sym if sym in self._index else "_unknown", []).append(
+                w.encode_exec(order_id=oid, symbol=sym, account=account, status=ExecStatus.REJECTED,
+                              reason=reason, timestamp=now))
+        done = 0
+        with otel_span("lowlat.match", k):
+            while done < k:
+                n_done, n_ev = self.engine.apply_batch(cmds[done:k], self._events)
+                self._events_to_messages(self._events[:n_ev], now, reports, l2, trades)
+                done += n_done
+        t2 = pc()
+        if k:
+            m.record("match", (t2 - t1) // k, k)
+        p = cfg.md_prefix
+        for sym, msgs in reports.items():
+            if sym != "_unknown":
+                await t.publish_batch(f"{cfg.exec_prefix}.{sym}", msgs)
+        for sym, msgs in trades.items():
+            await t.publish_batch(f"{p}.{sym}.trade", msgs)
+        for sym, msgs in l2.items():
+            await t.publish_batch(f"{p}.{sym}.l2", msgs)
+        m.record("publish", (pc() - t2) // n, n)
+        m.inc("in", n)
+        m.inc("batches")
+        m.inc("exec_reports", sum(len(v) for v in reports.values()))
+        m.inc("l2_updates", sum(len(v) for v in l2.values()))
+        m.inc("trades", sum(len(v) for v in trades.values()))
+        if early:
+            m.count_rejects(np.array([e[3] for e in early], dtype=np.uint8))
+
+    def _events_to_messages(self, ev: np.ndarray, now: int, reports: dict[str, list[bytes]],
+                            l2: dict[str, list[bytes]], trades: dict[str, list[bytes]]) -> None:
+        """Turn engine events into ExecutionReport / Trade / L2Update bytes and update the read side."""
+        w = self._wire
+        EK = self._book.EventKind
+        ACC, REJ, FILL, CAN, EXP, L2 = (int(EK.ACCEPTED), int(EK.REJECTED), int(EK.FILL), int(EK.CANCELED),
+                                        int(EK.EXPIRED), int(EK.L2))
+        rejected_codes = []
+        for (seq, oid, maker, trade_id, account, price, qty, leaves, aux, book, kind, side, reason,
+             _pad) in ev.tolist():
+            sym = self._by_index.get(book)
+            if sym is None:
+                continue
+            rm = self.read[sym]
+            ts = rm.tick_size
+            out = reports.setdefault(sym, [])
+            if kind == L2:
+                mseq = rm.level(side, price, qty, aux)
+                l2.setdefault(sym, []).append(w.encode_l2(sym, mseq, side, price * ts, qty, aux, now))
+            elif kind == ACC:
+                rm.order(oid, [ExecStatus.NEW, side, price, leaves, 0, account, 0])
+                out.append(w.encode_exec(order_id=oid, symbol=sym, account=account, side=side,
+                                         status=ExecStatus.NEW, leaves_quantity=leaves, timestamp=now))
+            elif kind == FILL:
+                rm.trades += 1
+                trades.setdefault(sym, []).append(w.encode_trade(trade_id, sym, price * ts, qty, side, maker, oid,
+                                                                 now, rm.md_seq))
+                # taker
+                st = rm.orders.get(oid) or [ExecStatus.NEW, side, price, leaves, 0, account, 0]
+                st[4] += qty
+                st[3] = leaves
+                st[0] = ExecStatus.FILLED if leaves == 0 else ExecStatus.PARTIALLY_FILLED
+                rm.order(oid, st)
+                out.append(w.encode_exec(order_id=oid, symbol=sym, account=account, side=side, status=st[0],
+                                         trade_id=trade_id, maker_order_id=maker, taker_order_id=oid,
+                                         is_maker=False, last_price=price * ts, last_quantity=qty,
+                                         leaves_quantity=leaves, cum_quantity=st[4], timestamp=now))
+                # maker (its account/side come from the read side; aux = maker leaves)
+                ms = rm.orders.get(maker) or [ExecStatus.NEW, 1 - side, price, aux, 0, 0, 0]
+                ms[4] += qty
+                ms[3] = aux
+                ms[0] = ExecStatus.FILLED if aux == 0 else ExecStatus.PARTIALLY_FILLED
+                rm.order(maker, ms)
+                out.append(w.encode_exec(order_id=maker, symbol=sym, account=ms[5], side=ms[1], status=ms[0],
+                                         trade_id=trade_id, maker_order_id=maker, taker_order_id=oid,
+                                         is_maker=True, last_price=price * ts, last_quantity=qty,
+                                         leaves_quantity=aux, cum_quantity=ms[4], timestamp=now))
+            elif kind == CAN or kind == EXP:
+                status = ExecStatus.CANCELED if kind == CAN else ExecStatus.EXPIRED
+                st = rm.orders.get(oid) or [status, side, price, 0, 0, account, reason]
+                st[0], st[3], st[6] = status, leaves, reason
+                rm.order(oid, st)
+                out.append(w.encode_exec(order_id=oid, symbol=sym, account=account, side=side, status=status,
+                                         reason=reason, leaves_quantity=leaves, cum_quantity=st[4],
+                                         timestamp=now))
+            elif kind == REJ:
+                rejected_codes.append(reason)
+                rm.order(oid, [ExecStatus.REJECTED, side, price, 0, 0, account, reason])
+                out.append(w.encode_exec(order_id=oid, symbol=sym, account=account, side=side,
+                                         status=ExecStatus.REJECTED, reason=reason, timestamp=now))
+        if rejected_codes:
+            self.metrics.count_rejects(np.array(rejected_codes, dtype=np.uint8))

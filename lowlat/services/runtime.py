@@ -1,0 +1,280 @@
+"""Service runtime: batched intake, back-pressure, rate limiting, structured logging, graceful shutdown.
+
+Shutdown order on SIGTERM/SIGINT (``run_services``): every service stops intake (unsubscribes, so the broker or
+ring stops delivering to it), finishes its in-flight batch and what is already pending in its subscriptions,
+then the transport is flushed and closed.  A message a service has taken in is therefore answered before exit;
+messages never delivered stay with the broker (queue-group peers get them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from ..transport import Message, Subscription, Transport
+from .config import ServiceConfig
+from .metrics import Metrics, enable_otel, register, start_metrics_server
+
+__all__ = ["BatchService", "RateLimiter", "run_services", "setup_logging", "next_batch", "log"]
+
+log = logging.getLogger("lowlat.services")
+
+
+class _JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts, level, logger, msg and any ``extra=`` fields."""
+
+    _std = set(vars(logging.LogRecord("x", 0, "x", 0, "x", None, None))) | {"message", "asctime"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {"ts": round(record.created, 6), "level": record.levelname,
+                               "logger": record.name, "msg": record.getMessage()}
+        for k, v in vars(record).items():
+            if k not in self._std and not k.startswith("_"):
+                out[k] = v
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str)
+
+
+def setup_logging(level: str = "INFO", json_lines: bool = True, stream: Any = None) -> None:
+    """Configure the ``lowlat`` logger (idempotent).  Services log per batch/event, never per message at INFO."""
+    root = logging.getLogger("lowlat")
+    root.setLevel(level.upper())
+    for h in list(root.handlers):
+        if getattr(h, "_lowlat", False):
+            root.removeHandler(h)
+    h = logging.StreamHandler(stream or sys.stderr)
+    h._lowlat = True  # type: ignore[attr-defined]
+    h.setFormatter(_JsonFormatter() if json_lines else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(h)
+    root.propagate = False
+
+
+class RateLimiter:
+    """Token bucket: at most ``rate`` messages/s on average, bursts up to ``burst``.  ``rate <= 0`` = unlimited.
+
+    ``acquire(n)`` sleeps (asyncio) only when the bucket is empty; it returns the seconds waited.
+    """
+
+    def __init__(self, rate: float, burst: int | None = None) -> None:
+        self.rate = float(rate)
+        self.burst = float(burst if burst is not None else max(1.0, self.rate / 10))
+        self.tokens = self.burst
+        self.t = time.monotonic()
+
+    async def acquire(self, n: int = 1) -> float:
+        if self.rate <= 0:
+            return 0.0
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.t) * self.rate)
+        self.t = now
+        self.tokens -= n
+        if self.tokens >= 0:
+            return 0.0
+        wait = -self.tokens / self.rate
+        await asyncio.sleep(wait)
+        return wait
+
+
+async def next_batch(sub: Subscription, max_n: int) -> list[Message]:
+    """Wait for one message, then take whatever else is already pending (up to ``max_n``) without waiting.
+
+    This is how services batch under load: when idle a batch has one message (lowest latency); when busy,
+    batches grow to ``max_n`` and the per-message cost is amortised over one nogil call.  Raises
+    ``StopAsyncIteration`` when the subscription ends.
+    """
+    first = await sub.__anext__()
+    batch = [first]
+    get_nowait = getattr(sub, "get_nowait", None)  # QueueSubscription: no await per pending message
+    if get_nowait is not None:
+        while len(batch) < max_n:
+            m = get_nowait()
+            if m is None:
+                break
+            batch.append(m)
+    else:
+        while len(batch) < max_n and sub.pending > 0:
+            batch.append(await sub.__anext__())
+    return batch
+
+
+class BatchService:
+    """Base class: subscribe to subjects, process messages in batches, stop intake and drain on ``stop``.
+
+    Subclasses implement ``subjects()`` → ``[(subject, queue)]`` and ``async handle(subject, batch)``.
+    """
+
+    name = "service"
+
+    def __init__(self, cfg: ServiceConfig, *, metrics: Metrics | None = None) -> None:
+        self.cfg = cfg
+        self.metrics = metrics or Metrics(self.name)
+        self.transport: Transport | None = None
+        self._subs: list[Subscription] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._waiting: dict[asyncio.Task[None], bool] = {}
+        self._stopping = False
+        self._limiter = RateLimiter(cfg.rate_limit) if cfg.rate_limit > 0 else None
+        self._overloaded = False
+        self.processed = 0
+
+    # --- subclass API ---
+    def subjects(self) -> Sequence[tuple[str, str | None]]:
+        raise NotImplementedError
+
+    async def handle(self, subject: str, batch: list[Message]) -> None:
+        raise NotImplementedError
+
+    async def on_start(self) -> None:
+        """Hook: extra tasks (read side, snapshots) after subscriptions exist."""
+
+    async def on_stop(self) -> None:
+        """Hook: after intake stopped and pending work drained, before the transport is flushed."""
+
+    # --- lifecycle ---
+    async def start(self, transport: Transport) -> None:
+        self.transport = transport
+        for subject, queue in self.subjects():
+            opts: dict[str, Any] = {}
+            if self.cfg.max_pending:
+                opts["max_pending"] = self.cfg.max_pending
+            try:
+                sub = await transport.subscribe(subject, queue=queue, **opts)
+            except TypeError:  # adapter without a pending bound option
+                sub = await transport.subscribe(subject, queue=queue)
+            self._subs.append(sub)
+            task = asyncio.get_running_loop().create_task(self._loop(subject, sub), name=f"{self.name}:{subject}")
+            self._tasks.append(task)
+        await self.on_start()
+        log.info("service started", extra={"service": self.name, "transport": transport.url,
+                                           "subjects": [s for s, _ in self.subjects()]})
+
+    async def _loop(self, subject: str, sub: Subscription) -> None:
+        me = asyncio.current_task()
+        assert me is not None
+        m = self.metrics
+        while True:
+            if self._stopping and sub.pending <= 0:
+                return
+            self._waiting[me] = True
+            try:
+                batch = await next_batch(sub, self.cfg.batch_max)
+            except StopAsyncIteration:
+                return
+            finally:
+                self._waiting[me] = False
+            n = len(batch)
+            pend = sub.pending
+            m.observe_pending(pend, self.cfg.max_pending, sub.dropped)
+            self._check_overload(subject, pend, sub.dropped)
+            if self._limiter is not None and await self._limiter.acquire(n):
+                m.throttled += 1
+            try:
+                await self.handle(subject, batch)
+            except Exception:  # one bad batch must not kill the worker; the error is logged, not hidden
+                log.exception("batch failed", extra={"service": self.name, "subject": subject, "n": n})
+                m.inc("batch_errors")
+            self.processed += n
+
+    def _check_overload(self, subject: str, pending: int, dropped: int) -> None:
+        limit = self.cfg.max_pending
+        high = limit and pending >= limit * 0.8
+        if high and not self._overloaded:
+            self._overloaded = True
+            log.warning("overloaded: pending near limit", extra={"service": self.name, "subject": subject,
+                                                                  "pending": pending, "limit": limit})
+        elif self._overloaded and not high and pending < limit * 0.2:
+            self._overloaded = False
+            log.info("overload cleared", extra={"service": self.name, "subject": subject, "pending": pending})
+        if dropped > self.metrics.dropped:
+            log.error("slow consumer: transport dropped messages",
+                      extra={"service": self.name, "subject": subject, "dropped": dropped})
+
+    async def stop(self, timeout: float | None = None) -> None:
+        """Stop intake, finish in-flight and pending work (bounded by ``timeout`` s), then run ``on_stop``."""
+        if self._stopping:
+            return
+        self._stopping = True
+        timeout = self.cfg.drain_timeout_s if timeout is None else timeout
+        for sub in self._subs:
+            try:
+                # stop intake: nothing new is delivered to us.  drain() keeps what is already pending (we answer
+                # it); plain unsubscribe() would discard it, so it is only the fallback.
+                drain = getattr(sub, "drain", None)
+                await (drain() if drain is not None else sub.unsubscribe())
+            except Exception:  # noqa: BLE001 - a closed transport already dropped it
+                pass
+        deadline = time.monotonic() + timeout
+        while self._tasks and time.monotonic() < deadline:
+            live = [t for t in self._tasks if not t.done()]
+            if not live:
+                break
+            # a loop parked in next_batch with nothing pending has nothing left to do: wake it
+            for t, sub in zip(self._tasks, self._subs):
+                if not t.done() and self._waiting.get(t) and sub.pending <= 0:
+                    t.cancel()
+            await asyncio.wait(live, timeout=0.02)
+        leftover = [t for t in self._tasks if not t.done()]
+        for t in leftover:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.on_stop()
+        log.info("service stopped", extra={"service": self.name, "processed": self.processed,
+                                           "drain_timed_out": bool(leftover)})
+
+
+async def run_services(cfg: ServiceConfig, services: Iterable[BatchService], *,
+                       transport: Transport | None = None, stop_event: asyncio.Event | None = None,
+                       install_signals: bool = True) -> None:
+    """Run services on one transport until SIGTERM/SIGINT (or ``stop_event``), then shut down gracefully.
+
+    Order: stop intake + drain each service, flush the transport, close it.  Starts ``/metrics`` when
+    ``cfg.metrics_port`` is set.
+    """
+    from ..transport import connect
+
+    services = list(services)
+    stop_event = stop_event or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    if install_signals:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, stop_event.set)
+            except (NotImplementedError, RuntimeError):  # not the main thread
+                pass
+    if cfg.otel:
+        enable_otel(",".join(s.name for s in services))
+    for s in services:
+        register(s.metrics)
+    if cfg.metrics_port:
+        port = start_metrics_server(cfg.metrics_port, cfg.metrics_host)
+        log.info("metrics endpoint", extra={"url": f"http://{cfg.metrics_host}:{port}/metrics"})
+    own = transport is None
+    t = transport or connect(cfg.transport)
+    if own:
+        await t.connect()
+    try:
+        for s in services:
+            await s.start(t)
+        log.info("ready", extra={"services": [s.name for s in services]})
+        await stop_event.wait()
+        log.info("shutdown requested: stopping intake and draining")
+        for s in services:
+            await s.stop()
+        await t.flush()
+    finally:
+        if own:
+            await t.close()
+        if install_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                try:
+                    loop.remove_signal_handler(sig)
+                except (NotImplementedError, RuntimeError):
+                    pass
+    log.info("shutdown complete", extra={"processed": {s.name: s.processed for s in services}})
