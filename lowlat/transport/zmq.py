@@ -1,0 +1,428 @@
+"""ZeroMQ adapter (pyzmq): ``zmq+tcp://host:port``, ``zmq+ipc:///path``, ``zmq+inproc://name``.
+
+ZeroMQ has no broker, so one transport per URL is the **hub** (``bind=True``): it binds an ``XPUB`` socket at the
+URL's address (fan-out) and a ``ROUTER`` socket at the request address: ``port + 1`` for tcp (or ``rr_port=``),
+``<path>.rr`` for ipc, ``<name>.rr`` for inproc.  Every other transport (``bind=False``, the default) connects:
+
+- publish: ``DEALER -> hub ROUTER``; the hub delivers to its own subscriptions and forwards on ``XPUB``
+  (so any peer can publish, and each publisher's order is kept);
+- subscribe: one ``SUB`` socket per subscription, connected to the hub's ``XPUB``; ``subscribe()`` returns only
+  once the hub has seen the subscription (a unique sync topic round trip), so there is no "slow joiner" loss;
+- request/reply: ``request`` publishes with a reply subject ``_ZR.<dealer identity>.<n>``; whoever answers
+  publishes to it and the hub routes it back through the ``ROUTER`` to that ``DEALER``.  ``serve`` on the hub
+  runs the handler inline in the ROUTER reader (no extra hop).  (DEALER/ROUTER for requests, PUB/SUB for fan-out.)
+
+Wire format (pure functions ``encode_meta``/``decode_meta``, unit-tested): data frames are
+``[subject, meta, payload]``; ``meta`` is empty, or ``reply`` + ``"\\n"`` + ``"key:value"`` lines for headers.
+Received payloads are the ``zmq.Frame``'s buffer (``memoryview``, zero-copy).
+
+Not provided by design: queue groups (every SUB gets every message: run one serve() per subject on the hub),
+fast "no responders" (a request nobody serves times out).  ``max_pending``/``max_pending_bytes`` apply to our
+per-subscription queue and drops there are counted; drops at libzmq's high-water mark (option ``hwm``, default
+100000 messages per socket) happen inside libzmq and are not visible.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from ..errors import MissingExtraError, TransportClosedError, TransportError, TransportTimeoutError
+from .base import Buffer, Handler, Headers, Message, QueueSubscription, Subscription, Transport, validate_subject
+from .inproc import RouteTable
+
+try:
+    import zmq
+    import zmq.asyncio
+except ImportError:
+    raise MissingExtraError("lowlat.transport.zmq needs pyzmq: pip install 'lowlat[zmq]'") from None
+
+__all__ = ["ZmqTransport", "zmq_endpoints", "zmq_prefix", "encode_meta", "decode_meta"]
+
+log = logging.getLogger("lowlat.transport.zmq")
+
+_EMPTY = b""
+_SYNC = b"\x00sync."
+_REPLY = "_ZR."
+_LOCAL = "_ZL."
+
+
+# --- pure helpers (tests/unit/test_transport_zmq_codec.py) ---
+
+def zmq_endpoints(url: str, rr_port: int | None = None) -> tuple[str, str]:
+    """(fan-out address, request address) for a ``zmq+<transport>://`` URL."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or not scheme.startswith("zmq+"):
+        raise ValueError(f"not a zmq URL: {url!r}")
+    kind = scheme[4:]
+    if not rest:
+        raise ValueError(f"zmq URL needs an address: {url!r}")
+    if kind == "tcp":
+        host, _, port = rest.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"zmq+tcp URL needs host:port: {url!r}")
+        rp = rr_port if rr_port is not None else int(port) + 1
+        return f"tcp://{host}:{port}", f"tcp://{host}:{rp}"
+    if kind in ("ipc", "inproc"):
+        return f"{kind}://{rest}", f"{kind}://{rest}.rr"
+    raise ValueError(f"unknown zmq transport {kind!r} in {url!r} (tcp, ipc, inproc)")
+
+
+def zmq_prefix(pattern: str) -> bytes:
+    """The zmq SUB prefix for a NATS-style pattern: everything before the first wildcard token."""
+    toks = pattern.split(".")
+    out = []
+    for t in toks:
+        if t in ("*", ">"):
+            return (".".join(out) + ".").encode() if out else b""
+        out.append(t)
+    return pattern.encode()
+
+
+def encode_meta(reply: str | None, headers: Headers | None) -> bytes:
+    """``b""`` or ``reply\\nk:v\\nk:v``; raises ``ValueError`` for a newline in a key/value or ':' in a key."""
+    if not reply and not headers:
+        return _EMPTY
+    parts = [reply or ""]
+    if headers:
+        for k, v in headers.items():
+            k, v = str(k), str(v)
+            if "\n" in k or "\n" in v or ":" in k or not k:
+                raise ValueError(f"invalid header {k!r}: {v!r}")
+            parts.append(f"{k}:{v}")
+    return "\n".join(parts).encode()
+
+
+def decode_meta(meta: bytes | memoryview) -> tuple[str | None, dict[str, str] | None]:
+    """Inverse of ``encode_meta``; raises ``ValueError`` on malformed input (never crashes)."""
+    if not meta:
+        return None, None
+    try:
+        text = bytes(meta).decode()
+    except UnicodeDecodeError as e:
+        raise ValueError("zmq meta frame is not UTF-8") from e
+    lines = text.split("\n")
+    headers: dict[str, str] | None = None
+    for line in lines[1:]:
+        k, sep, v = line.partition(":")
+        if not sep or not k:
+            raise ValueError(f"malformed zmq header line {line!r}")
+        if headers is None:
+            headers = {}
+        headers[k] = v
+    return lines[0] or None, headers
+
+
+class _ServeSink:
+    """Hub-side request handler registered like a subscription; runs the handler inline."""
+
+    def __init__(self, t: "ZmqTransport", subject: str, queue: str | None, handler: Handler) -> None:
+        self.subject = subject
+        self.queue = queue
+        self._t = t
+        self.handler = handler
+        self._loop = asyncio.get_running_loop()
+
+    def _deliver(self, msg: Message) -> bool:
+        try:
+            out = self.handler(msg)
+        except Exception:  # noqa: BLE001 - keep serving; the requester times out
+            log.exception("serve(%r): handler failed", self.subject)
+            return True
+        if asyncio.iscoroutine(out) or isinstance(out, asyncio.Future):
+            self._loop.create_task(self._finish(msg, out))
+        elif out is not None and msg.reply:
+            self._t._hub_route(msg.reply, _EMPTY, out)
+        return True
+
+    async def _finish(self, msg: Message, aw: Any) -> None:
+        try:
+            out = await aw
+            if out is not None and msg.reply and not self._t._closed:
+                self._t._hub_route(msg.reply, _EMPTY, out)
+        except Exception:  # noqa: BLE001
+            log.exception("serve(%r): handler failed", self.subject)
+
+
+class ZmqTransport(Transport):
+    """ZeroMQ transport (see the module docstring).  Options: ``bind`` (hub), ``rr_port``, ``hwm``,
+    ``sync_timeout`` (s, default 10), ``max_pending``/``max_pending_bytes``/``on_slow_consumer``."""
+
+    schemes = ("zmq+tcp", "zmq+ipc", "zmq+inproc")
+
+    def __init__(self, url: str, *, bind: bool = False, rr_port: int | None = None, hwm: int = 100_000,
+                 sync_timeout: float = 10.0, **options: Any) -> None:
+        super().__init__(url, **options)
+        self.bind = bind
+        self.pub_addr, self.rr_addr = zmq_endpoints(url, rr_port)
+        self.hwm = hwm
+        self.sync_timeout = sync_timeout
+        self._ctx = zmq.asyncio.Context.instance()
+        self._xpub: Any = None
+        self._router: Any = None
+        self._dealer: Any = None
+        self._identity = os.urandom(8).hex().encode()
+        self._routes = RouteTable()  # hub: local subscriptions and serve sinks
+        self._subs: set[QueueSubscription] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._waiting: dict[str, asyncio.Future[Message]] = {}
+        self._ids = itertools.count(1)
+        self._closed = True  # until connect()
+
+    # --- lifecycle ---
+    def _socket(self, kind: int) -> Any:
+        s = self._ctx.socket(kind)
+        s.linger = 0
+        s.sndhwm = self.hwm
+        s.rcvhwm = self.hwm
+        return s
+
+    def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def connect(self) -> None:
+        if not self._closed:
+            return
+        try:
+            if self.bind:
+                self._xpub = self._socket(zmq.XPUB)
+                self._xpub.bind(self.pub_addr)
+                self._router = self._socket(zmq.ROUTER)
+                self._router.router_mandatory = False
+                self._router.bind(self.rr_addr)
+                self._spawn(self._xpub_loop(), "lowlat-zmq-xpub")
+                self._spawn(self._router_loop(), "lowlat-zmq-router")
+            else:
+                self._dealer = self._socket(zmq.DEALER)
+                self._dealer.identity = self._identity
+                self._dealer.connect(self.rr_addr)
+                self._spawn(self._dealer_loop(), "lowlat-zmq-dealer")
+        except zmq.ZMQError as e:
+            await self.close()
+            raise TransportError(f"cannot {'bind' if self.bind else 'connect'} {self.url}: {e}") from e
+        self._closed = False
+
+    async def close(self) -> None:
+        self._closed = True
+        for s in list(self._subs):
+            s.close_nowait()
+        self._subs.clear()
+        for t in list(self._tasks):
+            t.cancel()
+        for fut in self._waiting.values():
+            if not fut.done():
+                fut.set_exception(TransportClosedError("transport closed while waiting for a reply"))
+        self._waiting.clear()
+        for name in ("_xpub", "_router", "_dealer"):
+            s = getattr(self, name)
+            if s is not None:
+                s.close(linger=0)
+                setattr(self, name, None)
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def drain(self) -> None:
+        if self._closed:
+            return
+        for s in list(self._subs):
+            s._finish(discard=False)
+        await self.flush()
+        await self.close()
+
+    async def flush(self, timeout: float | None = None) -> None:
+        """Peer: one round trip to the hub, so everything published before has reached it.  Hub: no-op."""
+        self._check_open()
+        if self.bind:
+            return
+        token = f"{_LOCAL}f{next(self._ids)}"
+        fut = asyncio.get_running_loop().create_future()
+        self._waiting[token] = fut
+        try:
+            await self._dealer.send_multipart([b"F", token.encode()])
+            await asyncio.wait_for(fut, timeout or self.sync_timeout)
+        except (asyncio.TimeoutError, TimeoutError):
+            raise TransportTimeoutError(f"flush: hub at {self.rr_addr} did not answer") from None
+        finally:
+            self._waiting.pop(token, None)
+
+    # --- hub side ---
+    def _hub_route(self, subject: str, meta: bytes, payload: Any) -> None:
+        """Deliver one message published by anyone: reply routing, local subscriptions, XPUB fan-out."""
+        if subject.startswith(_REPLY):
+            ident = subject[4:].partition(".")[0].encode()
+            self._router.send_multipart([ident, subject.encode(), meta, payload], copy=False)
+            return
+        if subject.startswith(_LOCAL):
+            fut = self._waiting.pop(subject, None)
+            if fut is not None and not fut.done():
+                fut.set_result(Message(subject, payload, None, None, self))
+            return
+        plain, groups = self._routes.route(subject)
+        if plain or groups:
+            reply, headers = decode_meta(meta) if meta else (None, None)
+            for s in plain:
+                s._deliver(Message(subject, payload, headers, reply, self))
+            for members in groups:
+                self._routes.pick(members)._deliver(Message(subject, payload, headers, reply, self))
+        self._xpub.send_multipart([subject.encode(), meta, payload], copy=False)
+
+    async def _router_loop(self) -> None:
+        router = self._router
+        while True:
+            frames = await router.recv_multipart(copy=False)
+            try:
+                op = frames[1].bytes
+                if op == b"P" and len(frames) == 5:
+                    self._hub_route(frames[2].bytes.decode(), frames[3].bytes, frames[4].buffer)
+                elif op == b"F" and len(frames) == 3:  # flush: echo the token back
+                    router.send_multipart([frames[0].bytes, frames[2].bytes, _EMPTY, _EMPTY])
+                else:
+                    log.warning("zmq hub: dropped malformed frame set (%d frames)", len(frames))
+            except (ValueError, UnicodeDecodeError) as e:
+                log.warning("zmq hub: dropped malformed message: %s", e)
+
+    async def _xpub_loop(self) -> None:
+        xpub = self._xpub
+        while True:
+            ev = await xpub.recv()
+            if ev[:1] == b"\x01" and ev[1:].startswith(_SYNC):
+                xpub.send_multipart([ev[1:], _EMPTY, _EMPTY])
+
+    # --- peer side ---
+    async def _dealer_loop(self) -> None:
+        dealer = self._dealer
+        while True:
+            frames = await dealer.recv_multipart(copy=False)
+            if len(frames) != 3:
+                continue
+            subject = frames[0].bytes.decode(errors="replace")
+            fut = self._waiting.pop(subject, None)
+            if fut is not None and not fut.done():
+                reply, headers = decode_meta(frames[1].bytes) if frames[1].bytes else (None, None)
+                fut.set_result(Message(subject, frames[2].buffer, headers, None, self))
+
+    async def _sub_loop(self, sock: Any, sub: QueueSubscription, ready: asyncio.Future[None], sync: bytes) -> None:
+        pattern = sub.subject
+        exact = "*" not in pattern and ">" not in pattern
+        from .base import subject_matches
+
+        try:
+            while True:
+                frames = await sock.recv_multipart(copy=False)
+                topic = frames[0].bytes
+                if topic[:1] == b"\x00":
+                    if topic == sync and not ready.done():
+                        sock.setsockopt(zmq.UNSUBSCRIBE, sync)
+                        ready.set_result(None)
+                    continue
+                if len(frames) != 3:
+                    continue
+                subject = topic.decode(errors="replace")
+                if (subject != pattern) if exact else not subject_matches(pattern, subject):
+                    continue
+                meta = frames[1].bytes
+                reply, headers = decode_meta(meta) if meta else (None, None)
+                sub._deliver(Message(subject, frames[2].buffer, headers, reply, self))
+        finally:
+            sock.close(linger=0)
+
+    # --- API ---
+    async def publish(self, subject: str, payload: Buffer, *, headers: Headers | None = None,
+                      reply: str | None = None) -> None:
+        if self._closed:
+            raise TransportClosedError("ZmqTransport is closed")
+        meta = encode_meta(reply, headers) if (reply or headers) else _EMPTY
+        if self.bind:
+            validate_subject(subject)
+            self._hub_route(subject, meta, payload)
+        else:
+            validate_subject(subject)
+            await self._dealer.send_multipart([b"P", subject.encode(), meta, payload], copy=False)
+
+    async def publish_batch(self, subject: str, payloads: Sequence[Buffer]) -> None:
+        if self._closed:
+            raise TransportClosedError("ZmqTransport is closed")
+        validate_subject(subject)
+        if self.bind:
+            for p in payloads:
+                self._hub_route(subject, _EMPTY, p)
+        else:
+            s = subject.encode()
+            send = self._dealer.send_multipart
+            for p in payloads:
+                await send([b"P", s, _EMPTY, p], copy=False)
+
+    async def subscribe(self, subject: str, *, queue: str | None = None, **options: Any) -> Subscription:
+        self._check_open()
+        validate_subject(subject, wildcards=True)
+        if queue:
+            raise TransportError("zmq adapter has no queue groups (PUB/SUB fans out to every subscriber)")
+        opts = {k: self.options[k] for k in ("max_pending", "max_pending_bytes", "on_slow_consumer")
+                if k in self.options}
+        opts.update(options)
+        sub = QueueSubscription(subject, None, on_unsubscribe=self._unsub, **opts)
+        self._subs.add(sub)
+        if self.bind:
+            self._routes.add(sub)
+            return sub
+        sock = self._socket(zmq.SUB)
+        sock.connect(self.pub_addr)
+        sock.setsockopt(zmq.SUBSCRIBE, zmq_prefix(subject))
+        sync = _SYNC + os.urandom(8).hex().encode()
+        sock.setsockopt(zmq.SUBSCRIBE, sync)
+        ready = asyncio.get_running_loop().create_future()
+        sub._task = self._spawn(self._sub_loop(sock, sub, ready, sync), f"lowlat-zmq-sub:{subject}")  # type: ignore[attr-defined]
+        try:
+            await asyncio.wait_for(asyncio.shield(ready), self.sync_timeout)
+        except (asyncio.TimeoutError, TimeoutError):
+            await sub.unsubscribe()
+            raise TransportTimeoutError(f"subscribe: no zmq hub answered at {self.pub_addr}") from None
+        return sub
+
+    def _unsub(self, sub: Any) -> None:
+        self._subs.discard(sub)
+        self._routes.remove(sub)
+        task = getattr(sub, "_task", None)
+        if task is not None:
+            task.cancel()
+
+    async def request(self, subject: str, payload: Buffer, *, timeout: float = 1.0,
+                      headers: Headers | None = None) -> Message:
+        self._check_open()
+        n = next(self._ids)
+        inbox = f"{_LOCAL}{n}" if self.bind else f"{_REPLY}{self._identity.decode()}.{n}"
+        fut: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self._waiting[inbox] = fut
+        try:
+            await self.publish(subject, payload, headers=headers, reply=inbox)
+            return await asyncio.wait_for(fut, timeout)
+        except (asyncio.TimeoutError, TimeoutError):
+            raise TransportTimeoutError(f"request on {subject!r} timed out after {timeout}s") from None
+        finally:
+            self._waiting.pop(inbox, None)
+
+    async def serve(self, subject: str, handler: Handler, *, queue: str | None = None,
+                    **options: Any) -> "asyncio.Task[None]":
+        """On the hub the handler runs inline in the ROUTER reader; elsewhere it is the generic loop."""
+        if not self.bind:
+            return await super().serve(subject, handler, queue=queue, **options)
+        self._check_open()
+        validate_subject(subject, wildcards=True)
+        sink = _ServeSink(self, subject, queue, handler)
+        self._routes.add(sink)
+        routes = self._routes
+
+        async def _wait() -> None:
+            try:
+                await asyncio.Event().wait()
+            finally:
+                routes.remove(sink)
+
+        return asyncio.get_running_loop().create_task(_wait(), name=f"lowlat-serve:{subject}")
