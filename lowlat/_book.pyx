@@ -339,6 +339,9 @@ cdef qty_t _match(BookCore* b, oid_t oid, uint64_t account, int side, bint marke
             m = &b.orders[s]
             nxt = m.next
             if mode != STP_NONE and m.account == account:
+                if mode == STP_CANCEL_NEWEST:
+                    stop = True
+                    break
                 changed = True
                 if mode == STP_DECREMENT_AND_CANCEL:
                     f = m.qty if m.qty < leaves else leaves
@@ -354,10 +357,6 @@ cdef qty_t _match(BookCore* b, oid_t oid, uint64_t account, int side, bint marke
                         _free_slot(b, s)
                     s = nxt
                     continue
-                if mode == STP_CANCEL_NEWEST:
-                    changed = False
-                    stop = True
-                    break
                 # CANCEL_OLDEST and CANCEL_BOTH remove the resting order
                 _emit(b, EV_CANCELED, m.side, REJ_SELF_TRADE_PREVENTED, m.oid, 0, 0, m.account, lpx,
                       m.qty, 0, 0)
@@ -596,7 +595,11 @@ cdef reject_t book_apply_c(BookCore* b, const BookCommand* c, qty_t* filled) noe
     if c.op == CMD_MASS_CANCEL:
         book_mass_cancel_c(b, c.account)
         return REJ_ACCEPTED
+    # an unknown op is not part of the book's history: seq 0, the book's sequence does not move
     _emit(b, EV_REJECTED, c.side, REJ_MALFORMED, c.oid, 0, 0, c.account, c.price, c.qty, 0, 0)
+    if b.ev_n > 0 and not b.overflow:
+        b.ev[b.ev_n - 1].seq = 0
+        b.seq -= 1
     return REJ_MALFORMED
 
 
