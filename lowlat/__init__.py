@@ -20,7 +20,53 @@ from .errors import (  # noqa: F401
 )
 
 # --- FlatBuffers core + validation (lowlat._core) ---
-# (filled by the foundation work)
+from ._core import (  # noqa: F401
+    DEBUG,
+    BookSnapshot,
+    Cancel,
+    CommandMsg,
+    ExecutionReport,
+    InstrumentRules,
+    L2Update,
+    Level,
+    MassCancel,
+    Modify,
+    OrderMsg,
+    OrderView,
+    Trade,
+    ValidationResult,
+    Validator,
+    command_type,
+    count_frames,
+    decode_book_snapshot,
+    decode_cancel,
+    decode_command,
+    decode_execution_report,
+    decode_l2_update,
+    decode_mass_cancel,
+    decode_modify,
+    decode_order,
+    decode_order_msg,
+    decode_trade,
+    decode_validation_result,
+    encode_book_snapshot,
+    encode_cancel,
+    encode_command,
+    encode_execution_report,
+    encode_l2_update,
+    encode_mass_cancel,
+    encode_message,
+    encode_modify,
+    encode_order,
+    encode_order_into,
+    encode_trade,
+    encode_validation_result,
+    frame,
+    frame_order_into,
+    iter_frames,
+    read_order,
+)
+from .enums import CommandType, OrderType, Reject, Side, StpMode, TimeInForce  # noqa: F401
 
 # --- order book / matching engine (lowlat._book) ---
 # (filled by the matching-engine work)

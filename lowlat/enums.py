@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-__all__ = ["Side", "OrderType", "TimeInForce", "StpMode", "Reject"]
+__all__ = ["Side", "OrderType", "TimeInForce", "StpMode", "Reject", "CommandType"]
 
 
 class Side(IntEnum):
@@ -37,6 +37,16 @@ class StpMode(IntEnum):
     CANCEL_OLDEST = 2  # cancel the resting (maker) order and keep matching
     CANCEL_BOTH = 3  # cancel both
     DECREMENT_AND_CANCEL = 4  # reduce both by the smaller qty; cancel whichever reaches zero
+
+
+class CommandType(IntEnum):
+    """Type byte of the ``Command`` union in ``finance.CommandMsg`` (the matching engine's input frames)."""
+
+    NONE = 0
+    ORDER = 1
+    CANCEL = 2
+    MODIFY = 3
+    MASS_CANCEL = 4
 
 
 class Reject(IntEnum):
