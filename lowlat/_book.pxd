@@ -40,7 +40,7 @@ cdef struct BookCommand:          # one row of COMMAND_DTYPE (numpy, align=True)
     uint8_t _pad0
     uint8_t _pad1
 
-cdef struct BookEvent:            # one row of EVENT_DTYPE (numpy, align=True); 88 bytes
+cdef struct BookEvent:            # one row of EVENT_DTYPE (numpy, align=True); 80 bytes
     uint64_t seq                  # per-book sequence number: 1, 2, 3, ... (0 = no book, Engine reject)
     oid_t oid                     # the order this event is about (FILL: the taker); 0 for L2/MASS
     oid_t maker_oid               # FILL: the resting (maker) order; else 0

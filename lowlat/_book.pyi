@@ -1,0 +1,128 @@
+from enum import IntEnum
+from typing import Final, final
+
+import numpy as np
+import numpy.typing as npt
+
+DEBUG: Final[bool]
+COMMAND_DTYPE: Final[np.dtype]
+EVENT_DTYPE: Final[np.dtype]
+LEVEL_DTYPE: Final[np.dtype]
+ORDER_DTYPE: Final[np.dtype]
+DEPTH_DTYPE: Final[np.dtype]
+L3_DTYPE: Final[np.dtype]
+
+class EventKind(IntEnum):
+    ACCEPTED = 1
+    REJECTED = 2
+    FILL = 3
+    CANCELED = 4
+    EXPIRED = 5
+    MODIFIED = 6
+    L2 = 7
+    MASS_CANCELED = 8
+
+class Command(IntEnum):
+    NEW = 0
+    CANCEL = 1
+    MODIFY = 2
+    MASS_CANCEL = 3
+
+def to_ticks(price: float, tick_size: float) -> tuple[int, int]: ...
+
+@final
+class Book:
+    @property
+    def symbol(self) -> str | None: ...
+    def __init__(
+        self,
+        lo: int,
+        n_ticks: int,
+        max_orders: int,
+        default_stp: int = 0,
+        tick_size: float = 1.0,
+        event_capacity: int = -1,
+        symbol: str | None = None,
+        book_index: int = 0,
+    ) -> None: ...
+    def submit(
+        self,
+        oid: int,
+        side: int,
+        price: int,
+        qty: int,
+        account: int = 0,
+        order_type: int = 0,
+        tif: int = 0,
+        post_only: bool = False,
+        stp: int = -1,
+    ) -> tuple[int, int, int]: ...
+    def cancel(self, oid: int) -> tuple[int, int, int]: ...
+    def modify(self, oid: int, price: int, qty: int) -> tuple[int, int, int]: ...
+    def mass_cancel(self, account: int) -> tuple[int, int, int]: ...
+    @property
+    def events(self) -> npt.NDArray[np.void]: ...
+    def last_events(self) -> npt.NDArray[np.void]: ...
+    def apply_batch(
+        self,
+        commands: npt.NDArray[np.void],
+        events_out: npt.NDArray[np.void],
+        latency_ns: npt.NDArray[np.int64] | None = None,
+    ) -> tuple[int, int]: ...
+    def apply_frames(
+        self,
+        frames: bytes | bytearray | memoryview,
+        events_out: npt.NDArray[np.void],
+        latency_ns: npt.NDArray[np.int64] | None = None,
+    ) -> tuple[int, int, int]: ...
+    @property
+    def lo(self) -> int: ...
+    @property
+    def n_ticks(self) -> int: ...
+    @property
+    def max_orders(self) -> int: ...
+    @property
+    def tick_size(self) -> float: ...
+    @property
+    def default_stp(self) -> int: ...
+    @property
+    def n_orders(self) -> int: ...
+    @property
+    def seq(self) -> int: ...
+    @property
+    def trade_id(self) -> int: ...
+    def best_bid(self) -> int | None: ...
+    def best_ask(self) -> int | None: ...
+    def levels(self, side: int) -> npt.NDArray[np.void]: ...
+    def depth(self, side: int, n: int) -> npt.NDArray[np.void]: ...
+    def queue(self, side: int, price: int) -> npt.NDArray[np.void]: ...
+    def order(self, oid: int) -> tuple[int, int, int, int] | None: ...
+    def check(self) -> None: ...
+
+@final
+class Engine:
+    @property
+    def default_stp(self) -> int: ...
+    def __init__(self, default_stp: int = 0) -> None: ...
+    def add_book(
+        self,
+        symbol: str,
+        lo: int,
+        n_ticks: int,
+        max_orders: int,
+        tick_size: float = 1.0,
+        default_stp: int | None = None,
+        event_capacity: int = -1,
+    ) -> Book: ...
+    def __getitem__(self, symbol: str) -> Book: ...
+    def __contains__(self, symbol: object) -> bool: ...
+    def __len__(self) -> int: ...
+    def index(self, symbol: str) -> int: ...
+    @property
+    def books(self) -> list[Book]: ...
+    def apply_batch(
+        self,
+        commands: npt.NDArray[np.void],
+        events_out: npt.NDArray[np.void],
+        latency_ns: npt.NDArray[np.int64] | None = None,
+    ) -> tuple[int, int]: ...
