@@ -9,8 +9,9 @@ matches one or more trailing tokens (only in subscriptions).  ``subject_matches`
 
 Changes after the skeleton (additions only, nothing renamed):
 
-- ``subject_matches(pattern, subject)``, ``validate_subject(subject, wildcards=...)`` and ``new_inbox(prefix)``:
-  pure helpers any adapter may use.
+- ``subject_matches(pattern, subject)``, ``validate_subject(subject, wildcards=...)``, ``new_inbox(prefix)`` and
+  ``encode_meta(reply, headers)``/``decode_meta(meta)`` (reply subject + headers in one small frame, for
+  transports without native headers): pure helpers any adapter may use.
 - ``QueueSubscription``: a ready ``Subscription`` backed by a bounded in-memory queue, with ``max_pending`` /
   ``max_pending_bytes`` limits; when a limit is hit the message is dropped, ``dropped`` grows, a warning is
   logged and the ``on_slow_consumer(sub)`` callback (if any) runs.  Adapters that receive on a task of their
@@ -37,7 +38,7 @@ Headers = Mapping[str, str]
 Handler = Callable[["Message"], "Awaitable[Buffer | None] | Buffer | None"]
 
 __all__ = ["Buffer", "Headers", "Handler", "Message", "Subscription", "Transport", "QueueSubscription",
-           "subject_matches", "validate_subject", "new_inbox", "SlowConsumerCallback"]
+           "subject_matches", "validate_subject", "new_inbox", "SlowConsumerCallback", "encode_meta", "decode_meta"]
 
 log = logging.getLogger("lowlat.transport")
 
@@ -81,6 +82,40 @@ def subject_matches(pattern: str, subject: str) -> bool:
         if tok != "*" and tok != s[i]:
             return False
     return len(p) == len(s)
+
+
+def encode_meta(reply: str | None, headers: Headers | None) -> bytes:
+    """``b""`` or ``reply\\nk:v\\nk:v``; raises ``ValueError`` for a newline in a key/value or ':' in a key."""
+    if not reply and not headers:
+        return b""
+    parts = [reply or ""]
+    if headers:
+        for k, v in headers.items():
+            k, v = str(k), str(v)
+            if "\n" in k or "\n" in v or ":" in k or not k:
+                raise ValueError(f"invalid header {k!r}: {v!r}")
+            parts.append(f"{k}:{v}")
+    return "\n".join(parts).encode()
+
+
+def decode_meta(meta: bytes | memoryview) -> tuple[str | None, dict[str, str] | None]:
+    """Inverse of ``encode_meta``; raises ``ValueError`` on malformed input (never crashes)."""
+    if not meta:
+        return None, None
+    try:
+        text = bytes(meta).decode()
+    except UnicodeDecodeError as e:
+        raise ValueError("zmq meta frame is not UTF-8") from e
+    lines = text.split("\n")
+    headers: dict[str, str] | None = None
+    for line in lines[1:]:
+        k, sep, v = line.partition(":")
+        if not sep or not k:
+            raise ValueError(f"malformed zmq header line {line!r}")
+        if headers is None:
+            headers = {}
+        headers[k] = v
+    return lines[0] or None, headers
 
 
 _inbox_ids = itertools.count(1)

@@ -26,7 +26,7 @@ from ..errors import TransportClosedError, TransportTimeoutError
 from .base import (Buffer, Headers, Message, QueueSubscription, Subscription, Transport, new_inbox,
                    subject_matches, validate_subject)
 
-__all__ = ["InprocTransport", "RouteTable"]
+__all__ = ["InprocTransport", "ShmTransport", "RouteTable", "shm_available"]
 
 
 class RouteTable:
@@ -258,3 +258,533 @@ class InprocTransport(Transport):
             if bus.users <= 0 and not len(bus.routes):
                 _BUSES.pop(bus.name, None)
 
+
+
+# ------------------------------------------------------------------------------------------------
+# shm://name — a cross-process bus over lowlat._ring
+# ------------------------------------------------------------------------------------------------
+#
+# Layout (documented in the README "Transports" section):
+#   <root>/lowlat-bus-<name>/            root = /dev/shm (else the temp dir)
+#       gen                              8-byte little-endian generation counter, mmapped by everyone
+#       lock                             flock()ed while a member rewrites its entry and bumps gen
+#       <member>.json                    {"pid", "ring", "subs": [[sid, subject, queue], ...]}
+#   POSIX shm ring "llb-<name>-<member>" one MpscRing per member (transport): its inbound queue
+#
+# publish(subject): if gen changed, re-read the directory (entries of dead pids are removed); route the
+# subject over every member's subscriptions; push ONE record per member that has plain matches (sid 0:
+# "deliver to all your matching plain subs") and one record per queue group to a member picked round-robin
+# (sid = that subscription).  Record = struct _REC (sid, subject len, meta len) + subject + meta + payload.
+# Receiving: a reader task drains the ring and dispatches.  Wake-up: a helper thread blocks GIL-free in
+# ring.wait_readable() and wakes the event loop (default, ~one cross-thread wake), or `wait="spin"` polls the
+# ring from the event loop (lowest latency, burns a core).
+
+import fcntl  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import mmap  # noqa: E402
+import os  # noqa: E402
+import re  # noqa: E402
+import struct  # noqa: E402
+import tempfile  # noqa: E402
+
+from ..errors import RingError, TransportError  # noqa: E402
+from .base import Handler, decode_meta, encode_meta  # noqa: E402
+
+_log = logging.getLogger("lowlat.transport.shm")
+_REC = struct.Struct("<IHI")  # sid, subject length, meta length
+_NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+_SID_ALL = 0
+_SID_INBOX = 1
+
+
+def shm_root() -> str:
+    return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
+
+
+def shm_available() -> tuple[bool, str]:
+    """(True, "") if ``shm://`` can work here, else (False, why)."""
+    try:
+        from .. import _ring  # noqa: F401
+    except ImportError as e:
+        return False, f"lowlat._ring is not built ({e}); build it: python setup.py build_ext --inplace"
+    if not os.path.isdir("/dev/shm"):
+        return False, "/dev/shm is missing (POSIX shared memory)"
+    return True, ""
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is dead for our purposes
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().split(b") ", 1)[1][:1] != b"Z"
+    except (OSError, IndexError):
+        return True
+
+
+class _Remote:
+    """One subscription of some member, as seen by publishers."""
+
+    __slots__ = ("subject", "queue", "member", "sid")
+
+    def __init__(self, subject: str, queue: str | None, member: str, sid: int) -> None:
+        self.subject, self.queue, self.member, self.sid = subject, queue, member, sid
+
+
+class _ShmSub(QueueSubscription):
+    sid: int = 0
+
+
+class _ShmServe:
+    """serve() sink: runs the handler inline in the ring reader and answers on the caller's inbox."""
+
+    def __init__(self, t: "ShmTransport", subject: str, queue: str | None, handler: Handler, sid: int) -> None:
+        self.subject, self.queue, self.handler, self.sid = subject, queue, handler, sid
+        self._t = t
+        self._loop = asyncio.get_running_loop()
+
+    def _deliver(self, msg: Message) -> bool:
+        try:
+            out = self.handler(msg)
+        except Exception:  # noqa: BLE001 - keep serving; the requester times out
+            _log.exception("serve(%r): handler failed", self.subject)
+            return True
+        if asyncio.iscoroutine(out) or isinstance(out, asyncio.Future):
+            self._loop.create_task(self._finish(msg, out))
+        elif out is not None and msg.reply:
+            self._t._send(msg.reply, out, None, None)
+        return True
+
+    async def _finish(self, msg: Message, aw: Any) -> None:
+        try:
+            out = await aw
+            if out is not None and msg.reply and not self._t._closed:
+                self._t._send(msg.reply, out, None, None)
+        except Exception:  # noqa: BLE001
+            _log.exception("serve(%r): handler failed", self.subject)
+
+
+class ShmTransport(Transport):
+    """Shared-memory bus ``shm://name`` between processes on one host (see the notes above the class).
+
+    Options: ``ring_capacity`` (bytes, power of two, default 4 MiB: largest payload is half of it),
+    ``wait`` ("thread" default, or "spin"), ``publish_timeout`` (s a publish waits for room in a full
+    subscriber ring before dropping the message and counting it in ``full_drops``; default 1.0),
+    ``max_pending``/``max_pending_bytes``/``on_slow_consumer`` per subscription.
+    """
+
+    schemes = ("shm",)
+
+    def __init__(self, url: str, *, ring_capacity: int = 4 << 20, wait: str = "thread",
+                 publish_timeout: float = 1.0, **options: Any) -> None:
+        super().__init__(url, **options)
+        name = url.partition("://")[2]
+        if not _NAME_RE.match(name):
+            raise ValueError(f"shm URL needs a bus name of [A-Za-z0-9_.-]{{1,64}}: {url!r}")
+        if wait not in ("thread", "spin"):
+            raise ValueError("wait must be 'thread' or 'spin'")
+        self.name = name
+        self.ring_capacity = ring_capacity
+        self.wait = wait
+        self.publish_timeout = publish_timeout
+        self.dir = os.path.join(shm_root(), f"lowlat-bus-{name}")
+        self.member = f"{os.getpid()}-{os.urandom(4).hex()}"
+        self.full_drops = 0
+        self._ring: Any = None
+        self._gen_map: mmap.mmap | None = None
+        self._gen_seen = -1
+        self._routes = RouteTable()          # every member's subscriptions (_Remote)
+        self._targets: dict[str, Any] = {}   # member -> attached MpscRing
+        self._local: dict[int, Any] = {}     # sid -> local subscription / serve sink / inbox
+        self._local_plain = RouteTable()     # local non-queue subs, for sid 0 records
+        self._sids = itertools.count(2)
+        self._inbox: _InboxSink | None = None
+        self._req_ids = itertools.count(1)
+        self._reader: asyncio.Task[None] | None = None
+        self._closed = True
+
+    # --- registry ---
+    def _bump_and_write(self) -> None:
+        entry = {"pid": os.getpid(), "ring": self._ring.name,
+                 "subs": [[sid, s.subject, s.queue] for sid, s in self._local.items()]}
+        path = os.path.join(self.dir, f"{self.member}.json")
+        with open(os.path.join(self.dir, "lock"), "a+b") as lk:
+            fcntl.flock(lk, fcntl.LOCK_EX)
+            tmp = path + ".tmp"
+            with open(tmp, "w") as f:
+                json.dump(entry, f)
+            os.replace(tmp, path)
+            g = struct.unpack_from("<Q", self._gen_map, 0)[0]
+            struct.pack_into("<Q", self._gen_map, 0, g + 1)
+
+    def _reload(self, gen: int) -> None:
+        from .._ring import MpscRing
+
+        routes = RouteTable()
+        seen: set[str] = set()
+        for fn in os.listdir(self.dir):
+            if not fn.endswith(".json"):
+                continue
+            member = fn[:-5]
+            try:
+                with open(os.path.join(self.dir, fn)) as f:
+                    entry = json.load(f)
+            except (OSError, ValueError):
+                continue
+            if member != self.member and not _pid_alive(int(entry.get("pid", 0))):
+                self._reap(member, entry)
+                continue
+            if member not in self._targets:
+                try:
+                    self._targets[member] = MpscRing.attach(entry["ring"])
+                except (RingError, OSError, KeyError):
+                    continue
+            seen.add(member)
+            for sid, subject, queue in entry.get("subs", ()):
+                routes.add(_Remote(subject, queue, member, sid))
+        for member in list(self._targets):
+            if member not in seen:
+                self._targets.pop(member).close()
+        self._routes = routes
+        self._gen_seen = gen
+
+    def _reap(self, member: str, entry: dict[str, Any]) -> None:
+        # a member died without closing: remove its entry and its ring name (best effort, racing reapers ok)
+        from .._ring import MpscRing
+
+        try:
+            os.unlink(os.path.join(self.dir, f"{member}.json"))
+        except OSError:
+            pass
+        try:
+            r = MpscRing.attach(entry.get("ring") or f"llb-{self.name}-{member}")
+            r.unlink()
+            r.close()
+        except (OSError, RingError):
+            pass
+        _log.warning("shm bus %r: removed member %s of dead pid %s", self.name, member, member.split("-")[0])
+
+    def _reap_member(self, member: str) -> None:
+        path = os.path.join(self.dir, f"{member}.json")
+        try:
+            with open(path) as f:
+                entry = json.load(f)
+        except (OSError, ValueError):
+            entry = {}
+        ring = self._targets.pop(member, None)
+        if ring is not None:
+            ring.close()
+        self._reap(member, entry)
+        with open(os.path.join(self.dir, "lock"), "a+b") as lk:
+            fcntl.flock(lk, fcntl.LOCK_EX)
+            g = struct.unpack_from("<Q", self._gen_map, 0)[0]  # type: ignore[arg-type]
+            struct.pack_into("<Q", self._gen_map, 0, g + 1)  # type: ignore[arg-type]
+
+    # --- lifecycle ---
+    async def connect(self) -> None:
+        if not self._closed:
+            return
+        ok, why = shm_available()
+        if not ok:
+            raise TransportError(f"shm transport unavailable: {why}")
+        from .._ring import MpscRing
+
+        os.makedirs(self.dir, exist_ok=True)
+        gen_path = os.path.join(self.dir, "gen")
+        fd = os.open(gen_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            if os.fstat(fd).st_size < 8:
+                os.ftruncate(fd, 8)
+            self._gen_map = mmap.mmap(fd, 8)
+        finally:
+            os.close(fd)
+        try:
+            self._ring = MpscRing(self.ring_capacity, name=f"llb-{self.name}-{self.member}", create=True)
+        except (RingError, ValueError, OSError) as e:
+            raise TransportError(f"cannot create the inbound ring for {self.url}: {e}") from e
+        self._closed = False
+        self._bump_and_write()
+        loop = asyncio.get_running_loop()
+        self._reader = loop.create_task(self._read_loop(), name=f"lowlat-shm:{self.name}")
+
+    async def close(self) -> None:
+        if self._closed and self._ring is None:
+            return
+        self._closed = True
+        for s in list(self._local.values()):
+            if isinstance(s, QueueSubscription):
+                s.close_nowait()
+        self._local.clear()
+        if self._inbox is not None:
+            for fut in self._inbox.waiting.values():
+                if not fut.done():
+                    fut.set_exception(TransportClosedError("transport closed while waiting for a reply"))
+            self._inbox = None
+        if self._reader is not None:
+            self._reader.cancel()
+            try:
+                await self._reader
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001
+                pass
+            self._reader = None
+        try:
+            os.unlink(os.path.join(self.dir, f"{self.member}.json"))
+        except OSError:
+            pass
+        if self._gen_map is not None:
+            try:
+                with open(os.path.join(self.dir, "lock"), "a+b") as lk:
+                    fcntl.flock(lk, fcntl.LOCK_EX)
+                    g = struct.unpack_from("<Q", self._gen_map, 0)[0]
+                    struct.pack_into("<Q", self._gen_map, 0, g + 1)
+            except OSError:
+                pass
+            self._gen_map.close()
+            self._gen_map = None
+        for r in self._targets.values():
+            r.close()
+        self._targets.clear()
+        if self._ring is not None:
+            self._ring.unlink()
+            self._ring.close()
+            self._ring = None
+
+    async def drain(self) -> None:
+        if self._closed:
+            return
+        self._drain_ring()  # what already arrived goes to the subscriptions
+        for s in list(self._local.values()):
+            if isinstance(s, QueueSubscription):
+                s._finish(discard=False)
+        await self.close()
+
+    # --- sending ---
+    def _push(self, member: str, sid: int, subj: bytes, meta: bytes, payload: Buffer) -> bool:
+        ring = self._targets.get(member)
+        if ring is None:
+            return False
+        n = memoryview(payload).nbytes
+        size = _REC.size + len(subj) + len(meta) + n
+        if size > ring.max_record_size:
+            raise ValueError(f"message of {size} bytes exceeds the shm ring's max record ({ring.max_record_size})")
+        buf = ring.claim(size)
+        if buf is None:
+            return False
+        try:
+            _REC.pack_into(buf, 0, sid, len(subj), len(meta))
+            o = _REC.size
+            buf[o:o + len(subj)] = subj
+            o += len(subj)
+            if meta:
+                buf[o:o + len(meta)] = meta
+                o += len(meta)
+            if n:
+                buf[o:] = memoryview(payload).cast("B")
+        except BaseException:
+            ring.abort()
+            raise
+        ring.publish()
+        return True
+
+    def _plan(self, subject: str) -> list[tuple[str, int]]:
+        g = struct.unpack_from("<Q", self._gen_map, 0)[0]  # type: ignore[arg-type]
+        if g != self._gen_seen:
+            self._reload(g)
+        plain, groups = self._routes.route(subject)
+        out: list[tuple[str, int]] = []
+        seen: set[str] = set()
+        for r in plain:
+            if r.member not in seen:
+                seen.add(r.member)
+                out.append((r.member, _SID_ALL))
+        for members in groups:
+            r = self._routes.pick(members)
+            out.append((r.member, r.sid))
+        return out
+
+    def _send(self, subject: str, payload: Buffer, headers: Headers | None, reply: str | None) -> list:
+        """Push to every target now; returns the (member, sid) pairs whose ring was full."""
+        plan = self._plan(subject)
+        if not plan:
+            validate_subject(subject)
+            return plan
+        subj = subject.encode()
+        meta = encode_meta(reply, headers) if (reply or headers) else b""
+        return [(m, sid, subj, meta) for m, sid in plan if not self._push(m, sid, subj, meta, payload)]
+
+    async def _send_async(self, subject: str, payload: Buffer, headers: Headers | None,
+                          reply: str | None) -> None:
+        full = self._send(subject, payload, headers, reply)
+        if not full:
+            return
+        # a full ring whose owner died is reaped at once instead of stalling every publish
+        for f in full:
+            pid = int(f[0].split("-", 1)[0])
+            if not _pid_alive(pid):
+                self._reap_member(f[0])
+        full = [f for f in full if f[0] in self._targets]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.publish_timeout
+        while full and loop.time() < deadline:
+            await asyncio.sleep(0.0002)
+            full = [f for f in full if not self._push(f[0], f[1], f[2], f[3], payload)]
+        if full:
+            self.full_drops += len(full)
+            _log.warning("shm bus %r: %d subscriber ring(s) full for %.3fs, message on %r dropped (total %d)",
+                         self.name, len(full), self.publish_timeout, subject, self.full_drops)
+
+    async def publish(self, subject: str, payload: Buffer, *, headers: Headers | None = None,
+                      reply: str | None = None) -> None:
+        """Copy ``payload`` once into each target process's ring.  Waits up to ``publish_timeout`` for room."""
+        if self._closed:
+            raise TransportClosedError("ShmTransport is closed")
+        await self._send_async(subject, payload, headers, reply)
+
+    # --- receiving ---
+    def _dispatch(self, rec: bytes) -> None:
+        mv = memoryview(rec)
+        sid, ls, lm = _REC.unpack_from(rec, 0)
+        o = _REC.size
+        subject = rec[o:o + ls].decode()
+        o += ls
+        reply, headers = decode_meta(rec[o:o + lm]) if lm else (None, None)
+        data = mv[o + lm:]
+        if sid == _SID_ALL:
+            for s in self._local_plain.route(subject)[0]:
+                s._deliver(Message(subject, data, headers, reply, self))
+        else:
+            s = self._local.get(sid)
+            if s is not None:
+                s._deliver(Message(subject, data, headers, reply, self))
+
+    def _drain_ring(self) -> int:
+        ring = self._ring
+        n = 0
+        while ring is not None:
+            recs = ring.pop_batch(64)
+            if not recs:
+                break
+            for rec in recs:
+                try:
+                    self._dispatch(rec)
+                except (ValueError, UnicodeDecodeError, struct.error) as e:
+                    _log.warning("shm bus %r: dropped malformed record: %s", self.name, e)
+            n += len(recs)
+        return n
+
+    async def _read_loop(self) -> None:
+        if self.wait == "spin":
+            while True:
+                self._drain_ring()
+                await asyncio.sleep(0)
+        loop = asyncio.get_running_loop()
+        ring = self._ring
+        import threading as _th
+
+        from .._ring import BackoffIdle
+
+        stop = _th.Event()
+        rearm = _th.Event()
+        state: dict[str, asyncio.Future[None] | None] = {"fut": None}
+
+        def wake() -> None:
+            f = state["fut"]
+            if f is not None and not f.done():
+                f.set_result(None)
+
+        def waiter() -> None:
+            idle = BackoffIdle()
+            while not stop.is_set():
+                try:
+                    if not ring.wait_readable(0.05, idle):
+                        continue
+                except RingError:
+                    return
+                rearm.clear()
+                loop.call_soon_threadsafe(wake)
+                while not rearm.wait(0.05):
+                    if stop.is_set():
+                        return
+
+        th = _th.Thread(target=waiter, name=f"lowlat-shm-wait:{self.name}", daemon=True)
+        th.start()
+        try:
+            while True:
+                state["fut"] = loop.create_future()
+                rearm.set()
+                if not self._drain_ring():
+                    await state["fut"]
+                self._drain_ring()
+        finally:
+            stop.set()
+            rearm.set()
+            await asyncio.to_thread(th.join, 1.0)
+
+    # --- subscribing ---
+    def _register(self, sink: Any) -> None:
+        self._local[sink.sid] = sink
+        if not sink.queue:
+            self._local_plain.add(sink)
+        self._bump_and_write()
+
+    def _forget(self, sink: Any) -> None:
+        if self._local.pop(sink.sid, None) is not None:
+            self._local_plain.remove(sink)
+            if not self._closed:
+                self._bump_and_write()
+
+    async def subscribe(self, subject: str, *, queue: str | None = None, **options: Any) -> Subscription:
+        self._check_open()
+        validate_subject(subject, wildcards=True)
+        opts = {k: self.options[k] for k in ("max_pending", "max_pending_bytes", "on_slow_consumer")
+                if k in self.options}
+        opts.update(options)
+        sub = _ShmSub(subject, queue, on_unsubscribe=self._forget, **opts)
+        sub.sid = next(self._sids)
+        self._register(sub)
+        return sub
+
+    async def serve(self, subject: str, handler: Handler, *, queue: str | None = None,
+                    **options: Any) -> "asyncio.Task[None]":
+        """Handler runs inline in the ring reader (no queue hop); cancel the task to stop."""
+        self._check_open()
+        validate_subject(subject, wildcards=True)
+        sink = _ShmServe(self, subject, queue, handler, next(self._sids))
+        self._register(sink)
+
+        async def _wait() -> None:
+            try:
+                await asyncio.Event().wait()
+            finally:
+                self._forget(sink)
+
+        return asyncio.get_running_loop().create_task(_wait(), name=f"lowlat-serve:{subject}")
+
+    async def request(self, subject: str, payload: Buffer, *, timeout: float = 1.0,
+                      headers: Headers | None = None) -> Message:
+        self._check_open()
+        loop = asyncio.get_running_loop()
+        if self._inbox is None:
+            inbox = _InboxSink(f"_INBOX.{self.member.replace('-', '_')}", loop)
+            inbox.sid = _SID_INBOX  # type: ignore[attr-defined]
+            self._inbox = inbox
+            self._register(inbox)
+        token = str(next(self._req_ids))
+        fut: asyncio.Future[Message] = loop.create_future()
+        self._inbox.waiting[token] = fut
+        try:
+            if not self._plan(subject):
+                validate_subject(subject)
+                raise TransportTimeoutError(f"no responders on {subject!r}")
+            await self._send_async(subject, payload, headers, self._inbox.subject[:-1] + token)
+            return await asyncio.wait_for(fut, timeout)
+        except (TimeoutError, asyncio.TimeoutError):
+            raise TransportTimeoutError(f"request on {subject!r} timed out after {timeout}s") from None
+        finally:
+            if self._inbox is not None:
+                self._inbox.waiting.pop(token, None)

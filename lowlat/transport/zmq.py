@@ -32,7 +32,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import MissingExtraError, TransportClosedError, TransportError, TransportTimeoutError
-from .base import Buffer, Handler, Headers, Message, QueueSubscription, Subscription, Transport, validate_subject
+from .base import (Buffer, Handler, Headers, Message, QueueSubscription, Subscription, Transport, decode_meta,
+                   encode_meta, validate_subject)
 from .inproc import RouteTable
 
 try:
@@ -81,40 +82,6 @@ def zmq_prefix(pattern: str) -> bytes:
             return (".".join(out) + ".").encode() if out else b""
         out.append(t)
     return pattern.encode()
-
-
-def encode_meta(reply: str | None, headers: Headers | None) -> bytes:
-    """``b""`` or ``reply\\nk:v\\nk:v``; raises ``ValueError`` for a newline in a key/value or ':' in a key."""
-    if not reply and not headers:
-        return _EMPTY
-    parts = [reply or ""]
-    if headers:
-        for k, v in headers.items():
-            k, v = str(k), str(v)
-            if "\n" in k or "\n" in v or ":" in k or not k:
-                raise ValueError(f"invalid header {k!r}: {v!r}")
-            parts.append(f"{k}:{v}")
-    return "\n".join(parts).encode()
-
-
-def decode_meta(meta: bytes | memoryview) -> tuple[str | None, dict[str, str] | None]:
-    """Inverse of ``encode_meta``; raises ``ValueError`` on malformed input (never crashes)."""
-    if not meta:
-        return None, None
-    try:
-        text = bytes(meta).decode()
-    except UnicodeDecodeError as e:
-        raise ValueError("zmq meta frame is not UTF-8") from e
-    lines = text.split("\n")
-    headers: dict[str, str] | None = None
-    for line in lines[1:]:
-        k, sep, v = line.partition(":")
-        if not sep or not k:
-            raise ValueError(f"malformed zmq header line {line!r}")
-        if headers is None:
-            headers = {}
-        headers[k] = v
-    return lines[0] or None, headers
 
 
 class _ServeSink:

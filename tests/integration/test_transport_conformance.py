@@ -51,7 +51,7 @@ def endpoint_shm() -> Endpoint:
 
     ok, why = shm_available()
     if not ok:
-        pytest.fail(f"shm transport unavailable: {why}", pytrace=False)
+        missing("the shm transport", f"python setup.py build_ext --inplace  ({why})")
     return Endpoint(url=f"shm://conf-{uuid.uuid4().hex[:8]}", caps=ALL_CAPS, max_payload=1 << 20)
 
 
@@ -413,3 +413,109 @@ async def test_invalid_subject_is_rejected(ep: Endpoint):
             await t.subscribe("conf..bad")
         with pytest.raises(ValueError):
             await t.subscribe("conf.>.bad")
+
+
+# --- shm:// across real processes ---
+
+SHM_WORKER = """
+import asyncio, sys
+from lowlat.transport import connect
+
+async def main(url, role):
+    async with connect(url) as t:
+        if role == "echo":
+            task = await t.serve("x.echo", lambda m: b"pid-echo:" + bytes(m.data))
+        else:
+            sub = await t.subscribe("x.work", queue="workers")
+            async def count():
+                n = 0
+                async for m in sub:
+                    n += 1
+                    await t.publish("x.done", b"%s:%d" % (role.encode(), n))
+            task = asyncio.ensure_future(count())
+        stop = await t.subscribe("x.stop")
+        print("ready", flush=True)
+        await stop.__anext__()
+        task.cancel()
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
+
+
+async def _spawn(url: str, role: str):
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", SHM_WORKER, url, role], stdout=subprocess.PIPE, text=True)
+    line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 30)
+    assert line.strip() == "ready", line
+    return proc
+
+
+def _reap(*procs):
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+        p.wait()
+
+
+async def test_shm_request_reply_across_processes(endpoint_shm):
+    async with endpoint_shm.connect() as t:
+        proc = await _spawn(endpoint_shm.url, "echo")
+        try:
+            for i in range(50):
+                rep = await t.request("x.echo", b"%d" % i, timeout=5)
+                assert bytes(rep.data) == b"pid-echo:%d" % i
+            await t.publish("x.stop", b"")
+            assert await asyncio.wait_for(asyncio.to_thread(proc.wait), 20) == 0
+        finally:
+            _reap(proc)
+
+
+async def test_shm_queue_group_across_processes(endpoint_shm):
+    async with endpoint_shm.connect() as t:
+        done = await t.subscribe("x.done")
+        procs = [await _spawn(endpoint_shm.url, "w1"), await _spawn(endpoint_shm.url, "w2")]
+        try:
+            n = 100
+            for i in range(n):
+                await t.publish("x.work", b"%d" % i)
+            got = [bytes(m.data) for m in await recv_n(done, n, 20)]
+            per = {}
+            for g in got:
+                who, k = g.split(b":")
+                per[who] = max(per.get(who, 0), int(k))
+            assert sum(per.values()) == n and set(per) == {b"w1", b"w2"}
+            await t.publish("x.stop", b"")
+            for p in procs:
+                assert await asyncio.wait_for(asyncio.to_thread(p.wait), 20) == 0
+        finally:
+            _reap(*procs)
+
+
+async def test_shm_killed_subscriber_is_reaped_and_does_not_stall_publishers(endpoint_shm):
+    from lowlat.transport import connect
+
+    async with connect(endpoint_shm.url, publish_timeout=5.0) as t:
+        proc = await _spawn(endpoint_shm.url, "w1")  # subscribes x.work with its default 4 MiB ring
+        proc.kill()
+        proc.wait()
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        big = b"x" * 65536
+        for _ in range(200):  # 13 MiB: the dead member's ring fills up, then it must be reaped
+            await t.publish("x.work", big)
+        assert loop.time() - t0 < 4, "a dead subscriber stalled the publisher"
+        import os
+
+        assert not [f for f in os.listdir(t.dir) if f.startswith(f"{proc.pid}-")]
+        assert t.full_drops == 0
+
+
+async def test_shm_malformed_record_is_dropped_not_fatal(endpoint_shm):
+    async with endpoint_shm.connect() as t:
+        sub = await t.subscribe("ok.subject")
+        t._ring.push(b"\x00\x01")                 # too short for a record header
+        t._ring.push(b"\x00" * 4 + b"\xff\xff" + b"\x00" * 4)  # subject length beyond the record
+        await t.publish("ok.subject", b"fine")
+        assert bytes((await recv(sub)).data) == b"fine"
