@@ -142,7 +142,7 @@ def load_config(service: str | None = None, *, path: str | None = None, env: Map
     if path:
         with open(path, "rb") as f:
             data = tomllib.load(f)
-        sections = {"validator", "matcher", "loadgen", "marketdata"}
+        sections = {"validator", "matcher", "loadgen", "marketdata", "demo", "bench"}
         _apply(cfg, {k: v for k, v in data.items() if k not in sections}, path)
         if service and isinstance(data.get(service), dict):
             _apply(cfg, data[service], f"{path} [{service}]")

@@ -181,6 +181,7 @@ class MarketDataConsumer:
     async def run(self, *, count: int | None = None, seconds: float | None = None) -> None:
         """Apply deltas until ``count`` deltas were applied or ``seconds`` passed (both None: forever)."""
         deadline = time.monotonic() + seconds if seconds else None
+        get_nowait = getattr(self._sub, "get_nowait", None)
         while count is None or self.updates < count:
             timeout = None if deadline is None else deadline - time.monotonic()
             if timeout is not None and timeout <= 0:
@@ -189,19 +190,24 @@ class MarketDataConsumer:
                 msg = await asyncio.wait_for(self._sub.__anext__(), timeout)
             except (asyncio.TimeoutError, StopAsyncIteration):
                 return
-            d = self._wire.decode_l2(msg.data)
-            try:
-                if self.book.apply_update(*d):
-                    self.updates += 1
-                    if self.on_update:
-                        self.on_update(self.book)
-            except GapError as e:
-                log.info("gap detected; resyncing", extra={"symbol": self.symbol, "expected": e.expected,
-                                                           "got": e.got})
-                self._buffer.append(d)
-                await self.resync()
-            while (t := getattr(self._tsub, "get_nowait", lambda: None)()) is not None:
+            await self._on_delta(msg.data)
+            if get_nowait is not None:  # the rest of what is pending, without a wait per message
+                while (count is None or self.updates < count) and (m := get_nowait()) is not None:
+                    await self._on_delta(m.data)
+            while (getattr(self._tsub, "get_nowait", lambda: None)()) is not None:
                 self.trades += 1
+
+    async def _on_delta(self, data: Any) -> None:
+        d = self._wire.decode_l2(data)
+        try:
+            if self.book.apply_update(*d):
+                self.updates += 1
+                if self.on_update:
+                    self.on_update(self.book)
+        except GapError as e:
+            log.info("gap detected; resyncing", extra={"symbol": self.symbol, "expected": e.expected, "got": e.got})
+            self._buffer.append(d)
+            await self.resync()
 
     async def close(self) -> None:
         for s in (self._sub, getattr(self, "_tsub", None)):

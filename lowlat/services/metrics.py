@@ -26,6 +26,7 @@ __all__ = ["LatencyHistogram", "Metrics", "start_metrics_server", "QUANTILES", "
 #: quantiles reported everywhere (report, Prometheus, bench tables)
 QUANTILES = (50.0, 90.0, 99.0, 99.9)
 _HIGHEST_NS = 60 * 1_000_000_000  # 60 s; larger values are clamped (and counted in .clamped)
+_INDEX_VALUES: dict[tuple[int, int, int], np.ndarray] = {}
 
 
 def _hdr() -> Any:
@@ -81,26 +82,52 @@ class LatencyHistogram:
     def count(self) -> int:
         return int(self.h.get_total_count())
 
+    def _values(self) -> np.ndarray:
+        # highest equivalent value of every counts index; the same for every histogram of this shape, so cached
+        key = (self.h.counts_len, self.h.sub_bucket_count, self.h.unit_magnitude)
+        v = _INDEX_VALUES.get(key)
+        if v is None:
+            h = self.h
+            v = np.array([h.get_highest_equivalent_value(h.get_value_from_index(i)) for i in range(h.counts_len)],
+                         dtype=np.int64)
+            _INDEX_VALUES[key] = v
+        return v
+
+    def percentiles(self, qs: tuple[float, ...] | list[float]) -> list[int]:
+        """Values (ns) at the given percentiles, vectorised over the counts array (HdrHistogram's definition:
+        the highest value equivalent to the first bucket whose cumulative count reaches q% of the total)."""
+        total = self.count
+        if not total:
+            return [0 for _ in qs]
+        counts = np.ctypeslib.as_array(self.h.counts)[: self.h.counts_len].astype(np.int64)
+        cum = np.cumsum(counts)
+        vals = self._values()
+        out = []
+        for q in qs:
+            target = max(1, int(np.ceil(min(q, 100.0) / 100.0 * total)))
+            i = int(np.searchsorted(cum, target))
+            out.append(int(vals[min(i, len(vals) - 1)]))
+        return out
+
     def percentile(self, q: float) -> int:
-        return int(self.h.get_value_at_percentile(q)) if self.count else 0
+        return self.percentiles([q])[0]
 
     def summary(self) -> dict[str, float]:
         """``{"count", "mean", "p50", "p90", "p99", "p99.9", "max"}`` in ns (0 when empty)."""
         if not self.count:
             return {"count": 0, "mean": 0.0, "p50": 0, "p90": 0, "p99": 0, "p99.9": 0, "max": 0}
-        out: dict[str, float] = {"count": self.count, "mean": float(self.h.get_mean_value())}
-        for q in QUANTILES:
-            out[f"p{q:g}"] = self.percentile(q)
+        counts = np.ctypeslib.as_array(self.h.counts)[: self.h.counts_len].astype(np.float64)
+        out: dict[str, float] = {"count": self.count,
+                                 "mean": float((counts * self._values()).sum() / max(1.0, counts.sum()))}
+        for q, v in zip(QUANTILES, self.percentiles(QUANTILES)):
+            out[f"p{q:g}"] = v
         out["max"] = int(self.h.get_max_value())
         return out
 
     def curve(self) -> tuple[list[float], list[int]]:
         """(percentile, value_ns) points for a latency-by-percentile plot (HdrHistogram's classic plot)."""
-        ps, vs = [], []
-        for p in (0, 10, 25, 50, 75, 90, 95, 99, 99.5, 99.9, 99.95, 99.99, 99.999, 100):
-            ps.append(float(p))
-            vs.append(int(self.h.get_value_at_percentile(p)) if self.count else 0)
-        return ps, vs
+        ps = [0.0, 10, 25, 50, 75, 90, 95, 99, 99.5, 99.9, 99.95, 99.99, 99.999, 100]
+        return ps, self.percentiles(ps)
 
 
 class Metrics:
