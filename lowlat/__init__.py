@@ -72,4 +72,13 @@ from .enums import CommandType, OrderType, Reject, Side, StpMode, TimeInForce  #
 # (filled by the matching-engine work)
 
 # --- ring buffers (lowlat._ring) ---
-# (filled by the ring-buffer work)
+from ._ring import (  # noqa: F401
+    BackoffIdle,
+    BroadcastReceiver,
+    BroadcastRing,
+    BusySpinIdle,
+    IdleStrategy,
+    MpscRing,
+    SpscRing,
+    YieldingIdle,
+)
