@@ -854,8 +854,13 @@ cdef object _decode_table(str tname, const char* buf, Py_ssize_t n, Py_ssize_t p
             rc = fb_vector(&t, slot, ssize, &start, &count)
             if rc:
                 _raise_decode(rc, tname, n)
-            vals.append(tuple(Level(*[_load(buf + start + i * ssize + foff, fkind) for _, fkind, foff in sfields])
-                              for i in range(count)))
+            levels = []
+            for i in range(count):
+                item = []
+                for _, fkind, foff in sfields:
+                    item.append(_load(buf + start + i * <Py_ssize_t>ssize + <Py_ssize_t>foff, fkind))
+                levels.append(Level(*item))
+            vals.append(tuple(levels))
         elif kind.startswith("union:"):
             if ctype == 0:
                 vals.append(None)
