@@ -7,8 +7,9 @@ hidden (no coordinated omission, as in wrk2 / HdrHistogram's ``recordValueWithEx
 
 Two modes:
 
-- ``request``: each order is a request on ``orders_subject``; the reply is the ``ValidationResult``.
-  Many requests are in flight at once (one small task each; fine up to tens of thousands per second).
+- ``request``: each order is a request on ``orders_subject`` (published with a reply subject, the generator's
+  own inbox); the reply is the ``ValidationResult``.  Many requests are in flight at once, with no task or
+  future per request: replies are correlated by order id, like the pipelined mode.
 - ``pipeline``: orders are published (batched per wake-up); the validator publishes results to
   ``validated_subject`` / ``rejected_subject`` (``publish_results``), which the generator correlates by order
   id.  This is the high-throughput mode.
@@ -166,7 +167,11 @@ class LoadGenerator:
 
     # --- answers ---
     def _on_result(self, data: Any, now: int) -> None:
-        oid, _accepted, reason = self._wire.result_fields(data)
+        try:
+            oid, _accepted, reason = self._wire.result_fields(data)
+        except ValueError:  # DecodeError: not a ValidationResult; counted, never fatal
+            self._errors += 1
+            return
         i = oid - self.id_base
         if not 0 <= i < self.total:
             self._errors += 1
@@ -190,27 +195,21 @@ class LoadGenerator:
                 while (m := get_nowait()) is not None:
                     self._on_result(m.data, pc())
 
-    async def _one_request(self, i: int, payload: bytes) -> None:
-        try:
-            reply = await self.t.request(self.cfg.orders_subject, payload, timeout=self.answer_timeout)
-        except Exception:  # noqa: BLE001 - timeouts/no responders are counted, not raised mid-run
-            self._errors += 1
-            return
-        self._on_result(reply.data, time.perf_counter_ns())
-
     # --- run ---
     async def run(self) -> LoadResult:
         cfg = self.cfg
         pipeline = cfg.mode == "pipeline"
         subs: list[Any] = []
         collectors: list[asyncio.Task[None]] = []
-        if pipeline:
-            for subj in (cfg.validated_subject, cfg.rejected_subject):
-                s = await self.t.subscribe(subj)
-                subs.append(s)
-                collectors.append(asyncio.get_running_loop().create_task(self._collect(s)))
-            await self.t.flush()
-        inflight: set[asyncio.Task[None]] = set()
+        from ..transport.base import new_inbox
+
+        inbox = new_inbox("_INBOX.lowlat.loadgen")
+        for subj in (cfg.validated_subject, cfg.rejected_subject) if pipeline else (inbox,):
+            s = await self.t.subscribe(subj, max_pending=max(65536, min(self.total, 1 << 20)))
+            subs.append(s)
+            collectors.append(asyncio.get_running_loop().create_task(self._collect(s)))
+        await self.t.flush()
+        publish = self.t.publish
         period = 1e9 / cfg.rate
         pc = time.perf_counter_ns
         wall_offset = time.time_ns() - pc()
@@ -234,29 +233,24 @@ class LoadGenerator:
                 payloads.append(order(j, due_ns + wall_offset))
             if pipeline:
                 await self.t.publish_batch(cfg.orders_subject, payloads)
-                self.sent_at[i:due] = pc()
             else:
-                sent = pc()
-                for j, p in zip(range(i, due), payloads):
-                    self.sent_at[j] = sent
-                    task = asyncio.get_running_loop().create_task(self._one_request(j, p))
-                    inflight.add(task)
-                    task.add_done_callback(inflight.discard)
-                await asyncio.sleep(0)  # let the requests go out before building the next slice
+                subj = cfg.orders_subject
+                for p in payloads:
+                    await publish(subj, p, reply=inbox)  # type: ignore[call-arg]
+            self.sent_at[i:due] = pc()
+            if due - i > 64:
+                await asyncio.sleep(0)  # a long slice: let replies in before building the next one
             i = due
             if self.progress and now - last_progress > 250_000_000:
                 last_progress = now
                 self.progress(i, self._answered, (now - t0) / 1e9)
-        if pipeline:
-            await self.t.flush()
+        await self.t.flush()
         # wait for the last answers
         try:
             await asyncio.wait_for(self._done.wait(), self.answer_timeout)
         except asyncio.TimeoutError:
             pass
         end = pc()
-        if inflight:
-            await asyncio.gather(*inflight, return_exceptions=True)
         for c in collectors:
             c.cancel()
         await asyncio.gather(*collectors, return_exceptions=True)

@@ -4,7 +4,8 @@ Per batch (everything pending, up to ``batch_max``): one ``Validator.validate_ma
 fills a preallocated code array; then, per order, a ``ValidationResult`` is encoded and
 
 - sent as the reply when the order came as a request (``msg.reply``);
-- published to ``validated_subject`` / ``rejected_subject`` when ``publish_results`` is on (pipelined use);
+- published to ``validated_subject`` / ``rejected_subject`` when ``publish_results`` is on, and always for an
+  order that came without a reply subject (pipelined use);
 - accepted orders are forwarded unchanged to ``<match_prefix>.<SYMBOL>`` when ``forward`` is on (the matching
   service's intake).
 
@@ -69,7 +70,8 @@ class ValidatorService(BatchService):
             m.record("receive", now_wall - ts0)
         m.record("validate", (t1 - t0) // n, n)
         results = w.encode_results(bufs, codes, now_wall)
-        by_subject: dict[str, list[Any]] | None = defaultdict(list) if cfg.publish_results else None
+        by_subject: dict[str, list[Any]] = defaultdict(list)
+        pub_all = cfg.publish_results
         fwd: dict[str, list[Any]] | None = defaultdict(list) if cfg.forward else None
         replies = 0
         publish = t.publish
@@ -77,7 +79,7 @@ class ValidatorService(BatchService):
             if msg.reply:
                 await publish(msg.reply, res)
                 replies += 1
-            if by_subject is not None:
+            if pub_all or not msg.reply:
                 by_subject[cfg.rejected_subject if code else cfg.validated_subject].append(res)
             if fwd is not None and not code:
                 # copy views: some adapters reuse receive memory after the batch
