@@ -1,0 +1,140 @@
+"""Every script in examples/ runs here as a real process, against real servers, with a bounded run."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from _services_util import EXAMPLES, example, service
+from brokers._util import free_port
+
+pytestmark = pytest.mark.integration
+
+N = 300
+
+
+async def _send(url: str, n: int, rate: float = 2000.0, mode: str = "request") -> object:
+    """Send ``n`` orders as requests (or pipelined) and return the LoadResult: every order must be answered."""
+    from lowlat.services import LoadGenerator, ServiceConfig
+    from lowlat.transport import connect
+
+    cfg = ServiceConfig(transport=url, rate=rate, count=n, mode=mode, reject_ratio=0.1)
+    async with connect(url) as t:
+        return await LoadGenerator(t, cfg, answer_timeout=10).run()
+
+
+def _check_all_answered(res) -> None:
+    assert res.sent == N
+    assert res.answered == N, res.as_dict()
+    assert res.duplicates == 0 and res.errors == 0
+    assert sum(res.rejects.values()) > 0 and res.accepted > 0  # both outcomes came back
+
+
+TESTED = set()
+
+
+def covers(name: str):
+    TESTED.add(name)
+    return name
+
+
+@pytest.mark.nats
+def test_order_validator_nats_answers_every_request(nats_server):
+    p = example(covers("order_validator_nats.py"), "--url", nats_server.url, "--count", str(N))
+    try:
+        p.wait_for("ready")
+        _check_all_answered(asyncio.run(_send(nats_server.url, N)))
+        assert p.wait(30) == 0
+        p.wait_for(f"validated {N} orders")
+    finally:
+        p.kill()
+
+
+@pytest.mark.nats
+def test_load_generator_against_validator_service(nats_server):
+    v = service("serve", "validator", "--transport", nats_server.url)
+    try:
+        v.wait_for('"ready"')
+        lg = example(covers("load_generator.py"), "--url", nats_server.url, "--count", str(N), "--rate", "1000")
+        assert lg.wait(60) == 0, lg.output
+        lg.wait_for(f"answered {N}/{N} (duplicates 0)")
+    finally:
+        v.terminate()
+        assert v.wait(30) == 0
+        v.kill()
+
+
+@pytest.mark.nats
+def test_matching_engine_service_reports_every_order(nats_server):
+    p = example(covers("matching_engine_service.py"), "--url", nats_server.url, "--count", str(N))
+
+    async def drive() -> dict[int, list[int]]:
+        from lowlat import _core
+        from lowlat.transport import connect
+
+        got: dict[int, list[int]] = {}
+        async with connect(nats_server.url) as t:
+            sub = await t.subscribe("exec.>")
+            await t.flush()
+            for i in range(N):  # alternating sides around 100.00 so some orders trade
+                price = 100.0 + ((i % 7) - 3) * 0.01
+                await t.publish("orders.match.AAPL" if i % 2 else "orders.match.MSFT",
+                                _core.encode_order(i + 1, "AAPL" if i % 2 else "MSFT", price, 1 + i % 3, (i // 2) % 2, 1))
+            await t.flush()
+            while len(got) < N:
+                m = await asyncio.wait_for(sub.__anext__(), 10)
+                r = _core.decode_execution_report(m.data)
+                got.setdefault(r.order_id, []).append(r.status)
+        return got
+
+    try:
+        p.wait_for("ready")
+        got = asyncio.run(drive())
+        assert set(got) == set(range(1, N + 1))
+        assert any(2 in s or 1 in s for s in got.values())  # some fills happened
+        assert p.wait(30) == 0
+        p.wait_for(f"matched {N} orders")
+    finally:
+        p.kill()
+
+
+def test_market_data_fanout_consumers_resync_and_agree():
+    p = example(covers("market_data_fanout.py"), "--url", f"inproc://md-{uuid.uuid4().hex[:8]}", "--count", "1500",
+                "--consumers", "3", "--drop-every", "40")
+    assert p.wait(60) == 0, p.output
+    lines = [ln for ln in p.output.splitlines() if ln.startswith("consumer ")]
+    assert len(lines) == 3 and all("matches matcher: True" in ln for ln in lines), p.output
+    assert "gaps 0" not in lines[0]  # the lossy consumer saw gaps and resynced
+    assert "gaps 0" in lines[1]
+
+
+@pytest.mark.zmq
+def test_validator_over_zmq():
+    url = f"zmq+tcp://127.0.0.1:{free_port()}"
+    p = example(covers("validator_zmq.py"), "--url", url, "--count", str(N))
+    try:
+        p.wait_for("ready")
+        _check_all_answered(asyncio.run(_send(url, N)))
+        assert p.wait(30) == 0
+        p.wait_for(f"validated {N} orders")
+    finally:
+        p.kill()
+
+
+def test_validator_over_shm():
+    url = f"shm://ex-{uuid.uuid4().hex[:8]}"
+    p = example(covers("validator_shm.py"), "--url", url, "--count", str(N))
+    try:
+        p.wait_for("ready")
+        _check_all_answered(asyncio.run(_send(url, N)))
+        assert p.wait(30) == 0
+        p.wait_for(f"validated {N} orders")
+    finally:
+        p.kill()
+
+
+def test_every_example_is_run_by_this_file():
+    scripts = {p.name for p in EXAMPLES.glob("*.py")}
+    assert scripts == TESTED, f"examples without a test: {scripts - TESTED}"
