@@ -75,6 +75,10 @@ cdef struct Order:                # one slot of the preallocated order pool; 48 
     uint8_t post_only             # kept for modify (a post-only order may not cross when moved)
     uint8_t live                  # 1 while resting in the book
 
+cdef struct MapEntry:             # one bucket of the order-id map; 16 bytes
+    uint64_t key                  # order id
+    int64_t slot                  # order pool slot, -1 = empty bucket
+
 cdef struct BookCore:
     price_t lo                    # ticks: lowest price of the band; level index = price - lo
     int64_t n_ticks               # band width (levels per side)
@@ -87,8 +91,8 @@ cdef struct BookCore:
     int32_t free_head             # free-list head slot, -1 when the pool is full
     int64_t n_live                # resting orders
     int64_t n_side[2]             # resting orders per side
-    uint64_t* map_keys            # order id -> slot: open addressing, linear probing, backward-shift
-    int32_t* map_vals             # deletion (no tombstones); slot -1 = empty bucket
+    MapEntry* map                 # order id -> slot: open addressing, linear probing, backward-shift
+                                  # deletion (no tombstones); key and slot share a cache line
     uint64_t map_mask
     int map_shift                 # 64 - log2(buckets), for Fibonacci hashing
     BookEvent* ev                 # event output of the current command/batch
@@ -118,8 +122,7 @@ cdef class Book:
     cdef object _levels_arr       # numpy LEVEL_REC arrays, one per side
     cdef object _orders_arr       # numpy ORDER_REC array (the pool)
     cdef object _bits_arr
-    cdef object _map_keys_arr
-    cdef object _map_vals_arr
+    cdef object _map_arr          # numpy MapEntry array
     cdef object _events_arr       # numpy EVENT_DTYPE array for the per-call API
     cdef readonly object symbol   # name given by the Engine (or None)
     cdef reject_t _check_bound_c(self, const BookCommand* c) except 255

@@ -71,11 +71,12 @@ LEVEL_DTYPE = np.dtype([("head", "<i4"), ("tail", "<i4"), ("qty", "<i8"), ("coun
 ORDER_DTYPE = np.dtype([
     ("oid", "<u8"), ("account", "<u8"), ("price", "<i8"), ("qty", "<i8"), ("prev", "<i4"), ("next", "<i4"),
     ("side", "i1"), ("stp", "i1"), ("post_only", "u1"), ("live", "u1")], align=True)
+MAP_DTYPE = np.dtype([("key", "<u8"), ("slot", "<i8")], align=True)
 DEPTH_DTYPE = np.dtype([("price", "<i8"), ("qty", "<i8"), ("count", "<i8")])
 L3_DTYPE = np.dtype([("oid", "<u8"), ("account", "<u8"), ("qty", "<i8")])
 
 if (COMMAND_DTYPE.itemsize != sizeof(BookCommand) or EVENT_DTYPE.itemsize != sizeof(BookEvent)
-        or LEVEL_DTYPE.itemsize != sizeof(Level) or ORDER_DTYPE.itemsize != sizeof(Order)):
+        or LEVEL_DTYPE.itemsize != sizeof(Level) or MAP_DTYPE.itemsize != sizeof(MapEntry) or ORDER_DTYPE.itemsize != sizeof(Order)):
     raise ImportError("lowlat._book: numpy dtypes do not match the C struct layouts")
 
 
@@ -125,9 +126,9 @@ cdef inline uint64_t _hash(const BookCore* b, uint64_t key) noexcept nogil:
 
 cdef inline int32_t _map_find(const BookCore* b, uint64_t key) noexcept nogil:
     cdef uint64_t i = _hash(b, key)
-    while b.map_vals[i] >= 0:
-        if b.map_keys[i] == key:
-            return b.map_vals[i]
+    while b.map[i].slot >= 0:
+        if b.map[i].key == key:
+            return <int32_t>b.map[i].slot
         i = (i + 1) & b.map_mask
     return -1
 
@@ -135,34 +136,33 @@ cdef inline int32_t _map_find(const BookCore* b, uint64_t key) noexcept nogil:
 cdef inline void _map_insert(BookCore* b, uint64_t key, int32_t slot) noexcept nogil:
     # precondition: key absent; the table has >= 2x max_orders buckets so a free bucket exists
     cdef uint64_t i = _hash(b, key)
-    while b.map_vals[i] >= 0:
+    while b.map[i].slot >= 0:
         i = (i + 1) & b.map_mask
-    b.map_keys[i] = key
-    b.map_vals[i] = slot
+    b.map[i].key = key
+    b.map[i].slot = slot
 
 
 cdef inline void _map_erase(BookCore* b, uint64_t key) noexcept nogil:
     # Backward-shift deletion: pull later members of the probe run into the hole, so lookups never
     # walk over tombstones and cost stays flat however long the add/cancel churn runs.
     cdef uint64_t i = _hash(b, key), j, h
-    while b.map_vals[i] >= 0:
-        if b.map_keys[i] == key:
+    while b.map[i].slot >= 0:
+        if b.map[i].key == key:
             break
         i = (i + 1) & b.map_mask
-    if b.map_vals[i] < 0:
+    if b.map[i].slot < 0:
         return
     j = i
     while True:
         j = (j + 1) & b.map_mask
-        if b.map_vals[j] < 0:
+        if b.map[j].slot < 0:
             break
-        h = _hash(b, b.map_keys[j])
+        h = _hash(b, b.map[j].key)
         # move j into the hole i unless its home h lies cyclically in (i, j]
         if ((j - h) & b.map_mask) >= ((j - i) & b.map_mask):
-            b.map_keys[i] = b.map_keys[j]
-            b.map_vals[i] = b.map_vals[j]
+            b.map[i] = b.map[j]
             i = j
-    b.map_vals[i] = -1
+    b.map[i].slot = -1
 
 
 cdef inline void _emit(BookCore* b, uint8_t kind, int8_t side, uint8_t reason, oid_t oid, oid_t maker,
@@ -678,7 +678,7 @@ cdef int book_check_c(BookCore* b) except -1 nogil:
         err = "live order count differs"
     if err == NULL:
         for i in range(<int64_t>b.map_mask + 1):
-            if b.map_vals[i] >= 0:
+            if b.map[i].slot >= 0:
                 n_map += 1
         if n_map != n_live:
             err = "id map size differs from live orders"
@@ -762,8 +762,8 @@ cdef class Book:
         cdef uint64_t buckets
         cdef Level[::1] lv0, lv1
         cdef Order[::1] ords
-        cdef uint64_t[::1] bits, keys
-        cdef int32_t[::1] vals
+        cdef uint64_t[::1] bits
+        cdef MapEntry[::1] mp
         cdef BookEvent[::1] evs
         cdef int64_t i
         if n_ticks <= 0 or n_ticks > (1 << 31):
@@ -807,18 +807,19 @@ cdef class Book:
             b.orders[i].prev = -1
         b.free_head = 0
         buckets = _pow2_at_least(2 * <uint64_t>max_orders)
-        self._map_keys_arr = np.zeros(buckets, np.uint64)
-        self._map_vals_arr = np.full(buckets, -1, np.int32)
-        keys = self._map_keys_arr
-        vals = self._map_vals_arr
-        b.map_keys = &keys[0]
-        b.map_vals = &vals[0]
+        self._map_arr = np.zeros(buckets, MAP_DTYPE)
+        self._map_arr["slot"] = -1
+        mp = self._map_arr
+        b.map = &mp[0]
         b.map_mask = buckets - 1
         b.map_shift = 64
         while buckets > 1:
             buckets >>= 1
             b.map_shift -= 1
         self._events_arr = np.zeros(event_capacity, EVENT_DTYPE)
+        # np.zeros maps pages lazily; touch them now so no command pays a page fault later
+        self._events_arr.view(np.uint8)[:] = 0
+        self._bits_arr.view(np.uint8)[:] = 0
         evs = self._events_arr
         b.ev = &evs[0]
         b.ev_cap = event_capacity
