@@ -11,6 +11,7 @@ from libc.math cimport INFINITY, fabs, rint, isfinite
 from libc.string cimport memcmp, memcpy
 cimport cython
 
+cimport lowlat._types as _t
 from lowlat._types cimport (LOWLAT_DEBUG, OT_LIMIT, OT_MARKET, TIF_FOK, REJ_ACCEPTED, REJ_MALFORMED,
                             REJ_MISSING_FIELD, REJ_UNKNOWN_SYMBOL, REJ_BAD_SIDE, REJ_BAD_PRICE,
                             REJ_BAD_QUANTITY, REJ_OFF_TICK, REJ_OFF_LOT, REJ_QTY_BELOW_MIN, REJ_QTY_ABOVE_MAX,
@@ -1028,3 +1029,51 @@ def decode_book_snapshot(buf):
 def decode_order_msg(buf):
     """Verify and decode a ``finance.Order`` into an ``OrderMsg`` named tuple (a copy; see decode_order)."""
     return _decode_root("Order", buf)
+
+
+def _c_constants() -> dict:
+    """The C enum constants of lowlat/_types.pxd and the generated slot file, for the enum-mirror test."""
+    return {
+        "BID": _t.BID,
+        "ASK": _t.ASK,
+        "OT_LIMIT": _t.OT_LIMIT,
+        "OT_MARKET": _t.OT_MARKET,
+        "TIF_GTC": _t.TIF_GTC,
+        "TIF_IOC": _t.TIF_IOC,
+        "TIF_FOK": _t.TIF_FOK,
+        "STP_NONE": _t.STP_NONE,
+        "STP_CANCEL_NEWEST": _t.STP_CANCEL_NEWEST,
+        "STP_CANCEL_OLDEST": _t.STP_CANCEL_OLDEST,
+        "STP_CANCEL_BOTH": _t.STP_CANCEL_BOTH,
+        "STP_DECREMENT_AND_CANCEL": _t.STP_DECREMENT_AND_CANCEL,
+        "REJ_ACCEPTED": _t.REJ_ACCEPTED,
+        "REJ_MALFORMED": _t.REJ_MALFORMED,
+        "REJ_MISSING_FIELD": _t.REJ_MISSING_FIELD,
+        "REJ_UNKNOWN_SYMBOL": _t.REJ_UNKNOWN_SYMBOL,
+        "REJ_BAD_SIDE": _t.REJ_BAD_SIDE,
+        "REJ_BAD_PRICE": _t.REJ_BAD_PRICE,
+        "REJ_BAD_QUANTITY": _t.REJ_BAD_QUANTITY,
+        "REJ_OFF_TICK": _t.REJ_OFF_TICK,
+        "REJ_OFF_LOT": _t.REJ_OFF_LOT,
+        "REJ_QTY_BELOW_MIN": _t.REJ_QTY_BELOW_MIN,
+        "REJ_QTY_ABOVE_MAX": _t.REJ_QTY_ABOVE_MAX,
+        "REJ_PRICE_OUT_OF_BAND": _t.REJ_PRICE_OUT_OF_BAND,
+        "REJ_NOTIONAL_TOO_LARGE": _t.REJ_NOTIONAL_TOO_LARGE,
+        "REJ_BAD_ORDER_TYPE": _t.REJ_BAD_ORDER_TYPE,
+        "REJ_BAD_TIME_IN_FORCE": _t.REJ_BAD_TIME_IN_FORCE,
+        "REJ_BOOK_FULL": _t.REJ_BOOK_FULL,
+        "REJ_DUPLICATE_ORDER_ID": _t.REJ_DUPLICATE_ORDER_ID,
+        "REJ_UNKNOWN_ORDER": _t.REJ_UNKNOWN_ORDER,
+        "REJ_POST_ONLY_WOULD_CROSS": _t.REJ_POST_ONLY_WOULD_CROSS,
+        "REJ_FOK_NOT_FILLABLE": _t.REJ_FOK_NOT_FILLABLE,
+        "REJ_NO_LIQUIDITY": _t.REJ_NO_LIQUIDITY,
+        "REJ_SELF_TRADE_PREVENTED": _t.REJ_SELF_TRADE_PREVENTED,
+        "REJ_BAD_STP_MODE": _t.REJ_BAD_STP_MODE,
+        "REJ_OUT_OF_RANGE": _t.REJ_OUT_OF_RANGE,
+        "REJ_MARKET_POST_ONLY": _t.REJ_MARKET_POST_ONLY,
+        "FB_COMMAND_NONE": FB_COMMAND_NONE,
+        "FB_COMMAND_ORDER": FB_COMMAND_ORDER,
+        "FB_COMMAND_CANCEL": FB_COMMAND_CANCEL,
+        "FB_COMMAND_MODIFY": FB_COMMAND_MODIFY,
+        "FB_COMMAND_MASS_CANCEL": FB_COMMAND_MASS_CANCEL,
+    }
