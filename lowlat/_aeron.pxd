@@ -1,0 +1,94 @@
+# Declarations of lowlat._aeron: a thin binding over the Aeron 1.11.3 C++ client (via _aeron_shim.h).
+# Built only when AERON_HOME points at an Aeron install (see setup.py and tests/setup/30-aeron.sh).
+from libc.stdint cimport int32_t, int64_t, uint8_t
+from libcpp cimport bool as cbool
+from libcpp.string cimport string
+
+
+cdef extern from "_aeron_shim.h" namespace "lowlat_aeron":
+    # Called by ll_poll with the GIL held (poll never releases it): not nogil.
+    ctypedef int (*ll_message_fn)(void* ctx, const uint8_t* buf, int32_t length, int32_t session_id,
+                                  int64_t position) noexcept
+
+
+cdef extern from "_aeron_shim.h" namespace "lowlat_aeron" nogil:
+    const int64_t LL_MESSAGE_TOO_LONG      # offer: message longer than max_message_length
+    const int64_t LL_OFFER_ERROR           # offer: the client threw (see Client.last_error)
+
+    cppclass LLClient "lowlat_aeron::Client":
+        pass
+
+    cppclass LLPub "lowlat_aeron::Pub":
+        pass
+
+    cppclass LLSub "lowlat_aeron::Sub":
+        pass
+
+    LLClient* ll_connect(const string& aeron_dir, long driver_timeout_ms) except +
+    string ll_last_error(LLClient* c, int64_t* count) except +
+    void ll_close(LLClient* c) except +
+    LLPub* ll_add_publication(LLClient* c, const string& channel, int32_t stream_id, long timeout_ms) except +
+    LLSub* ll_add_subscription(LLClient* c, const string& channel, int32_t stream_id, long timeout_ms) except +
+    void ll_pub_close(LLPub* p) except +
+    void ll_sub_close(LLSub* s) except +
+    cbool ll_pub_connected(LLPub* p) noexcept
+    cbool ll_pub_closed(LLPub* p) noexcept
+    int32_t ll_pub_max_message_length(LLPub* p) noexcept
+    int32_t ll_pub_max_payload_length(LLPub* p) noexcept
+    int32_t ll_pub_session_id(LLPub* p) noexcept
+    int64_t ll_pub_position(LLPub* p) noexcept
+    cbool ll_sub_connected(LLSub* s) noexcept
+    int ll_sub_image_count(LLSub* s) noexcept
+    int64_t ll_offer2(LLPub* p, const uint8_t* a, int32_t alen, const uint8_t* b, int32_t blen) noexcept
+    int ll_poll(LLSub* s, ll_message_fn fn, void* ctx, int fragment_limit) noexcept
+    void ll_cpu_pause() noexcept
+    void ll_yield() noexcept
+    void ll_sleep_ns(int64_t ns) noexcept
+
+
+cdef enum:
+    IDLE_BUSY_SPIN = 0   # pause instruction, never gives up the core or the GIL
+    IDLE_YIELD = 1       # sched_yield with the GIL released
+    IDLE_SLEEP = 2       # sleep park_ns with the GIL released
+    IDLE_BACKOFF = 3     # spin, then yield, then sleep with exponential growth (Agrona BackoffIdleStrategy)
+
+
+cdef class IdleStrategy:
+    cdef readonly int kind              # one of IDLE_*
+    cdef readonly int64_t max_spins     # backoff: pause iterations before yielding
+    cdef readonly int64_t max_yields    # backoff: yields before sleeping
+    cdef readonly int64_t min_park_ns   # sleep / backoff: first sleep, ns
+    cdef readonly int64_t max_park_ns   # backoff: sleep cap, ns
+    cdef int64_t _spins                 # backoff state: pauses done in the current idle period
+    cdef int64_t _yields                # backoff state: yields done in the current idle period
+    cdef int64_t _park_ns               # backoff state: next sleep, ns
+    cdef int idle_c(self, int work_count) except -1   # may release the GIL; checks signals when it does
+    cdef void reset_c(self) noexcept nogil
+
+
+cdef class Client:
+    cdef LLClient* _c                   # owned; NULL once closed
+    cdef readonly str aeron_dir         # the media driver's directory (AERON_DIR)
+    cdef object _children               # WeakSet of open Publication/Subscription, closed before the client
+    cdef object __weakref__
+    cdef int _check_c(self) except -1
+
+
+cdef class Publication:
+    cdef LLPub* _p                      # owned; NULL once closed
+    cdef readonly Client client         # keeps the client (and its conductor) alive while we exist
+    cdef readonly str channel
+    cdef readonly int32_t stream_id
+    cdef object __weakref__
+    cdef int64_t offer_c(self, const uint8_t* hdr, int32_t hlen, const uint8_t* buf, int32_t blen) noexcept
+
+
+cdef class Subscription:
+    cdef LLSub* _s                      # owned; NULL once closed
+    cdef readonly Client client
+    cdef readonly str channel
+    cdef readonly int32_t stream_id
+    cdef object _handler                # the Python callable of the poll in progress
+    cdef object _error                  # exception raised by _handler during the poll in progress
+    cdef object __weakref__
+    cdef int poll_c(self, object handler, int fragment_limit) except -1

@@ -1,0 +1,480 @@
+"""lowlat._aeron: a thin binding over the Aeron 1.11.3 C++ client (private; use lowlat.transport.aeron).
+
+Objects are not thread-safe: use each Client/Publication/Subscription from one thread at a time.
+"""
+cimport cython
+from cpython.buffer cimport PyBUF_READ, PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.exc cimport PyErr_CheckSignals
+from cpython.memoryview cimport PyMemoryView_FromMemory
+from libc.stdint cimport INT32_MAX, int32_t, int64_t, uint8_t
+from libcpp.string cimport string
+
+import time
+import weakref
+
+from lowlat.errors import TransportClosedError, TransportError, TransportTimeoutError
+
+# Publication.offer results (negative); any value >= 0 is the new stream position.
+NOT_CONNECTED = -1            # no subscriber is connected to the publication (yet)
+BACK_PRESSURED = -2           # subscribers are behind: the publication window is full, retry later
+ADMIN_ACTION = -3             # the log rotated to the next term: retry immediately
+PUBLICATION_CLOSED = -4       # the publication (or its client) is closed
+MAX_POSITION_EXCEEDED = -5    # the stream reached its maximum position: a new publication is needed
+MESSAGE_TOO_LONG = LL_MESSAGE_TOO_LONG
+OFFER_ERROR = LL_OFFER_ERROR
+
+_OFFER_NAMES = {
+    NOT_CONNECTED: "NOT_CONNECTED", BACK_PRESSURED: "BACK_PRESSURED", ADMIN_ACTION: "ADMIN_ACTION",
+    PUBLICATION_CLOSED: "PUBLICATION_CLOSED", MAX_POSITION_EXCEEDED: "MAX_POSITION_EXCEEDED",
+    MESSAGE_TOO_LONG: "MESSAGE_TOO_LONG", OFFER_ERROR: "OFFER_ERROR",
+}
+
+_IDLE_KINDS = {"busy_spin": IDLE_BUSY_SPIN, "yield": IDLE_YIELD, "sleep": IDLE_SLEEP, "backoff": IDLE_BACKOFF}
+_IDLE_NAMES = {v: k for k, v in _IDLE_KINDS.items()}
+
+
+def offer_result_name(int64_t code) -> str:
+    """Name of an ``offer`` result: ``"POSITION"`` for ``code >= 0``, else e.g. ``"BACK_PRESSURED"``."""
+    if code >= 0:
+        return "POSITION"
+    return _OFFER_NAMES.get(code, f"UNKNOWN({code})")
+
+
+cdef inline long _ms(double seconds) except -1:
+    if seconds < 0:
+        raise ValueError(f"timeout must be >= 0 s, got {seconds}")
+    return <long>(seconds * 1000.0) + 1
+
+
+@cython.final
+cdef class IdleStrategy:
+    """What a waiting loop does when a poll/offer found no work.
+
+    ``kind``: ``"busy_spin"`` (CPU pause, keeps the core and the GIL: lowest latency, burns a core),
+    ``"yield"`` (``sched_yield`` with the GIL released), ``"sleep"`` (sleep ``min_park_ns`` with the GIL
+    released; the kernel's timer slack makes the real sleep ≥ ~50 µs), ``"backoff"`` (``max_spins`` pauses,
+    then ``max_yields`` yields, then sleeps doubling from ``min_park_ns`` to ``max_park_ns``; reset by work).
+    """
+
+    def __init__(self, str kind="backoff", *, int64_t max_spins=100, int64_t max_yields=100,
+                 int64_t min_park_ns=1_000, int64_t max_park_ns=1_000_000):
+        if kind not in _IDLE_KINDS:
+            raise ValueError(f"unknown idle strategy {kind!r}; one of {sorted(_IDLE_KINDS)}")
+        if max_spins < 0 or max_yields < 0 or min_park_ns < 0 or max_park_ns < min_park_ns:
+            raise ValueError("idle strategy: counts must be >= 0 and 0 <= min_park_ns <= max_park_ns")
+        self.kind = _IDLE_KINDS[kind]
+        self.max_spins = max_spins
+        self.max_yields = max_yields
+        self.min_park_ns = min_park_ns
+        self.max_park_ns = max_park_ns
+        self.reset_c()
+
+    @property
+    def name(self) -> str:
+        return _IDLE_NAMES[self.kind]
+
+    def __repr__(self) -> str:
+        return (f"IdleStrategy({self.name!r}, max_spins={self.max_spins}, max_yields={self.max_yields}, "
+                f"min_park_ns={self.min_park_ns}, max_park_ns={self.max_park_ns})")
+
+    cdef void reset_c(self) noexcept nogil:
+        self._spins = 0
+        self._yields = 0
+        self._park_ns = self.min_park_ns
+
+    cdef int idle_c(self, int work_count) except -1:
+        # Called with the GIL held.  Work resets the backoff; no work waits per the strategy.  Only the
+        # pause path keeps the GIL (releasing it would cost more than the pause).
+        if work_count > 0:
+            self.reset_c()
+            return 0
+        if self.kind == IDLE_BUSY_SPIN:
+            ll_cpu_pause()
+            return 0
+        if self.kind == IDLE_YIELD:
+            with nogil:
+                ll_yield()
+        elif self.kind == IDLE_SLEEP:
+            with nogil:
+                ll_sleep_ns(self.min_park_ns)
+        else:
+            if self._spins < self.max_spins:
+                self._spins += 1
+                ll_cpu_pause()
+                return 0
+            if self._yields < self.max_yields:
+                self._yields += 1
+                with nogil:
+                    ll_yield()
+            else:
+                with nogil:
+                    ll_sleep_ns(self._park_ns)
+                self._park_ns = min(self._park_ns * 2, self.max_park_ns) if self._park_ns else 1
+        PyErr_CheckSignals()      # a waiting loop must stay interruptible (Ctrl-C)
+        return 0
+
+    def idle(self, int work_count=0) -> None:
+        """Idle once after a duty cycle that did ``work_count`` units of work (0 = nothing happened)."""
+        self.idle_c(work_count)
+
+    def reset(self) -> None:
+        """Forget the backoff state (next idle starts spinning again)."""
+        self.reset_c()
+
+
+cdef IdleStrategy _default_idle(object idle):
+    if idle is None:
+        return IdleStrategy("backoff")
+    if isinstance(idle, str):
+        return IdleStrategy(idle)
+    return <IdleStrategy?>idle
+
+
+@cython.final
+cdef class Client:
+    """A connection to a running media driver (``aeronmd``) through its directory ``aeron_dir``.
+
+    Starts the Aeron client conductor thread (it sleeps between duty cycles).  Errors the conductor sees
+    asynchronously (e.g. the driver stopped) are kept in ``last_error()`` instead of Aeron's default of
+    printing and calling ``exit()``.  Raises ``TransportError`` when no driver is running there.
+    """
+
+    def __cinit__(self):
+        self._c = NULL
+        self._children = weakref.WeakSet()
+
+    def __init__(self, str aeron_dir not None, *, double driver_timeout=10.0):
+        cdef string d = aeron_dir.encode()
+        cdef long t = _ms(driver_timeout)
+        self.aeron_dir = aeron_dir
+        try:
+            with nogil:
+                self._c = ll_connect(d, t)
+        except Exception as e:
+            raise TransportError(f"cannot connect to the Aeron media driver in {aeron_dir!r}: {e}") from None
+
+    def __dealloc__(self):
+        # Children hold a strong reference to us, so none is left when we are deallocated.
+        if self._c != NULL:
+            ll_close(self._c)
+            self._c = NULL
+
+    cdef int _check_c(self) except -1:
+        if self._c == NULL:
+            raise TransportClosedError("Aeron client is closed")
+        return 0
+
+    @property
+    def closed(self) -> bool:
+        return self._c == NULL
+
+    def last_error(self) -> tuple:
+        """``(count, message)`` of errors reported by the client conductor thread so far."""
+        cdef int64_t n = 0
+        self._check_c()
+        msg = ll_last_error(self._c, &n)
+        return n, msg.decode(errors="replace")
+
+    def add_publication(self, str channel not None, int32_t stream_id, *, double timeout=5.0) -> Publication:
+        """Add a publication on ``channel`` (``aeron:ipc``, ``aeron:udp?endpoint=127.0.0.1:P``) and wait until
+        the driver created it (not until a subscriber connected: see ``Publication.wait_connected``)."""
+        cdef string ch = channel.encode()
+        cdef long t = _ms(timeout)
+        cdef LLPub* p = NULL
+        self._check_c()
+        try:
+            with nogil:
+                p = ll_add_publication(self._c, ch, stream_id, t)
+        except Exception as e:
+            raise TransportError(f"add_publication({channel!r}, {stream_id}): {e}") from None
+        if p == NULL:
+            raise TransportTimeoutError(f"add_publication({channel!r}, {stream_id}): no answer in {timeout} s")
+        cdef Publication pub = Publication.__new__(Publication)
+        pub._p = p
+        pub.client = self
+        pub.channel = channel
+        pub.stream_id = stream_id
+        self._children.add(pub)
+        return pub
+
+    def add_subscription(self, str channel not None, int32_t stream_id, *, double timeout=5.0) -> Subscription:
+        """Add a subscription on ``channel``/``stream_id`` and wait until the driver created it."""
+        cdef string ch = channel.encode()
+        cdef long t = _ms(timeout)
+        cdef LLSub* s = NULL
+        self._check_c()
+        try:
+            with nogil:
+                s = ll_add_subscription(self._c, ch, stream_id, t)
+        except Exception as e:
+            raise TransportError(f"add_subscription({channel!r}, {stream_id}): {e}") from None
+        if s == NULL:
+            raise TransportTimeoutError(f"add_subscription({channel!r}, {stream_id}): no answer in {timeout} s")
+        cdef Subscription sub = Subscription.__new__(Subscription)
+        sub._s = s
+        sub.client = self
+        sub.channel = channel
+        sub.stream_id = stream_id
+        self._children.add(sub)
+        return sub
+
+    def close(self) -> None:
+        """Close every publication/subscription of this client, then the client (idempotent)."""
+        if self._c == NULL:
+            return
+        for child in list(self._children):
+            child.close()
+        with nogil:
+            ll_close(self._c)
+        self._c = NULL
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+@cython.final
+cdef class Publication:
+    """A publication (``Client.add_publication``).  ``offer`` is non-blocking and returns Aeron's result."""
+
+    def __cinit__(self):
+        self._p = NULL
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError("use Client.add_publication()")
+
+    def __dealloc__(self):
+        if self._p != NULL:
+            ll_pub_close(self._p)
+            self._p = NULL
+
+    cdef int64_t offer_c(self, const uint8_t* hdr, int32_t hlen, const uint8_t* buf, int32_t blen) noexcept:
+        # Precondition: open publication, hlen/blen checked by the caller.
+        return ll_offer2(self._p, hdr, hlen, buf, blen)
+
+    def offer(self, payload, header=None) -> int:
+        """Offer one message (``header`` bytes, if given, then ``payload``) without copying it on our side.
+
+        Returns the new stream position (>= 0), or a negative result: ``NOT_CONNECTED``, ``BACK_PRESSURED``,
+        ``ADMIN_ACTION`` (retry), ``PUBLICATION_CLOSED``, ``MAX_POSITION_EXCEEDED``, ``MESSAGE_TOO_LONG``.
+        Cost: ~100 ns plus the copy into the log buffer; never blocks.
+        """
+        cdef Py_buffer pb, hb
+        cdef int64_t rc
+        if self._p == NULL:
+            return PUBLICATION_CLOSED
+        PyObject_GetBuffer(payload, &pb, PyBUF_SIMPLE)
+        try:
+            if header is None:
+                if pb.len > INT32_MAX:
+                    return MESSAGE_TOO_LONG
+                return ll_offer2(self._p, NULL, 0, <const uint8_t*>pb.buf, <int32_t>pb.len)
+            PyObject_GetBuffer(header, &hb, PyBUF_SIMPLE)
+            try:
+                if pb.len + hb.len > INT32_MAX:
+                    return MESSAGE_TOO_LONG
+                rc = ll_offer2(self._p, <const uint8_t*>hb.buf, <int32_t>hb.len,
+                               <const uint8_t*>pb.buf, <int32_t>pb.len)
+            finally:
+                PyBuffer_Release(&hb)
+            return rc
+        finally:
+            PyBuffer_Release(&pb)
+
+    def offer_wait(self, payload, header=None, *, idle=None, double timeout=1.0) -> int:
+        """``offer`` and retry on ``BACK_PRESSURED`` / ``ADMIN_ACTION`` / ``NOT_CONNECTED`` for up to ``timeout`` s,
+        idling per ``idle`` (an ``IdleStrategy`` or its kind name; default backoff).
+
+        Returns the new position.  Raises ``TransportTimeoutError`` (naming the last result) on timeout,
+        ``TransportClosedError`` when closed, ``ValueError`` when the message is longer than
+        ``max_message_length``, ``TransportError`` for ``MAX_POSITION_EXCEEDED``.
+        """
+        cdef IdleStrategy strategy = _default_idle(idle)
+        cdef int64_t rc = self.offer(payload, header)
+        if rc >= 0:
+            return rc
+        deadline = time.monotonic() + timeout
+        while True:
+            if rc == PUBLICATION_CLOSED:
+                raise TransportClosedError(f"Aeron publication {self.channel} stream {self.stream_id} is closed")
+            if rc == MESSAGE_TOO_LONG:
+                raise ValueError(f"message longer than max_message_length={self.max_message_length} bytes")
+            if rc == MAX_POSITION_EXCEEDED or rc == OFFER_ERROR:
+                raise TransportError(f"Aeron offer failed: {offer_result_name(rc)}")
+            if time.monotonic() >= deadline:
+                raise TransportTimeoutError(
+                    f"Aeron offer on {self.channel} stream {self.stream_id} still {offer_result_name(rc)} "
+                    f"after {timeout} s")
+            strategy.idle_c(0)
+            rc = self.offer(payload, header)
+            if rc >= 0:
+                return rc
+
+    def wait_connected(self, double timeout=5.0, idle=None) -> None:
+        """Wait until at least one subscriber is connected; ``TransportTimeoutError`` after ``timeout`` s."""
+        cdef IdleStrategy strategy = _default_idle(idle if idle is not None else "sleep")
+        deadline = time.monotonic() + timeout
+        while not self.is_connected:
+            if self._p == NULL:
+                raise TransportClosedError("Aeron publication is closed")
+            if time.monotonic() >= deadline:
+                raise TransportTimeoutError(f"no subscriber connected to {self.channel} stream {self.stream_id}"
+                                            f" after {timeout} s")
+            strategy.idle_c(0)
+
+    @property
+    def is_connected(self) -> bool:
+        return self._p != NULL and ll_pub_connected(self._p)
+
+    @property
+    def is_closed(self) -> bool:
+        return self._p == NULL or ll_pub_closed(self._p)
+
+    @property
+    def max_message_length(self) -> int:
+        """Largest message ``offer`` accepts, bytes (term length / 8 capped at 16 MiB); larger ones fragment."""
+        return ll_pub_max_message_length(self._p) if self._p != NULL else 0
+
+    @property
+    def max_payload_length(self) -> int:
+        """Largest message that fits one frame (MTU - 32 bytes of header): longer ones are fragmented."""
+        return ll_pub_max_payload_length(self._p) if self._p != NULL else 0
+
+    @property
+    def session_id(self) -> int:
+        return ll_pub_session_id(self._p) if self._p != NULL else 0
+
+    @property
+    def position(self) -> int:
+        return ll_pub_position(self._p) if self._p != NULL else PUBLICATION_CLOSED
+
+    def close(self) -> None:
+        """Release the publication (idempotent)."""
+        if self._p != NULL:
+            ll_pub_close(self._p)
+            self._p = NULL
+            self.client._children.discard(self)
+
+
+cdef int _on_message(void* ctx, const uint8_t* buf, int32_t length, int32_t session_id,
+                     int64_t position) noexcept:
+    # Called by ll_poll while the GIL is held (poll_c never releases it).  Hand the bytes to Python as a
+    # read-only memoryview over Aeron's log buffer (or the assembler's buffer): no copy.  Returns 1 (ABORT:
+    # not consumed, redelivered on the next poll) when the handler raises, so nothing is lost.
+    cdef Subscription self = <Subscription>ctx
+    if self._error is not None:
+        return 1
+    mv = PyMemoryView_FromMemory(<char*>buf, length, PyBUF_READ)
+    try:
+        self._handler(mv)
+    except BaseException as e:
+        self._error = e
+        return 1
+    finally:
+        # The memory is only valid during the callback: invalidate the view we handed out, so a kept
+        # reference raises instead of reading recycled memory.  (A view the handler derived with its own
+        # buffer export keeps it alive; then release() refuses and the documented contract applies.)
+        try:
+            mv.release()
+        except BufferError:
+            pass
+    return 0
+
+
+@cython.final
+cdef class Subscription:
+    """A subscription (``Client.add_subscription``).
+
+    ``poll(handler)`` calls ``handler(memoryview)`` once per complete message, fragments re-assembled.  The
+    memoryview points into Aeron's buffers and is valid only during the call: copy (``bytes(mv)``) to keep it.
+    If ``handler`` raises, that message is not consumed (it is delivered again by the next poll) and the
+    exception propagates from ``poll``.
+    """
+
+    def __cinit__(self):
+        self._s = NULL
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError("use Client.add_subscription()")
+
+    def __dealloc__(self):
+        if self._s != NULL:
+            ll_sub_close(self._s)
+            self._s = NULL
+
+    cdef int poll_c(self, object handler, int fragment_limit) except -1:
+        cdef int n
+        if self._s == NULL:
+            raise TransportClosedError("Aeron subscription is closed")
+        if fragment_limit <= 0:
+            raise ValueError("fragment_limit must be > 0")
+        self._handler = handler
+        self._error = None
+        n = ll_poll(self._s, _on_message, <void*>self, fragment_limit)
+        self._handler = None
+        if self._error is not None:
+            err, self._error = self._error, None
+            raise err
+        if n < 0:
+            raise TransportError("Aeron poll failed")
+        return n
+
+    def poll(self, handler, int fragment_limit=10) -> int:
+        """Deliver up to ``fragment_limit`` fragments to ``handler``; return how many were consumed (0 = none).
+
+        Non-blocking; holds the GIL (it calls Python).  Cost: ~0.1 µs + ~0.2 µs per message + the handler.
+        """
+        return self.poll_c(handler, fragment_limit)
+
+    def poll_wait(self, handler, int fragment_limit=10, idle=None, timeout=None) -> int:
+        """Poll until at least one fragment arrives or ``timeout`` s pass (None = forever), idling per ``idle``
+        (``IdleStrategy`` or kind name; default backoff) with the GIL released while idle.  Returns the
+        fragment count (0 on timeout)."""
+        cdef IdleStrategy strategy = _default_idle(idle)
+        cdef int n = self.poll_c(handler, fragment_limit)
+        cdef double deadline
+        if n or timeout == 0:
+            return n
+        deadline = time.monotonic() + timeout if timeout is not None else -1.0
+        strategy.reset_c()
+        while True:
+            strategy.idle_c(0)
+            n = self.poll_c(handler, fragment_limit)
+            if n:
+                return n
+            if deadline >= 0 and time.monotonic() >= deadline:
+                return 0
+
+    def wait_connected(self, double timeout=5.0, idle=None) -> None:
+        """Wait until at least one publisher's image is connected; ``TransportTimeoutError`` after ``timeout``."""
+        cdef IdleStrategy strategy = _default_idle(idle if idle is not None else "sleep")
+        deadline = time.monotonic() + timeout
+        while not self.is_connected:
+            if self._s == NULL:
+                raise TransportClosedError("Aeron subscription is closed")
+            if time.monotonic() >= deadline:
+                raise TransportTimeoutError(f"no publisher connected to {self.channel} stream {self.stream_id}"
+                                            f" after {timeout} s")
+            strategy.idle_c(0)
+
+    @property
+    def is_connected(self) -> bool:
+        return self._s != NULL and ll_sub_connected(self._s)
+
+    @property
+    def image_count(self) -> int:
+        """Number of connected publishers (images)."""
+        return ll_sub_image_count(self._s) if self._s != NULL else 0
+
+    @property
+    def closed(self) -> bool:
+        return self._s == NULL
+
+    def close(self) -> None:
+        """Release the subscription (idempotent)."""
+        if self._s != NULL:
+            ll_sub_close(self._s)
+            self._s = NULL
+            self.client._children.discard(self)
