@@ -94,7 +94,7 @@ cdef struct BookCore:
     MapEntry* map                 # order id -> slot: open addressing, linear probing, backward-shift
                                   # deletion (no tombstones); key and slot share a cache line
     uint64_t map_mask
-    int map_shift                 # 64 - log2(buckets), for Fibonacci hashing
+    int map_shift                 # 70 - log2(buckets): Fibonacci hashing of 64-id blocks (see _hash)
     BookEvent* ev                 # event output of the current command/batch
     int64_t ev_cap
     int64_t ev_n

@@ -109,3 +109,29 @@ def test_engine_batch_equals_per_book_calls(cmds, stp):
     assert out[:n_ev].tolist() == expected
     assert book_state(eng["AAA"]) == book_state(singles[0])
     assert book_state(eng["BBB"]) == book_state(singles[1])
+
+
+@settings(max_examples=60, deadline=None)
+@given(ids=st.lists(st.one_of(st.integers(0, 2**64 - 1), st.integers(0, 4000).map(lambda k: k * 64),
+                              st.integers(0, 4000).map(lambda k: k * 1000), st.integers(0, 300)),
+                    min_size=1, max_size=400),
+       ops=st.lists(st.integers(0, 3), min_size=400, max_size=400))
+def test_order_id_map_matches_a_dict_under_churn(ids, ops):
+    # random 64-bit, block-aligned and structured ids, adds and cancels interleaved: the Robin Hood map
+    # (backward-shift deletion) must answer exactly like a dict; a pool of 64 forces BOOK_FULL too
+    b = Book(0, 64, 64)
+    live = {}
+    for k, oid in enumerate(ids):
+        if ops[k] and oid not in live:
+            r = b.submit(oid, 0, k % 64, 1)[0]
+            assert r == (0 if len(live) < 64 else 64)
+            if r == 0:
+                live[oid] = k % 64
+        else:
+            assert b.cancel(oid)[0] == (0 if live.pop(oid, None) is not None else 66)
+        b.check()
+    for oid in set(ids):
+        got = b.order(oid)
+        assert (got is not None) == (oid in live)
+        if got is not None:
+            assert got[1] == live[oid]
