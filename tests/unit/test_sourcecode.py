@@ -1,0 +1,96 @@
+"""Source checks (uvloop tests/test_sourcecode.py idea): exception specs in .pxd files, stubs match the module."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SKIP = re.compile(r"^\s*(cdef|cpdef)\s+(class|struct|union|enum|extern|readonly|public\s+\w+\s*$)")
+
+
+def _declarations(text: str):
+    """Yield (line number, full declaration) of every cdef/cpdef function declared in a .pxd (joins
+    multi-line signatures until the parentheses balance)."""
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i].split("#", 1)[0]
+        if re.match(r"^\s*c?p?def\s", line) and re.match(r"^\s*(cdef|cpdef)\s", line) and "(" in line \
+                and not SKIP.match(line):
+            start, decl = i, line
+            while decl.count("(") > decl.count(")") and i + 1 < len(lines):
+                i += 1
+                decl += " " + lines[i].split("#", 1)[0].strip()
+            head = decl.split("(", 1)[0]
+            if not re.search(r"\(\s*\*", decl) and "=" not in head:    # not a function-pointer attribute
+                yield start + 1, decl
+        i += 1
+
+
+def _tail(decl: str) -> str:
+    depth, k = 0, 0
+    for k, ch in enumerate(decl):
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth == 0:
+                break
+    return decl[k + 1:]
+
+
+PY_RETURNS = {"object", "list", "tuple", "dict", "str", "bytes", "bytearray", "set", "frozenset", "memoryview"}
+
+
+def _returns_python_object(decl: str, classes: set) -> bool:
+    # Functions returning Python objects always propagate exceptions; Cython forbids a spec there.
+    words = decl.split("(", 1)[0].split()[1:]                  # drop cdef/cpdef
+    words = [w for w in words if w not in ("inline", "public", "api", "const")]
+    return len(words) < 2 or words[-2] in PY_RETURNS or words[-2] in classes
+
+
+def test_every_pxd_cdef_function_states_its_exception_spec():
+    bad = []
+    pxds = sorted((ROOT / "lowlat").rglob("*.pxd"))
+    assert pxds
+    classes = {c for p in pxds for c in re.findall(r"^\s*cdef\s+class\s+(\w+)", p.read_text(), re.M)}
+    for pxd in pxds:
+        for lineno, decl in _declarations(pxd.read_text()):
+            tail = _tail(decl)
+            if not re.search(r"\b(noexcept|except)\b", tail) and not _returns_python_object(decl, classes):
+                bad.append(f"{pxd.relative_to(ROOT)}:{lineno}: {decl.strip()[:100]}")
+    assert not bad, "cdef declarations without an exception spec:\n" + "\n".join(bad)
+
+
+def test_checker_finds_a_missing_spec():
+    sample = ("cdef int ok(int x) noexcept nogil\ncdef int bad(int x,\n            int y) nogil\ncdef struct S:\n"
+              "    cdef object view_c(self, char* p)\n    cdef Foo make_c(self)\n    cdef get_c(self)\n")
+    found = [d for _, d in _declarations(sample) if not re.search(r"\b(noexcept|except)\b", _tail(d))
+             and not _returns_python_object(d, {"Foo"})]
+    assert len(found) == 1 and "bad" in found[0]
+
+
+# Cython plumbing only (STYLE.md section 10)
+ALLOWLIST = """
+lowlat._core.__test__
+lowlat._core.__pyx_capi__
+lowlat._core.__reduce_cython__
+lowlat._core.__setstate_cython__
+lowlat._core.*.__reduce_cython__
+lowlat._core.*.__setstate_cython__
+lowlat._core.__pyx_unpickle_.*
+"""
+
+
+def test_stubtest_core(tmp_path):
+    pytest.importorskip("mypy")
+    allow = tmp_path / "allowlist.txt"
+    allow.write_text(ALLOWLIST)
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    r = subprocess.run([sys.executable, "-m", "mypy.stubtest", "lowlat._core", "--allowlist", str(allow),
+                        "--ignore-unused-allowlist"], cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
