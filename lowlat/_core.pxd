@@ -263,7 +263,30 @@ cdef inline int fb_get_u8(const FbTable* t, uint16_t slot, uint8_t* out, uint32_
 cdef inline int fb_order_from(const FbTable* t, FbOrder* o) noexcept nogil:
     cdef uint32_t p = 0
     cdef uint8_t po = 0
-    if (fb_get_u64(t, FB_ORDER_ID, &o.id, &p)
+    cdef const char* vt = t.buf + t.vt
+    cdef const char* tb = t.buf + t.pos
+    cdef int rc
+    # Fast path: the vtable is the one fb_build_order writes (every scalar present, symbol present, at fixed
+    # offsets; client_order_id may be either).  fb_table_at verified pos + 53 (the inline size) <= n, and the
+    # largest canonical offset is 52 (1 byte), so every scalar load below is inside the buffer.  Any other
+    # layout (flatc builders, old producers) takes the generic per-field path.
+    if (t.vsize == FB_ORDER_VTABLE_SIZE
+            and ll_load_u64(vt + 2) == 0x0010000400080035ULL
+            and ll_load_u64(vt + 10) == 0x0031001800300028ULL
+            and (ll_load_u64(vt + 18) & 0xFFFFFFFFFFFFULL) == 0x0000002000330032ULL
+            and ll_load_u16(vt + 26) == 52):
+        o.id = ll_load_u64(tb + 8)
+        o.price = ll_load_f64(tb + 16)
+        o.timestamp = ll_load_u64(tb + 24)
+        o.account = ll_load_u64(tb + 32)
+        o.quantity = ll_load_u32(tb + 40)
+        o.side = ll_load_i8(tb + 48)
+        o.order_type = ll_load_i8(tb + 49)
+        o.time_in_force = ll_load_i8(tb + 50)
+        o.post_only = tb[51] != 0
+        o.stp = ll_load_i8(tb + 52)
+        p = 0xFFF & ~((<uint32_t>1) << ((FB_ORDER_CLIENT_ORDER_ID - 4) >> 1))
+    elif (fb_get_u64(t, FB_ORDER_ID, &o.id, &p)
             or fb_get_f64(t, FB_ORDER_PRICE, &o.price, &p)
             or fb_get_u32(t, FB_ORDER_QUANTITY, &o.quantity, &p)
             or fb_get_i8(t, FB_ORDER_SIDE, &o.side, &p)
@@ -274,7 +297,9 @@ cdef inline int fb_order_from(const FbTable* t, FbOrder* o) noexcept nogil:
             or fb_get_u64(t, FB_ORDER_ACCOUNT, &o.account, &p)
             or fb_get_i8(t, FB_ORDER_STP, &o.stp, &p)):
         return FB_E_FIELD
-    cdef int rc = fb_string(t, FB_ORDER_SYMBOL, &o.symbol, &o.symbol_len)
+    else:
+        o.post_only = po != 0
+    rc = fb_string(t, FB_ORDER_SYMBOL, &o.symbol, &o.symbol_len)
     if rc:
         return rc
     if o.symbol != NULL:
@@ -284,7 +309,6 @@ cdef inline int fb_order_from(const FbTable* t, FbOrder* o) noexcept nogil:
         return rc
     if o.client_order_id != NULL:
         p |= (<uint32_t>1) << ((FB_ORDER_CLIENT_ORDER_ID - 4) >> 1)
-    o.post_only = po != 0
     o.present = p
     return FB_OK
 

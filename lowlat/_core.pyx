@@ -105,7 +105,7 @@ cdef inline object _str(const char* s, Py_ssize_t n, bint cache):
 # ---------------------------------------------------------------------------------------------------------
 # Order: read, view, encode.
 
-def read_order(buf):
+def read_order(object buf, /):
     """Verify ``buf`` as a ``finance.Order`` and return its six seed fields.
 
     Parameters
@@ -124,22 +124,24 @@ def read_order(buf):
         The buffer is truncated/hostile (offsets outside the buffer) or the symbol is not UTF-8.
     """
     cdef Py_buffer view
-    cdef const char* p
-    cdef Py_ssize_t n
     cdef FbOrder o
     cdef int rc
-    cdef int held = _acquire(buf, &view, &p, &n)
-    try:
-        rc = fb_read_order(p, n, &o)
+    if PyBytes_CheckExact(buf):          # the common case: no buffer export, no try/finally
+        rc = fb_read_order(PyBytes_AS_STRING(buf), PyBytes_GET_SIZE(buf), &o)
         if rc:
-            _raise_decode(rc, "Order", n)
+            _raise_decode(rc, "Order", PyBytes_GET_SIZE(buf))
+        return (o.id, _str(o.symbol, o.symbol_len, True), o.price, o.quantity, o.side, o.timestamp)
+    PyObject_GetBuffer(buf, &view, PyBUF_SIMPLE)
+    try:
+        rc = fb_read_order(<const char*>view.buf, view.len, &o)
+        if rc:
+            _raise_decode(rc, "Order", view.len)
         return (o.id, _str(o.symbol, o.symbol_len, True), o.price, o.quantity, o.side, o.timestamp)
     finally:
-        if held:
-            PyBuffer_Release(&view)
+        PyBuffer_Release(&view)
 
 
-def decode_order(buf):
+def decode_order(object buf, /):
     """Verify ``buf`` as a ``finance.Order`` and return a zero-copy :class:`OrderView` over it.
 
     The view keeps ``buf`` alive (and, for non-bytes exporters, holds its buffer export, so a bytearray cannot be
