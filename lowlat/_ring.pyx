@@ -1013,8 +1013,12 @@ cdef class _Ring:
             raise ValueError(f"publish({size}) is larger than the claimed {self.r.claim_len} bytes")
         frame = self.r.claim_frame
         if not self.r.multi and not self.r.stride:
-            # SPSC owns the tail: give back the unused part of the frame.
+            # SPSC owns the tail: give back the unused part of the frame, zeroed (the caller may have
+            # written there, and a later header can land in it).
             frame = ring_frame(&self.r, <uint64_t>size)
+            if frame < self.r.claim_frame:
+                memset(self.r.data + ((self.r.claim_pos + frame) & self.r.mask), 0,
+                       self.r.claim_frame - frame)
             ll_store_relaxed(self.r.base + OFF_TAIL, self.r.claim_pos + frame)
         ring_commit(&self.r, self.r.claim_pos, frame, <uint64_t>size)
         ring_count_pushed(&self.r, 1)
@@ -1026,8 +1030,8 @@ cdef class _Ring:
         if self.r.claim_len < 0:
             return
         if not self.r.multi:
-            # SPSC: nobody else moved the tail, so just roll it back (zero the pending header).
-            ll_store_relaxed(self.r.data + (self.r.claim_pos & self.r.mask), 0)
+            # SPSC: nobody else moved the tail, so roll it back; zero what the caller may have written.
+            memset(self.r.data + (self.r.claim_pos & self.r.mask), 0, self.r.claim_frame)
             ll_store_relaxed(self.r.base + OFF_TAIL, self.r.claim_pos)
         else:
             ll_store_release(self.r.data + (self.r.claim_pos & self.r.mask),
@@ -1122,6 +1126,8 @@ cdef class _Ring:
             h = ring_next(&self.r, self.r.c_head, &p)
             if h == 0:
                 if k == 0:
+                    if p != self.r.c_head:
+                        ring_release(&self.r, p, 0)
                     ring_check_stall(&self.r, p)
                 break
             if h == LL_HDR_CORRUPT:
