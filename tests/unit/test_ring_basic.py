@@ -434,3 +434,51 @@ def test_broadcast_shared_memory_attach(shm_name):
     finally:
         b.close()
         b.unlink()
+
+
+def _bump_shared_tail(name: str, nbytes: int) -> None:
+    """Simulate a producer that died right after its claim (tail moved, header never written)."""
+    with open(f"/dev/shm/{name}", "r+b") as f:
+        f.seek(128)
+        tail = int.from_bytes(f.read(8), "little")
+        f.seek(128)
+        f.write((tail + nbytes).to_bytes(8, "little"))
+
+
+@pytest.mark.parametrize("cls", RINGS)
+def test_claim_without_header_is_skipped_after_dead_producer_timeout(cls, shm_name):
+    r = cls(1024, name=shm_name, dead_producer_timeout=0.05)
+    try:
+        r.try_push(b"before")
+        _bump_shared_tail(shm_name, 24)
+        r.try_push(b"after")
+        assert r.try_pop() == b"before"
+        assert r.try_pop() is None             # stalled at the dead claim, not reading garbage
+        assert r.pop(timeout=5) == b"after"
+        assert r.dead_records == 1 and len(r) == 0 and r.available == 0
+    finally:
+        r.close()
+        r.unlink()
+
+
+def test_claim_without_header_stalls_forever_when_timeout_disabled(shm_name):
+    r = MpscRing(1024, name=shm_name, dead_producer_timeout=None)
+    try:
+        _bump_shared_tail(shm_name, 16)
+        r.try_push(b"after")
+        with pytest.raises(TimeoutError):
+            r.pop(timeout=0.2)
+        assert r.dead_records == 0
+    finally:
+        r.close()
+        r.unlink()
+
+
+def test_pending_claim_of_live_process_is_never_skipped():
+    r = MpscRing(1024, dead_producer_timeout=0.01)
+    mv = r.claim(8)                            # our own pid: alive
+    with pytest.raises(TimeoutError):
+        r.pop(timeout=0.1)
+    mv[:] = b"finished"
+    r.publish()
+    assert r.pop(timeout=1) == b"finished" and r.dead_records == 0
