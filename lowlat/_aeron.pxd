@@ -90,5 +90,6 @@ cdef class Subscription:
     cdef readonly int32_t stream_id
     cdef object _handler                # the Python callable of the poll in progress
     cdef object _error                  # exception raised by _handler during the poll in progress
+    cdef bint _with_header              # call _handler(mv, session_id, position) instead of _handler(mv)
     cdef object __weakref__
-    cdef int poll_c(self, object handler, int fragment_limit) except -1
+    cdef int poll_c(self, object handler, int fragment_limit, bint with_header) except -1

@@ -3,8 +3,6 @@ from typing import Any, Final, Literal, final
 
 Buffer = bytes | bytearray | memoryview
 
-
-
 NOT_CONNECTED: Final[int]
 BACK_PRESSURED: Final[int]
 ADMIN_ACTION: Final[int]
@@ -85,6 +83,7 @@ class Subscription:
     @property
     def stream_id(self) -> int: ...
     def poll(self, handler: Callable[[memoryview], Any], fragment_limit: int = 10) -> int: ...
+    def poll_with_header(self, handler: Callable[[memoryview, int, int], Any], fragment_limit: int = 10) -> int: ...
     def poll_wait(self, handler: Callable[[memoryview], Any], fragment_limit: int = 10,
                   idle: IdleStrategy | IdleKind | None = None, timeout: float | None = None) -> int: ...
     def wait_connected(self, timeout: float = 5.0, idle: IdleStrategy | IdleKind | None = None) -> None: ...

@@ -1,3 +1,171 @@
-"""aeron fixtures (owned by the aeron adapter work).  Export fixture names in __all__."""
+"""Aeron fixtures: a real C media driver (``aeronmd`` 1.11.3, built by tests/setup/30-aeron.sh) per test session.
 
-__all__: list[str] = []
+``start_aeronmd()`` starts one with its own ``AERON_DIR`` under /dev/shm (unique per session), SHARED threading
+mode (conductor, sender and receiver on one thread) and the *sleeping* idle strategy with a 1 ms timer slack, so
+an idle driver costs ~1% of a core instead of spinning one of this 2-core machine's cores.  Aeron 1.11.3's C
+driver takes its configuration from environment variables only (``AERON_THREADING_MODE=SHARED`` etc.; there
+are no ``-D`` arguments).  ``.stop()`` sends SIGINT (the driver's clean shutdown) and removes the directory.
+
+Fixtures: ``aeron_driver`` (session), ``aeron_client`` (a ``lowlat._aeron.Client``), ``aeron_stream`` (a stream
+id unused so far in this session), ``aeron_udp_channel`` (a free loopback UDP port), and ``endpoint_aeron_ipc`` /
+``endpoint_aeron_udp`` for the transport conformance suite.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import itertools
+import os
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from ._util import LOOPBACK, Endpoint, free_udp_port, missing, stop
+
+__all__ = ["aeron_driver", "aeron_client", "aeron_stream", "aeron_udp_channel", "endpoint_aeron_ipc",
+           "endpoint_aeron_udp", "start_aeronmd", "AeronDriver", "AERON_CAPS", "find_aeronmd", "require_aeron_ext"]
+
+HOW = "bash tests/setup/30-aeron.sh && . ~/.cache/lowlat/env.sh && pip install -e .  (builds Aeron 1.11.3)"
+
+# By design: Aeron has no queue groups and cannot tell a requester that nobody serves a subject.
+AERON_CAPS = frozenset({"wildcards", "headers", "request_reply", "multi_transport", "flow_control", "large_payload"})
+AERON_MISSING = {
+    "queue_groups": "aeron: every subscription receives every message (no queue groups)",
+    "no_responders": "aeron: a request to an unserved subject times out (the driver cannot tell who consumes it)",
+}
+# Log buffers per publication: 8 MiB terms (x3) -> max message 1 MiB; sparse files keep /dev/shm use small.
+TERM_LENGTH = 8 << 20
+MAX_PAYLOAD = 512 << 10
+
+_streams = itertools.count(2001, 2)   # even ids: each transport also uses stream_id + 1 for replies
+
+
+def find_aeronmd() -> str | None:
+    p = os.environ.get("LOWLAT_AERONMD")
+    if p and os.access(p, os.X_OK):
+        return p
+    home = os.environ.get("AERON_HOME")
+    if home and os.access(os.path.join(home, "bin", "aeronmd"), os.X_OK):
+        return os.path.join(home, "bin", "aeronmd")
+    return shutil.which("aeronmd")
+
+
+def require_aeron_ext():
+    """The compiled binding, or skip/fail (CI) with how to build it."""
+    try:
+        from lowlat import _aeron
+    except ImportError:
+        missing("the lowlat._aeron extension", "AERON_HOME=~/.cache/lowlat/aeron-1.11.3 pip install -e .")
+    return _aeron
+
+
+def _timer_slack_1ms() -> None:
+    # Runs in the child before exec: the driver's "sleeping" idle strategy sleeps 1 ns, which the kernel stretches
+    # by the timer slack (inherited across exec).  1 ms slack -> ~1000 duty cycles/s instead of ~20000.
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(29, 1_000_000, 0, 0, 0)   # PR_SET_TIMERSLACK
+    except Exception:
+        pass
+
+
+@dataclass
+class AeronDriver:
+    aeron_dir: str
+    proc: subprocess.Popen
+    log: Path
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)   # aeronmd's clean shutdown
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                stop(self.proc)
+        shutil.rmtree(self.aeron_dir, ignore_errors=True)
+
+
+def start_aeronmd(binary: str, *, idle: str = "sleeping", slack: bool = True, **env: str) -> AeronDriver:
+    """Start ``aeronmd`` with a fresh ``AERON_DIR`` under /dev/shm; wait until its CnC file is ready."""
+    base = "/dev/shm" if os.path.isdir("/dev/shm") else "/tmp"
+    aeron_dir = f"{base}/lowlat-aeron-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    log = Path(f"{aeron_dir}.log")
+    full = dict(os.environ)
+    full.update({
+        "AERON_DIR": aeron_dir,
+        "AERON_DIR_DELETE_ON_START": "1",
+        "AERON_THREADING_MODE": "SHARED",
+        "AERON_SHARED_IDLE_STRATEGY": idle,
+        "AERON_TERM_BUFFER_LENGTH": str(TERM_LENGTH),
+        "AERON_IPC_TERM_BUFFER_LENGTH": str(TERM_LENGTH),
+        "AERON_TERM_BUFFER_SPARSE_FILE": "1",
+        "AERON_PUBLICATION_LINGER_TIMEOUT": "100000000",   # ns: free closed publications after 0.1 s
+    })
+    full.update(env)
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([binary], env=full, stdout=out, stderr=subprocess.STDOUT,
+                                preexec_fn=_timer_slack_1ms if slack else None)
+    cnc = Path(aeron_dir) / "cnc.dat"
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"aeronmd exited with {proc.returncode}: {log.read_text(errors='replace')}")
+        if cnc.exists() and cnc.stat().st_size > 0:
+            return AeronDriver(aeron_dir, proc, log)
+        time.sleep(0.02)
+    stop(proc)
+    raise TimeoutError(f"aeronmd did not create {cnc} within 15 s")
+
+
+@pytest.fixture(scope="session")
+def aeron_driver():
+    binary = find_aeronmd()
+    if not binary:
+        missing("aeronmd (Aeron media driver)", HOW)
+    drv = start_aeronmd(binary)
+    try:
+        yield drv
+    finally:
+        drv.stop()
+        drv.log.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def aeron_client(aeron_driver):
+    _aeron = require_aeron_ext()
+    c = _aeron.Client(aeron_driver.aeron_dir)
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+@pytest.fixture
+def aeron_stream() -> int:
+    return next(_streams)
+
+
+@pytest.fixture
+def aeron_udp_channel() -> str:
+    return f"aeron:udp?endpoint={LOOPBACK}:{free_udp_port()}"
+
+
+def _endpoint(url: str, driver: AeronDriver) -> Endpoint:
+    require_aeron_ext()
+    return Endpoint(url=url, options={"aeron_dir": driver.aeron_dir, "stream_id": next(_streams)},
+                    caps=AERON_CAPS, missing_caps=AERON_MISSING, max_payload=MAX_PAYLOAD)
+
+
+@pytest.fixture
+def endpoint_aeron_ipc(aeron_driver) -> Endpoint:
+    return _endpoint("aeron:ipc", aeron_driver)
+
+
+@pytest.fixture
+def endpoint_aeron_udp(aeron_driver, aeron_udp_channel) -> Endpoint:
+    return _endpoint(aeron_udp_channel, aeron_driver)

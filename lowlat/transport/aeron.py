@@ -1,0 +1,331 @@
+"""Aeron adapter: ``aeron:ipc`` and ``aeron:udp?endpoint=127.0.0.1:P`` over ``lowlat._aeron`` (Aeron 1.11.3 C++ client).
+
+Needs a running media driver (``aeronmd``) and the optional compiled binding, built when ``AERON_HOME`` points at
+an Aeron install (``tests/setup/30-aeron.sh`` builds one)::
+
+    async with lowlat.transport.connect("aeron:ipc", aeron_dir="/dev/shm/aeron-me") as t: ...
+
+Semantics (Aeron has channels and integer stream ids, no subjects, queue groups or headers):
+
+- The URL is the Aeron channel.  Each transport publishes and subscribes on one *bus stream* of it
+  (``stream_id``, default 1001).  Every message carries a small in-band frame ``u16 subject_len, u16 meta_len,
+  subject, meta`` gathered in front of the payload (no copy of the payload); ``meta`` is ``base.encode_meta``
+  (reply subject + headers).  Subscribers filter by subject locally, so NATS wildcards (``*``, ``>``) work.
+- Request/reply uses a second stream (``reply_stream_id``, default ``stream_id + 1``): a request carries a reply
+  subject ``_INBOX.<transport id>.<correlation id>``; answers to an ``_INBOX.`` subject go to the reply stream,
+  where the requesting transport matches the correlation id.  A request nobody serves times out (no
+  "no responders" signal: Aeron cannot tell who consumes a subject).
+- No queue groups (Aeron delivers every message to every subscription); ``queue=`` raises ``TransportError``.
+- At-most-once like NATS core: ordered per publisher; a message offered while no subscriber is connected is
+  dropped.  Back-pressure (``BACK_PRESSURED``/``ADMIN_ACTION``) is retried for ``publish_timeout`` s while the
+  event loop keeps running, then ``TransportTimeoutError``.  A subscription over its ``max_pending`` limit drops
+  and counts (``Subscription.dropped``).
+- ``Message.data`` is a ``bytes`` copied once from Aeron's log buffer (it must outlive the poll that saw it) and
+  shared by every matching subscription; ``lowlat._aeron.Subscription.poll`` is the zero-copy path.
+- A poller task per transport polls both streams: after ``poll_spins`` empty polls (each yields to the event loop)
+  it sleeps, doubling up to ``poll_max_sleep`` s; ``poll_idle="busy_spin"`` never sleeps (lowest latency, one
+  busy core).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import struct
+from collections.abc import Sequence
+from typing import Any
+
+from ..errors import DecodeError, MissingExtraError, TransportClosedError, TransportError, TransportTimeoutError
+from .base import (Buffer, Headers, Message, QueueSubscription, Subscription, Transport, decode_meta, encode_meta,
+                   subject_matches, validate_subject)
+
+try:
+    from .. import _aeron
+except ImportError as _e:  # pragma: no cover - depends on the build
+    raise MissingExtraError(
+        "lowlat.transport.aeron needs the optional lowlat._aeron extension, which was not built: point AERON_HOME "
+        "at an Aeron install (include/ + lib/ with libaeron_client; tests/setup/30-aeron.sh builds one) and "
+        f"rebuild: AERON_HOME=... pip install -e . ({_e})") from None
+
+__all__ = ["AeronTransport", "encode_frame", "decode_frame", "default_aeron_dir"]
+
+_HDR = struct.Struct("<HH")
+_INBOX = "_INBOX."
+
+
+def default_aeron_dir() -> str:
+    """``$AERON_DIR``, else Aeron's default ``/dev/shm/aeron-<user>``."""
+    d = os.environ.get("AERON_DIR")
+    if d:
+        return d
+    user = os.environ.get("USER") or os.environ.get("LOGNAME") or "default"
+    base = "/dev/shm" if os.path.isdir("/dev/shm") else "/tmp"
+    return f"{base}/aeron-{user}"
+
+
+def encode_frame(subject: str, meta: bytes = b"") -> bytes:
+    """The in-band frame put in front of a payload: ``u16 len(subject), u16 len(meta), subject, meta`` (LE)."""
+    s = subject.encode()
+    if len(s) > 0xFFFF or len(meta) > 0xFFFF:
+        raise ValueError("subject and meta must each be shorter than 65536 bytes")
+    return _HDR.pack(len(s), len(meta)) + s + meta
+
+
+def decode_frame(buf: Buffer) -> tuple[str, bytes, int]:
+    """``(subject, meta, payload_offset)`` of a framed message; ``DecodeError`` if truncated or not UTF-8."""
+    mv = memoryview(buf)
+    if mv.nbytes < 4:
+        raise DecodeError(f"aeron frame: {mv.nbytes} bytes, need at least 4")
+    slen, mlen = _HDR.unpack_from(mv, 0)
+    end = 4 + slen + mlen
+    if end > mv.nbytes or slen == 0:
+        raise DecodeError(f"aeron frame: subject {slen} + meta {mlen} bytes exceed the {mv.nbytes}-byte message")
+    try:
+        subject = bytes(mv[4:4 + slen]).decode()
+    except UnicodeDecodeError:
+        raise DecodeError("aeron frame: subject is not UTF-8") from None
+    return subject, bytes(mv[4 + slen:end]), end
+
+
+class AeronTransport(Transport):
+    """Transport over an Aeron channel; see the module docstring for the semantics.
+
+    Options: ``aeron_dir`` (driver directory, default ``default_aeron_dir()``), ``stream_id`` (1001),
+    ``reply_stream_id`` (``stream_id + 1``), ``connect_timeout`` (5 s), ``publish_timeout`` (5 s back-pressure
+    budget), ``poll_idle`` (``"backoff"`` | ``"busy_spin"``), ``poll_spins`` (200), ``poll_max_sleep`` (0.001 s),
+    ``fragment_limit`` (64 per poll), and ``max_pending`` / ``max_pending_bytes`` / ``on_slow_consumer`` defaults
+    for subscriptions.
+    """
+
+    schemes = ("aeron",)
+
+    def __init__(self, url: str, *, aeron_dir: str | None = None, stream_id: int = 1001,
+                 reply_stream_id: int | None = None, connect_timeout: float = 5.0, publish_timeout: float = 5.0,
+                 poll_idle: str = "backoff", poll_spins: int = 200, poll_max_sleep: float = 0.001,
+                 fragment_limit: int = 64, **options: Any) -> None:
+        super().__init__(url, **options)
+        if not url.startswith(("aeron:ipc", "aeron:udp")):
+            raise ValueError(f"not an Aeron channel (aeron:ipc or aeron:udp?endpoint=host:port): {url!r}")
+        if poll_idle not in ("backoff", "busy_spin"):
+            raise ValueError("poll_idle must be 'backoff' or 'busy_spin'")
+        self.channel = url
+        self.aeron_dir = aeron_dir or default_aeron_dir()
+        self.stream_id = stream_id
+        self.reply_stream_id = stream_id + 1 if reply_stream_id is None else reply_stream_id
+        self.connect_timeout = connect_timeout
+        self.publish_timeout = publish_timeout
+        self.poll_idle = poll_idle
+        self.poll_spins = poll_spins
+        self.poll_max_sleep = poll_max_sleep
+        self.fragment_limit = fragment_limit
+        self._client: Any = None
+        self._bus_pub: Any = None
+        self._bus_sub: Any = None
+        self._rep_pub: Any = None
+        self._rep_sub: Any = None
+        self._subs: list[QueueSubscription] = []
+        self._since: dict[QueueSubscription, int] = {}   # sub -> our bus position when it subscribed
+        self._waiting: dict[str, asyncio.Future[Message]] = {}
+        self._inbox = f"{_INBOX}{os.urandom(8).hex()}."
+        self._ids = itertools.count(1)
+        self._poller: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None
+        self.decode_errors = 0   # hostile/foreign frames seen on the streams (dropped, counted)
+
+    # --- lifecycle ---
+    async def connect(self) -> None:
+        if self._client is not None:
+            return
+        self._check_open()
+
+        def _open() -> None:
+            c = _aeron.Client(self.aeron_dir, driver_timeout=self.connect_timeout)
+            try:
+                # subscriptions first, so our own publications connect to them
+                self._bus_sub = c.add_subscription(self.channel, self.stream_id, timeout=self.connect_timeout)
+                self._rep_sub = c.add_subscription(self.channel, self.reply_stream_id, timeout=self.connect_timeout)
+                self._bus_pub = c.add_publication(self.channel, self.stream_id, timeout=self.connect_timeout)
+                self._rep_pub = c.add_publication(self.channel, self.reply_stream_id, timeout=self.connect_timeout)
+                for p in (self._bus_pub, self._rep_pub):
+                    p.wait_connected(self.connect_timeout)
+            except BaseException:
+                c.close()
+                raise
+            self._client = c
+
+        await asyncio.to_thread(_open)
+        self._wake = asyncio.Event()
+        self._poller = asyncio.get_running_loop().create_task(self._poll_loop(), name=f"lowlat-aeron:{self.url}")
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self._stop(discard=False)
+
+    async def drain(self) -> None:
+        """Deliver what already reached the bus stream, end every subscription after its pending messages, close."""
+        if self._closed:
+            return
+        if self._client is not None:
+            quiet = 0
+            while quiet < 3:   # until the streams were empty three polls in a row, 1 ms apart
+                quiet = quiet + 1 if self._poll_once() == 0 else 0
+                await asyncio.sleep(0.001)
+        await self.close()
+
+    async def _stop(self, discard: bool) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+            try:
+                await self._poller
+            except (asyncio.CancelledError, Exception):
+                pass
+            self._poller = None
+        for sub in self._subs:
+            sub.close_nowait()
+        self._subs.clear()
+        for fut in self._waiting.values():
+            if not fut.done():
+                fut.set_exception(TransportClosedError("AeronTransport closed while waiting for a reply"))
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    async def flush(self, timeout: float | None = None) -> None:
+        """Offers are already in the shared log buffer (IPC) or the driver's (UDP): only let the poller run."""
+        self._check_open()
+        await asyncio.sleep(0)
+
+    # --- receiving ---
+    def _on_bus(self, mv: memoryview, session_id: int, position: int) -> None:
+        try:
+            subject, meta, off = decode_frame(mv)
+            reply, headers = decode_meta(meta) if meta else (None, None)
+        except ValueError:   # DecodeError is a ValueError; foreign or hostile bytes: drop and count
+            self.decode_errors += 1
+            return
+        data = None
+        own = session_id == self._bus_pub.session_id
+        for sub in self._subs:
+            if own and position <= self._since.get(sub, -1):
+                continue   # published before this subscription existed
+            if subject_matches(sub.subject, subject):
+                if data is None:
+                    data = bytes(mv[off:])
+                sub._deliver(Message(subject, data, headers, reply, transport=self))
+
+    def _on_reply(self, mv: memoryview) -> None:
+        try:
+            subject, meta, off = decode_frame(mv)
+            _, headers = decode_meta(meta) if meta else (None, None)
+        except ValueError:
+            self.decode_errors += 1
+            return
+        fut = self._waiting.get(subject)
+        if fut is not None and not fut.done():
+            fut.set_result(Message(subject, bytes(mv[off:]), headers, None, transport=self))
+
+    def _poll_once(self) -> int:
+        n = self._bus_sub.poll_with_header(self._on_bus, self.fragment_limit)
+        if self._waiting:
+            n += self._rep_sub.poll(self._on_reply, self.fragment_limit)
+        else:
+            n += self._rep_sub.poll(_drop, self.fragment_limit)
+        return n
+
+    async def _poll_loop(self) -> None:
+        idle = 0
+        sleep = 1e-5
+        busy = self.poll_idle == "busy_spin"
+        while True:
+            if self._poll_once():
+                idle = 0
+                sleep = 1e-5
+                await asyncio.sleep(0)
+            elif busy or idle < self.poll_spins:
+                idle += 1
+                await asyncio.sleep(0)
+            else:
+                await asyncio.sleep(sleep)
+                sleep = min(sleep * 2, self.poll_max_sleep)
+
+    # --- API ---
+    async def _offer(self, pub: Any, frame: bytes, payload: Buffer) -> None:
+        rc = pub.offer(payload, frame)
+        if rc >= 0:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.publish_timeout
+        while rc < 0:
+            if rc == _aeron.NOT_CONNECTED:
+                return   # nobody subscribed: at-most-once, dropped (as NATS core does)
+            if rc == _aeron.PUBLICATION_CLOSED:
+                raise TransportClosedError("AeronTransport is closed")
+            if rc == _aeron.MESSAGE_TOO_LONG:
+                raise ValueError(f"message of {memoryview(payload).nbytes + len(frame)} bytes exceeds Aeron's "
+                                 f"max_message_length {pub.max_message_length} (term length / 8)")
+            if rc not in (_aeron.BACK_PRESSURED, _aeron.ADMIN_ACTION):
+                raise TransportError(f"Aeron offer failed: {_aeron.offer_result_name(rc)}")
+            if loop.time() > deadline:
+                raise TransportTimeoutError(f"Aeron publication still {_aeron.offer_result_name(rc)} after "
+                                            f"{self.publish_timeout} s (subscribers too slow)")
+            await asyncio.sleep(0)   # let our own poller (and others on this loop) consume
+            rc = pub.offer(payload, frame)
+
+    async def publish(self, subject: str, payload: Buffer, *, headers: Headers | None = None,
+                      reply: str | None = None) -> None:
+        self._check_open()
+        if self._client is None:
+            raise TransportError("AeronTransport is not connected: await t.connect() first")
+        validate_subject(subject)
+        frame = encode_frame(subject, encode_meta(reply, headers) if (reply or headers) else b"")
+        pub = self._rep_pub if subject.startswith(_INBOX) else self._bus_pub
+        await self._offer(pub, frame, payload)
+
+    async def publish_batch(self, subject: str, payloads: Sequence[Buffer]) -> None:
+        self._check_open()
+        validate_subject(subject)
+        frame = encode_frame(subject)
+        pub = self._rep_pub if subject.startswith(_INBOX) else self._bus_pub
+        for p in payloads:
+            await self._offer(pub, frame, p)
+
+    async def subscribe(self, subject: str, *, queue: str | None = None, **options: Any) -> Subscription:
+        self._check_open()
+        if self._client is None:
+            raise TransportError("AeronTransport is not connected: await t.connect() first")
+        validate_subject(subject, wildcards=True)
+        if queue:
+            raise TransportError("Aeron has no queue groups: every subscription gets every message")
+        opts = {k: self.options[k] for k in ("max_pending", "max_pending_bytes", "on_slow_consumer")
+                if k in self.options}
+        opts.update(options)
+        sub = QueueSubscription(subject, None, on_unsubscribe=self._unsub, **opts)
+        self._since[sub] = self._bus_pub.position
+        self._subs.append(sub)
+        return sub
+
+    def _unsub(self, sub: QueueSubscription) -> None:
+        if sub in self._subs:
+            self._subs.remove(sub)
+        self._since.pop(sub, None)
+
+    async def request(self, subject: str, payload: Buffer, *, timeout: float = 1.0,
+                      headers: Headers | None = None) -> Message:
+        self._check_open()
+        inbox = f"{self._inbox}{next(self._ids)}"   # the correlation id is the inbox's last token
+        fut: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self._waiting[inbox] = fut
+        try:
+            await self.publish(subject, payload, headers=headers, reply=inbox)
+            return await asyncio.wait_for(fut, timeout)
+        except (asyncio.TimeoutError, TimeoutError):
+            raise TransportTimeoutError(f"request on {subject!r} timed out after {timeout}s") from None
+        finally:
+            self._waiting.pop(inbox, None)
+
+
+def _drop(mv: memoryview) -> None:
+    """Consume replies meant for other transports when we wait for none."""
