@@ -22,6 +22,8 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help=f"transport URL (default {DEFAULT_TRANSPORT}; e.g. nats://127.0.0.1:4222, shm://name, "
                         "zmq+tcp://127.0.0.1:5555)")
     p.add_argument("--config", metavar="FILE", help="TOML config file (also $LOWLAT_CONFIG)")
+    p.add_argument("--bind", action="store_true", default=None,
+                   help="ZeroMQ: be the hub (bind the URL); other processes connect")
     p.add_argument("--symbols", help="comma-separated symbols (default AAPL,MSFT,GOOG,AMZN)")
     p.add_argument("--log-level", dest="log_level", help="INFO (default) or ERROR, DEBUG")
 

@@ -35,6 +35,7 @@ class ServiceConfig:
     """Everything a service or the load generator reads from flags/env/file.  Units are in the field names."""
 
     transport: str = DEFAULT_TRANSPORT
+    bind: bool = False                            # ZeroMQ: this process is the hub (binds the URL)
     # --- subjects ---
     orders_subject: str = "orders.in"             # validator intake (request/reply or plain publish)
     validated_subject: str = "orders.validated"   # ValidationResult of accepted orders (when publish_results)

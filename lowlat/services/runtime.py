@@ -256,7 +256,7 @@ async def run_services(cfg: ServiceConfig, services: Iterable[BatchService], *,
         port = start_metrics_server(cfg.metrics_port, cfg.metrics_host)
         log.info("metrics endpoint", extra={"url": f"http://{cfg.metrics_host}:{port}/metrics"})
     own = transport is None
-    t = transport or connect(cfg.transport)
+    t = transport or connect(cfg.transport, **({"bind": True} if cfg.bind else {}))
     if own:
         await t.connect()
     try:

