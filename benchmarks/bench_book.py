@@ -186,8 +186,8 @@ def run_per_call(calls):
 
 
 class SortedDictBook:
-    """What a Python team writes today: SortedDict of price -> deque of [oid, qty, account, alive] plus an id
-    dict; cancels mark the entry dead (O(1)) and matching skips dead entries."""
+    """What a Python team writes today: SortedDict of price -> [deque of [oid, qty, account, alive], live count]
+    plus an id dict; a cancel marks the entry dead (O(1)) and matching drops dead entries it meets."""
 
     def __init__(self):
         from sortedcontainers import SortedDict
@@ -207,10 +207,11 @@ class SortedDictBook:
         opp = self.sides[1 - side]
         filled = 0
         while qty and opp:
-            key, q = opp.peekitem(0)
+            key, lvl = opp.peekitem(0)
             lp = key if side == 0 else -key
             if (side == 0 and lp > price) or (side == 1 and lp < price):
                 break
+            q = lvl[0]
             while q and qty:
                 m = q[0]
                 if not m[3]:
@@ -225,9 +226,10 @@ class SortedDictBook:
                 if not m[1]:
                     m[3] = False
                     q.popleft()
+                    lvl[1] -= 1
                     del self.orders[m[0]]
             ev.append(("l2", 1 - side, lp))
-            if not q:
+            if not lvl[1]:
                 del opp[key]
         if qty:
             if tif == 0:
@@ -237,8 +239,9 @@ class SortedDictBook:
                 k = -price if side == 0 else price
                 lvl = book.get(k)
                 if lvl is None:
-                    lvl = book[k] = deque()
-                lvl.append(e)
+                    lvl = book[k] = [deque(), 0]
+                lvl[0].append(e)
+                lvl[1] += 1
                 ev.append(("l2", side, price))
             else:
                 ev.append(("exp", oid, qty))
@@ -252,7 +255,8 @@ class SortedDictBook:
         side, price = e[4], e[5]
         k = -price if side == 0 else price
         lvl = self.sides[side][k]
-        if all(not x[3] for x in lvl):  # level emptied (scan is what a simple engine does)
+        lvl[1] -= 1
+        if not lvl[1]:
             del self.sides[side][k]
         return 0, 0, 2
 

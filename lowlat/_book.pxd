@@ -132,6 +132,9 @@ cdef class Book:
 @cython.final
 cdef class Engine:
     cdef BookCore** _cores        # book index -> core (borrowed from the Book objects in _books)
+    cdef const char** _syms       # book index -> UTF-8 symbol (bytes kept alive by _sym_bytes)
+    cdef Py_ssize_t* _sym_lens
+    cdef list _sym_bytes
     cdef Py_ssize_t _n
     cdef Py_ssize_t _cap
     cdef list _books

@@ -8,6 +8,7 @@ DEBUG: Final[bool]
 COMMAND_DTYPE: Final[np.dtype]
 EVENT_DTYPE: Final[np.dtype]
 LEVEL_DTYPE: Final[np.dtype]
+MAP_DTYPE: Final[np.dtype]
 ORDER_DTYPE: Final[np.dtype]
 DEPTH_DTYPE: Final[np.dtype]
 L3_DTYPE: Final[np.dtype]
@@ -126,3 +127,9 @@ class Engine:
         events_out: npt.NDArray[np.void],
         latency_ns: npt.NDArray[np.int64] | None = None,
     ) -> tuple[int, int]: ...
+    def apply_frames(
+        self,
+        frames: bytes | bytearray | memoryview,
+        events_out: npt.NDArray[np.void],
+        latency_ns: npt.NDArray[np.int64] | None = None,
+    ) -> tuple[int, int, int]: ...

@@ -9,12 +9,15 @@ cimport cython
 from libc.math cimport isfinite, nearbyint, fabs
 from libc.stdint cimport int8_t, uint8_t, int32_t, uint32_t, int64_t, uint64_t
 from cpython.mem cimport PyMem_RawRealloc, PyMem_RawFree
-from libc.string cimport memset
+from libc.string cimport memset, memcmp
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
+from lowlat._core cimport (FbCommand, fb_read_command, ll_load_u32, FB_COMMAND_ORDER, FB_COMMAND_CANCEL,
+                           FB_COMMAND_MODIFY, FB_COMMAND_MASS_CANCEL, FBP_ORDER_ID, FBP_ORDER_PRICE,
+                           FBP_ORDER_QUANTITY)
 from lowlat._types cimport (price_t, qty_t, side_t, reject_t, oid_t, BID, ASK, OT_LIMIT, OT_MARKET,
                             TIF_GTC, TIF_IOC, TIF_FOK, STP_NONE, STP_CANCEL_NEWEST, STP_CANCEL_OLDEST,
-                            STP_CANCEL_BOTH, STP_DECREMENT_AND_CANCEL, REJ_ACCEPTED, REJ_MALFORMED,
+                            STP_CANCEL_BOTH, STP_DECREMENT_AND_CANCEL, REJ_ACCEPTED, REJ_MALFORMED, REJ_MISSING_FIELD,
                             REJ_UNKNOWN_SYMBOL, REJ_BAD_SIDE, REJ_BAD_PRICE, REJ_BAD_QUANTITY, REJ_OFF_TICK,
                             REJ_BAD_ORDER_TYPE, REJ_BAD_TIME_IN_FORCE, REJ_BOOK_FULL, REJ_DUPLICATE_ORDER_ID,
                             REJ_UNKNOWN_ORDER, REJ_POST_ONLY_WOULD_CROSS, REJ_FOK_NOT_FILLABLE,
@@ -739,6 +742,196 @@ def to_ticks(double price, double tick_size) -> tuple:
 
 
 # ----------------------------------------------------------------------------------------------------
+# framed FlatBuffer commands (finance.CommandMsg, see fbs/order.fbs; reader from lowlat._core)
+# ----------------------------------------------------------------------------------------------------
+
+cdef enum:
+    FBP_ORDER_STP = 1 << 11       # Order field id 11 (stp) present
+
+cdef reject_t _cmd_from_fb(const FbCommand* fc, double tick_size, BookCommand* c) noexcept nogil:
+    # Decoded CommandMsg -> BookCommand.  Returns a reject for what only the FlatBuffer path can get wrong:
+    # MISSING_FIELD (Order without id / quantity / a LIMIT price), BAD_PRICE / OFF_TICK (price -> ticks).
+    # An absent or NONE stp means "the book's default": FlatBuffers cannot tell the two apart.
+    cdef price_t ticks = 0
+    cdef reject_t r = REJ_ACCEPTED
+    memset(c, 0, sizeof(BookCommand))
+    c.stp = -1
+    if fc.type == FB_COMMAND_ORDER:
+        c.op = CMD_NEW
+        c.oid = fc.order.id
+        c.account = fc.order.account
+        c.qty = fc.order.quantity
+        c.side = fc.order.side
+        c.order_type = <uint8_t>fc.order.order_type
+        c.tif = <uint8_t>fc.order.time_in_force
+        c.post_only = fc.order.post_only
+        if (fc.order.present & FBP_ORDER_STP) and fc.order.stp != STP_NONE:
+            c.stp = fc.order.stp
+        if (fc.order.present & (FBP_ORDER_ID | FBP_ORDER_QUANTITY)) != (FBP_ORDER_ID | FBP_ORDER_QUANTITY):
+            return REJ_MISSING_FIELD
+        r = ticks_from_double_c(fc.order.price, tick_size, &ticks)
+        c.price = ticks
+        if fc.order.order_type == OT_MARKET:
+            return REJ_ACCEPTED  # the price of a MARKET order is ignored (echoed in a reject if it converts)
+        if not (fc.order.present & FBP_ORDER_PRICE):
+            return REJ_MISSING_FIELD
+        return r
+    if fc.type == FB_COMMAND_CANCEL:
+        c.op = CMD_CANCEL
+        c.oid = fc.cancel.order_id
+        c.account = fc.cancel.account
+        return REJ_ACCEPTED
+    if fc.type == FB_COMMAND_MODIFY:
+        c.op = CMD_MODIFY
+        c.oid = fc.modify.order_id
+        c.account = fc.modify.account
+        c.qty = fc.modify.quantity
+        r = ticks_from_double_c(fc.modify.price, tick_size, &ticks)
+        c.price = ticks
+        return r
+    c.op = CMD_MASS_CANCEL
+    c.account = fc.mass_cancel.account
+    return REJ_ACCEPTED
+
+
+cdef inline void _raw_reject(BookEvent* e, uint32_t book, oid_t oid, uint64_t account, reject_t reason) noexcept nogil:
+    # a reject that belongs to no book's history (undecodable frame, unknown symbol): seq 0
+    memset(e, 0, sizeof(BookEvent))
+    e.oid = oid
+    e.account = account
+    e.book = book
+    e.kind = EV_REJECTED
+    e.side = -1
+    e.reason = reason
+
+
+cdef struct FrameRun:             # state of one apply_frames call
+    BookCore** cores              # books (one for Book.apply_frames)
+    const char** syms             # symbol bytes per book (Engine routing), NULL for a lone Book
+    Py_ssize_t* sym_lens
+    Py_ssize_t n_books
+    BookEvent* out
+    int64_t cap
+    int64_t n_ev                  # events written so far
+    int64_t* lat                  # per-frame ns, or NULL
+    Py_ssize_t lat_n
+    Py_ssize_t pos                # bytes consumed (complete frames handled)
+    Py_ssize_t n_frames
+    int64_t need                  # bound that did not fit (when stopping early)
+    int rc                        # 0 ok, -1 first frame does not fit, -2 overflow
+
+
+cdef inline Py_ssize_t _route(FrameRun* fr, const char* sym, Py_ssize_t n) noexcept nogil:
+    # book index for a symbol (linear scan: engines hold tens of symbols); -1 unknown / absent
+    cdef Py_ssize_t k
+    if fr.syms == NULL:
+        return 0
+    if sym == NULL:
+        return -1
+    for k in range(fr.n_books):
+        if fr.sym_lens[k] == n and memcmp(fr.syms[k], sym, n) == 0:
+            return k
+    return -1
+
+
+cdef int _run_frames(FrameRun* fr, const char* buf, Py_ssize_t n) noexcept nogil:
+    # Apply complete [u32 LE length][CommandMsg] frames from buf[fr.pos:n] until the input ends, a frame is
+    # truncated (left unconsumed), or the next frame's worst-case events do not fit in out.
+    cdef Py_ssize_t flen, k, bk
+    cdef const char* p
+    cdef FbCommand fc
+    cdef BookCommand c
+    cdef BookCore* b
+    cdef reject_t r
+    cdef int rc
+    cdef int64_t need, t0 = 0
+    cdef qty_t filled
+    cdef const char* sym
+    cdef Py_ssize_t sym_len
+    while fr.pos <= n - 4:
+        flen = <Py_ssize_t>ll_load_u32(buf + fr.pos)
+        if flen > n - fr.pos - 4:
+            break  # truncated trailing frame: the caller keeps buf[pos:] for the next call
+        p = buf + fr.pos + 4
+        if fr.lat != NULL:
+            t0 = _now_ns()
+        rc = fb_read_command(p, flen, &fc)
+        if rc != 0 or fc.type < FB_COMMAND_ORDER or fc.type > FB_COMMAND_MASS_CANCEL:
+            if fr.n_ev >= fr.cap:
+                fr.need = 1
+                if fr.n_ev == 0:
+                    fr.rc = -1
+                return 0
+            _raw_reject(&fr.out[fr.n_ev], 0, 0, 0, REJ_MALFORMED)
+            fr.n_ev += 1
+        else:
+            r = _cmd_from_fb(&fc, 1.0, &c)  # ticks re-derived per book below (tick size is per book)
+            sym = NULL
+            sym_len = 0
+            if fc.type == FB_COMMAND_ORDER:
+                sym, sym_len = fc.order.symbol, fc.order.symbol_len
+            elif fc.type == FB_COMMAND_CANCEL:
+                sym, sym_len = fc.cancel.symbol, fc.cancel.symbol_len
+            elif fc.type == FB_COMMAND_MODIFY:
+                sym, sym_len = fc.modify.symbol, fc.modify.symbol_len
+            else:
+                sym, sym_len = fc.mass_cancel.symbol, fc.mass_cancel.symbol_len
+            if fc.type == FB_COMMAND_MASS_CANCEL and fr.syms != NULL and sym == NULL:
+                # every book
+                need = 0
+                for k in range(fr.n_books):
+                    need += book_event_bound_c(fr.cores[k], &c)
+                if need > fr.cap - fr.n_ev:
+                    fr.need = need
+                    if fr.n_ev == 0:
+                        fr.rc = -1
+                    return 0
+                for k in range(fr.n_books):
+                    b = fr.cores[k]
+                    b.ev = fr.out + fr.n_ev
+                    b.ev_cap = fr.cap - fr.n_ev
+                    b.ev_n = 0
+                    book_apply_c(b, &c, &filled)
+                    fr.n_ev += b.ev_n
+            else:
+                bk = _route(fr, sym, sym_len)
+                if bk < 0:
+                    if fr.n_ev >= fr.cap:
+                        fr.need = 1
+                        if fr.n_ev == 0:
+                            fr.rc = -1
+                        return 0
+                    _raw_reject(&fr.out[fr.n_ev], 0xFFFFFFFF, c.oid, c.account, REJ_UNKNOWN_SYMBOL)
+                    fr.n_ev += 1
+                else:
+                    b = fr.cores[bk]
+                    r = _cmd_from_fb(&fc, b.tick_size, &c)
+                    need = 1 if r != REJ_ACCEPTED else book_event_bound_c(b, &c)
+                    if need > fr.cap - fr.n_ev:
+                        fr.need = need
+                        if fr.n_ev == 0:
+                            fr.rc = -1
+                        return 0
+                    b.ev = fr.out + fr.n_ev
+                    b.ev_cap = fr.cap - fr.n_ev
+                    b.ev_n = 0
+                    if r != REJ_ACCEPTED:
+                        _emit(b, EV_REJECTED, c.side if c.op == CMD_NEW else -1, r, c.oid, 0, 0, c.account,
+                              0, c.qty, 0, 0)
+                    else:
+                        book_apply_c(b, &c, &filled)
+                    fr.n_ev += b.ev_n
+                    if b.overflow:
+                        fr.rc = -2
+                        return 0
+        if fr.lat != NULL and fr.n_frames < fr.lat_n:
+            fr.lat[fr.n_frames] = _now_ns() - t0
+        fr.pos += 4 + flen
+        fr.n_frames += 1
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------------
 # Python classes
 # ----------------------------------------------------------------------------------------------------
 
@@ -997,6 +1190,57 @@ cdef class Book:
             b.ev_cap = own_cap
             b.ev_n = 0
 
+    def apply_frames(self, const unsigned char[::1] frames not None, BookEvent[::1] events_out not None,
+                     int64_t[::1] latency_ns=None) -> tuple:
+        """Apply framed FlatBuffer commands (``[u32 LE length][finance.CommandMsg]`` repeated, as
+        ``lowlat._core.frame`` builds them) in one nogil loop: verify + decode each frame (zero-copy reader of
+        ``lowlat._core``), convert the price to ticks with ``tick_size``, match, write events.
+
+        The symbol in the commands is not checked (a Book is one instrument; see ``Engine.apply_frames``).
+        An undecodable frame gives one REJECTED/MALFORMED event with seq 0 and is skipped; an off-tick price
+        gives REJECTED/OFF_TICK, a missing id/quantity/limit price REJECTED/MISSING_FIELD.  Stops before a
+        truncated trailing frame (left unconsumed) and, like :meth:`apply_batch`, before a frame whose
+        events may not fit.  ``latency_ns[i]`` gets frame i's decode+match time (first len(latency_ns)).
+
+        Returns
+        -------
+        (n_frames, bytes_consumed, n_events)
+        """
+        cdef FrameRun fr
+        cdef BookCore* b = &self.core
+        cdef BookCore* cores[1]
+        cdef BookEvent* own_ev = b.ev
+        cdef int64_t own_cap = b.ev_cap
+        cdef Py_ssize_t n = frames.shape[0]
+        if events_out.shape[0] == 0:
+            raise ValueError("events_out is empty")
+        if n == 0:
+            return 0, 0, 0
+        memset(&fr, 0, sizeof(FrameRun))
+        cores[0] = b
+        fr.cores = cores
+        fr.n_books = 1
+        fr.out = &events_out[0]
+        fr.cap = events_out.shape[0]
+        if latency_ns is not None and latency_ns.shape[0] > 0:
+            fr.lat = &latency_ns[0]
+            fr.lat_n = latency_ns.shape[0]
+        try:
+            with nogil:
+                _run_frames(&fr, <const char*>&frames[0], n)
+            if fr.rc == -1:
+                raise ValueError(f"events_out is too small for the next frame (needs up to {fr.need} rows)")
+            if fr.rc == -2:
+                raise RuntimeError("order book event buffer overflow (bug: bound was too small)")
+            if LOWLAT_DEBUG:
+                book_check_c(b)
+            return fr.n_frames, fr.pos, fr.n_ev
+        finally:
+            b.ev = own_ev
+            b.ev_cap = own_cap
+            b.ev_n = 0
+            b.overflow = 0
+
     # --- reads ----------------------------------------------------------------------------------------
 
     @property
@@ -1121,29 +1365,48 @@ cdef class Engine:
         self._books = []
         self._by_symbol = {}
         self._cores = NULL
+        self._syms = NULL
+        self._sym_lens = NULL
+        self._sym_bytes = []
         self._n = 0
         self._cap = 0
 
     def __dealloc__(self):
         PyMem_RawFree(self._cores)
+        PyMem_RawFree(self._syms)
+        PyMem_RawFree(self._sym_lens)
 
     def add_book(self, str symbol, price_t lo, int64_t n_ticks, int64_t max_orders, double tick_size=1.0,
                  default_stp=None, int64_t event_capacity=-1) -> Book:
         """Create the book for ``symbol`` (see :class:`Book` for the parameters); returns it."""
         cdef BookCore** grown
+        cdef const char** grown_s
+        cdef Py_ssize_t* grown_l
         if symbol in self._by_symbol:
             raise ValueError(f"book {symbol!r} already exists")
         if self._n >= 0xFFFFFFFF:
             raise ValueError("too many books")
         bk = Book(lo, n_ticks, max_orders, self.default_stp if default_stp is None else default_stp,
                   tick_size, event_capacity, symbol, <uint32_t>self._n)
+        sym_b = symbol.encode()
         if self._n == self._cap:
             grown = <BookCore**>PyMem_RawRealloc(self._cores, (self._cap * 2 + 4) * sizeof(BookCore*))
             if grown == NULL:
                 raise MemoryError()
             self._cores = grown
+            grown_s = <const char**>PyMem_RawRealloc(self._syms, (self._cap * 2 + 4) * sizeof(const char*))
+            if grown_s == NULL:
+                raise MemoryError()
+            self._syms = grown_s
+            grown_l = <Py_ssize_t*>PyMem_RawRealloc(self._sym_lens, (self._cap * 2 + 4) * sizeof(Py_ssize_t))
+            if grown_l == NULL:
+                raise MemoryError()
+            self._sym_lens = grown_l
             self._cap = self._cap * 2 + 4
         self._cores[self._n] = &(<Book>bk).core
+        self._sym_bytes.append(sym_b)
+        self._syms[self._n] = <const char*>sym_b
+        self._sym_lens[self._n] = len(sym_b)
         self._n += 1
         self._books.append(bk)
         self._by_symbol[symbol] = bk
@@ -1238,6 +1501,42 @@ cdef class Engine:
             if rc == -2:
                 raise RuntimeError("order book event buffer overflow (bug: bound was too small)")
             return i, n_ev
+        finally:
+            for k in range(self._n):
+                _restore_events(<Book>self._books[k])
+
+    def apply_frames(self, const unsigned char[::1] frames not None, BookEvent[::1] events_out not None,
+                     int64_t[::1] latency_ns=None) -> tuple:
+        """Apply framed FlatBuffer commands across books, routed by the command's ``symbol`` (UTF-8, exact
+        match); a MassCancel without symbol cancels the account in every book.  An unknown or absent symbol
+        gives REJECTED/UNKNOWN_SYMBOL with seq 0 and book 0xFFFFFFFF.  Otherwise as
+        :meth:`Book.apply_frames`.  Returns ``(n_frames, bytes_consumed, n_events)``."""
+        cdef FrameRun fr
+        cdef Py_ssize_t n = frames.shape[0]
+        if events_out.shape[0] == 0:
+            raise ValueError("events_out is empty")
+        if n == 0 or self._n == 0:
+            if n and not self._n:
+                raise ValueError("the engine has no books")
+            return 0, 0, 0
+        memset(&fr, 0, sizeof(FrameRun))
+        fr.cores = self._cores
+        fr.syms = self._syms
+        fr.sym_lens = self._sym_lens
+        fr.n_books = self._n
+        fr.out = &events_out[0]
+        fr.cap = events_out.shape[0]
+        if latency_ns is not None and latency_ns.shape[0] > 0:
+            fr.lat = &latency_ns[0]
+            fr.lat_n = latency_ns.shape[0]
+        try:
+            with nogil:
+                _run_frames(&fr, <const char*>&frames[0], n)
+            if fr.rc == -1:
+                raise ValueError(f"events_out is too small for the next frame (needs up to {fr.need} rows)")
+            if fr.rc == -2:
+                raise RuntimeError("order book event buffer overflow (bug: bound was too small)")
+            return fr.n_frames, fr.pos, fr.n_ev
         finally:
             for k in range(self._n):
                 _restore_events(<Book>self._books[k])
