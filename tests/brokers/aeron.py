@@ -53,6 +53,10 @@ def find_aeronmd() -> str | None:
     home = os.environ.get("AERON_HOME")
     if home and os.access(os.path.join(home, "bin", "aeronmd"), os.X_OK):
         return os.path.join(home, "bin", "aeronmd")
+    cache = os.environ.get("LOWLAT_CACHE") or os.path.expanduser("~/.cache/lowlat")
+    cached = os.path.join(cache, "aeron-1.11.3", "bin", "aeronmd")   # what tests/setup/30-aeron.sh installs
+    if os.access(cached, os.X_OK):
+        return cached
     return shutil.which("aeronmd")
 
 
@@ -88,6 +92,7 @@ class AeronDriver:
             except subprocess.TimeoutExpired:
                 stop(self.proc)
         shutil.rmtree(self.aeron_dir, ignore_errors=True)
+        self.log.unlink(missing_ok=True)
 
 
 def start_aeronmd(binary: str, *, idle: str = "sleeping", slack: bool = True, **env: str) -> AeronDriver:
@@ -132,7 +137,6 @@ def aeron_driver():
         yield drv
     finally:
         drv.stop()
-        drv.log.unlink(missing_ok=True)
 
 
 @pytest.fixture
