@@ -69,7 +69,17 @@ from ._core import (  # noqa: F401
 from .enums import CommandType, OrderType, Reject, Side, StpMode, TimeInForce  # noqa: F401
 
 # --- order book / matching engine (lowlat._book) ---
-# (filled by the matching-engine work)
+from ._book import (  # noqa: F401
+    COMMAND_DTYPE,
+    DEPTH_DTYPE,
+    EVENT_DTYPE,
+    L3_DTYPE,
+    Book,
+    Command,
+    Engine,
+    EventKind,
+    to_ticks,
+)
 
 # --- ring buffers (lowlat._ring) ---
 from ._ring import (  # noqa: F401
