@@ -17,6 +17,9 @@ Changes after the skeleton (additions only, nothing renamed):
   logged and the ``on_slow_consumer(sub)`` callback (if any) runs.  Adapters that receive on a task of their
   own (inproc, zmq hub, kafka, aeron pollers) can feed it with ``_deliver(msg)`` / ``_deliver_threadsafe(msg)``.
 - ``Subscription.close_nowait()`` (used by ``Transport.close``), ``Subscription.pending_bytes``.
+- ``Transport._keep(task)`` / ``_cancel_background()``: adapters must keep strong references to their
+  background/serve tasks (asyncio holds tasks weakly; a dropped ``serve()`` task was garbage-collected and its
+  worker silently unregistered) and cancel them in ``close``.
 - ``Message.__init__`` keeps its signature; ``Message.data`` is always usable with ``memoryview(...)``.
 """
 
@@ -338,6 +341,21 @@ class Transport(abc.ABC):
         self.url = url
         self.options = options
         self._closed = False
+        self._background: set[asyncio.Task[Any]] = set()
+
+    def _keep(self, task: "asyncio.Task[Any]") -> "asyncio.Task[Any]":
+        """Hold a strong reference to a background task (asyncio only keeps weak ones: an unreferenced
+        pending task is garbage-collected mid-flight) until it finishes."""
+        bg = self.__dict__.setdefault("_background", set())
+        bg.add(task)
+        task.add_done_callback(bg.discard)
+        return task
+
+    def _cancel_background(self) -> None:
+        """Cancel ``serve`` workers and other kept tasks (called by ``close``)."""
+        for t in list(self.__dict__.get("_background", ())):
+            if not t.done():
+                t.cancel()
 
     # --- lifecycle ---
     @abc.abstractmethod
@@ -368,7 +386,10 @@ class Transport(abc.ABC):
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.close()
+        try:
+            await self.close()
+        finally:
+            self._cancel_background()
 
     # --- messaging ---
     @abc.abstractmethod
@@ -392,7 +413,8 @@ class Transport(abc.ABC):
                     **options: Any) -> "asyncio.Task[None]":
         """Run a request/reply worker: ``handler(msg)`` returns the reply payload (or None for no reply).
 
-        Returns the worker task; cancel it (or close the transport) to stop.
+        Returns the worker task; cancel it (or close the transport) to stop.  The transport keeps a reference to
+        it, so dropping the returned task does not stop the worker.
         """
         sub = await self.subscribe(subject, queue=queue, **options)
 
@@ -415,4 +437,4 @@ class Transport(abc.ABC):
                 except Exception:  # noqa: BLE001 - closing transport may already have dropped it
                     pass
 
-        return asyncio.get_running_loop().create_task(_loop(), name=f"lowlat-serve:{subject}")
+        return self._keep(asyncio.get_running_loop().create_task(_loop(), name=f"lowlat-serve:{subject}"))

@@ -238,6 +238,7 @@ class InprocTransport(Transport):
         await self.close()
 
     async def close(self) -> None:
+        self._cancel_background()
         if self._bus is None:
             self._closed = True
             return
@@ -513,6 +514,7 @@ class ShmTransport(Transport):
         self._reader = loop.create_task(self._read_loop(), name=f"lowlat-shm:{self.name}")
 
     async def close(self) -> None:
+        self._cancel_background()
         if self._closed and self._ring is None:
             return
         self._closed = True
@@ -763,7 +765,7 @@ class ShmTransport(Transport):
             finally:
                 self._forget(sink)
 
-        return asyncio.get_running_loop().create_task(_wait(), name=f"lowlat-serve:{subject}")
+        return self._keep(asyncio.get_running_loop().create_task(_wait(), name=f"lowlat-serve:{subject}"))
 
     async def request(self, subject: str, payload: Buffer, *, timeout: float = 1.0,
                       headers: Headers | None = None) -> Message:

@@ -160,6 +160,7 @@ class NatsTransport(Transport):
 
     async def close(self) -> None:
         self._closed = True
+        self._cancel_background()
         nc, self._nc = self._nc, None
         for s in list(self._subs.values()):
             s.close_nowait()
@@ -173,6 +174,7 @@ class NatsTransport(Transport):
             self._closed = True
             return
         self._closed = True
+        self._cancel_background()
         nc, self._nc = self._nc, None
         try:
             await nc.drain()
@@ -291,7 +293,7 @@ class NatsTransport(Transport):
                     except nats.errors.Error:
                         pass
 
-        return asyncio.get_running_loop().create_task(_wait(), name=f"lowlat-serve:{subject}")
+        return self._keep(asyncio.get_running_loop().create_task(_wait(), name=f"lowlat-serve:{subject}"))
 
     # --- JetStream ---
     @property

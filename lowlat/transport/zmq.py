@@ -178,6 +178,7 @@ class ZmqTransport(Transport):
 
     async def close(self) -> None:
         self._closed = True
+        self._cancel_background()
         for s in list(self._subs):
             s.close_nowait()
         self._subs.clear()
@@ -392,4 +393,4 @@ class ZmqTransport(Transport):
             finally:
                 routes.remove(sink)
 
-        return asyncio.get_running_loop().create_task(_wait(), name=f"lowlat-serve:{subject}")
+        return self._keep(asyncio.get_running_loop().create_task(_wait(), name=f"lowlat-serve:{subject}"))

@@ -519,3 +519,20 @@ async def test_shm_malformed_record_is_dropped_not_fatal(endpoint_shm):
         t._ring.push(b"\x00" * 4 + b"\xff\xff" + b"\x00" * 4)  # subject length beyond the record
         await t.publish("ok.subject", b"fine")
         assert bytes((await recv(sub)).data) == b"fine"
+
+
+async def test_serve_keeps_running_when_the_task_reference_is_dropped(ep: Endpoint):
+    # asyncio holds tasks weakly: the transport must keep the serve() worker alive (regression: a dropped task
+    # was garbage-collected and silently unregistered the worker after ~160 requests)
+    ep.require("request_reply")
+    import gc
+
+    async with ep.connect() as t:
+        await t.serve("conf.gc", lambda m: b"alive")
+        for _ in range(3):
+            gc.collect()
+            await asyncio.sleep(0)
+            assert bytes((await t.request("conf.gc", b"", timeout=5)).data) == b"alive"
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert all(task.done() for task in t._background), "close() must stop serve() workers"
