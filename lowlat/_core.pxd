@@ -521,7 +521,8 @@ cdef struct VRule:
     double band_lo          # lowest accepted limit price (-inf: no collar)
     double band_hi          # highest accepted limit price (+inf: no collar)
     double max_notional     # price * quantity upper bound, quote currency (+inf: none)
-    uint32_t lot            # lot size in quantity units (quantity % lot must be 0); >= 1
+    uint64_t lot_m          # ceil(2**64 / lot): q % lot == 0  <=>  q * lot_m (mod 2**64) <= lot_m - 1
+                            # (Lemire-Kaser-Kurz divisibility test; no division in the loop; lot 1 -> 0)
     uint32_t min_qty        # lots, inclusive
     uint32_t max_qty        # lots, inclusive
 
@@ -531,31 +532,40 @@ cdef struct VSlot:          # one open-addressing slot of the symbol table
     Py_ssize_t len
     Py_ssize_t rule         # index into Validator._rules, -1 = empty slot
 
-cdef inline void memcpy_small(uint64_t* dst, const char* s, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t i
-    cdef uint64_t w = 0
-    for i in range(n):
-        w |= (<uint64_t>(<uint8_t>s[i])) << (8 * i)
-    dst[0] = w
-
-
 cdef inline uint64_t v_hash(const char* s, Py_ssize_t n) noexcept nogil:
-    # Cheap hash of short symbols: 8-byte chunks, multiply-xorshift (not DoS-hardened: the table is
-    # fixed at construction, a collision only costs a probe).
-    cdef uint64_t h = <uint64_t>n * 0x9E3779B97F4A7C15ULL
-    cdef uint64_t w
-    while n > 0:
+    # Cheap hash of a symbol with no loop for <= 16 bytes: two overlapping loads cover the bytes (never
+    # reading outside s[0:n]).  Not DoS-hardened: the table is fixed at construction and a collision only
+    # costs a probe (every hit is confirmed with memcmp).
+    cdef uint64_t w, h
+    cdef Py_ssize_t i
+    if n >= 8:
+        w = ll_load_u64(s)
+        i = 8
+        while i + 8 < n:
+            w = (w ^ ll_load_u64(s + i)) * 0xFF51AFD7ED558CCDULL
+            i += 8
+        w ^= ll_load_u64(s + n - 8) * 0xC4CEB9FE1A85EC53ULL
+    elif n >= 4:
+        w = ll_load_u32(s) | (<uint64_t>ll_load_u32(s + n - 4) << 32)
+    elif n > 0:
+        w = (<uint64_t><uint8_t>s[0]) | ((<uint64_t><uint8_t>s[n >> 1]) << 8) | ((<uint64_t><uint8_t>s[n - 1]) << 16)
+    else:
         w = 0
-        if n >= 8:
-            w = ll_load_u64(s)
-        else:
-            memcpy_small(&w, s, n)
-        h = (h ^ w) * 0xFF51AFD7ED558CCDULL
-        h ^= h >> 32
-        s += 8
-        n -= 8
-    return h
+    h = (w ^ (<uint64_t>n * 0x9E3779B97F4A7C15ULL)) * 0xFF51AFD7ED558CCDULL
+    return h ^ (h >> 32)
 
+
+cdef inline bint v_eq(const char* a, const char* b, Py_ssize_t n) noexcept nogil:
+    # a[0:n] == b[0:n] without a libc call for the usual short symbols (overlapping loads, in bounds).
+    if n >= 8:
+        if n <= 16:
+            return ll_load_u64(a) == ll_load_u64(b) and ll_load_u64(a + n - 8) == ll_load_u64(b + n - 8)
+        return memcmp(a, b, n) == 0
+    if n >= 4:
+        return ll_load_u32(a) == ll_load_u32(b) and ll_load_u32(a + n - 4) == ll_load_u32(b + n - 4)
+    if n > 0:
+        return a[0] == b[0] and a[n >> 1] == b[n >> 1] and a[n - 1] == b[n - 1]
+    return True
 
 
 @cython.final

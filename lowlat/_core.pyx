@@ -500,7 +500,7 @@ cdef class Validator:
             r.band_lo = ir.band_lo
             r.band_hi = ir.band_hi
             r.max_notional = ir.max_notional
-            r.lot = ir.lot_size
+            r.lot_m = (0xFFFF_FFFF_FFFF_FFFF // ir.lot_size + 1) & 0xFFFF_FFFF_FFFF_FFFF
             r.min_qty = ir.min_qty
             r.max_qty = ir.max_qty
             sb = syms[i]
@@ -538,7 +538,7 @@ cdef class Validator:
             s = &self._slots[i]
             if s.rule < 0:
                 return -1
-            if s.hash == h and s.len == n and memcmp(s.sym, sym, n) == 0:
+            if s.hash == h and s.len == n and v_eq(s.sym, sym, n):
                 return s.rule
             i = (i + 1) & self._mask
 
@@ -564,7 +564,7 @@ cdef class Validator:
             return REJ_BAD_TIME_IN_FORCE
         if q == 0:
             return REJ_BAD_QUANTITY
-        if r.lot != 1 and q % r.lot != 0:
+        if <uint64_t>q * r.lot_m > r.lot_m - 1:       # q % lot != 0, see VRule.lot_m
             return REJ_OFF_LOT
         if q < r.min_qty:
             return REJ_QTY_BELOW_MIN
