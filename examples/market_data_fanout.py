@@ -56,7 +56,7 @@ async def main(url: str, count: int, consumers: int, drop_every: int) -> int:
             task.cancel()
         ok = True
         def levels(side):  # the matcher's read side, in the consumers' units (price, qty)
-            return {p * cfg.tick_size: q for p, (q, _n) in want.levels[side].items()}
+            return {round(p * cfg.tick_size, 9): q for p, (q, _n) in want.levels[side].items()}
 
         for i, c in enumerate(books):
             same = ({p: q for p, (q, _n) in c.book.bids.items()} == levels(0)

@@ -33,7 +33,7 @@ async def main(url: str, count: int, seconds: float) -> None:
             timeout = deadline - time.monotonic() if deadline else None
             try:
                 msg = await asyncio.wait_for(sub.__anext__(), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 break
             o = _core.decode_order(msg.data)  # verified, zero-copy view
             book = engine[o.symbol]

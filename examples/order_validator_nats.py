@@ -36,7 +36,7 @@ async def main(url: str, queue: str, count: int, seconds: float) -> None:
                 break
             try:
                 first = await asyncio.wait_for(sub.__anext__(), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 break
             # under load, take everything already pending and validate it in one nogil call
             batch = [first]

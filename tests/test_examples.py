@@ -6,7 +6,6 @@ import asyncio
 import uuid
 
 import pytest
-
 from _services_util import EXAMPLES, example, service
 from brokers._util import free_port
 

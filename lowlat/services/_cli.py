@@ -150,7 +150,8 @@ def _bench(args: argparse.Namespace) -> int:
     cfg = _cfg(args, "bench", log_level="ERROR", rate=5000.0, duration_s=2.0)
     _setup_logging(cfg)
     transports = [t.strip() for t in args.transports.split(",")] if args.transports else None
-    asyncio.run(run_bench(cfg, transports=transports, plot=args.plot, json_out=args.json))
+    asyncio.run(run_bench(cfg, transports=transports, plot=args.plot, json_out=args.json,
+                          n_rt=args.round_trips, count=cfg.count or 50_000))
     return 0
 
 
@@ -186,6 +187,8 @@ def add_commands(sub: Any) -> None:
     _common(p)
     _load_flags(p, rate=5000, seconds=2)
     p.add_argument("--transports", help="comma-separated URLs (default: every transport available here)")
+    p.add_argument("--round-trips", dest="round_trips", type=int, default=2000,
+                   help="sequential round trips per path (default %(default)s)")
     p.add_argument("--plot", default="lowlat-bench.png", help="PNG path (default %(default)s)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_bench)

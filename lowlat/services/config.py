@@ -20,8 +20,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
-from dataclasses import dataclass, field
-from typing import Any, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 __all__ = ["DEFAULT_TRANSPORT", "DEFAULT_SYMBOLS", "ServiceConfig", "load_config"]
 
@@ -76,7 +77,7 @@ class ServiceConfig:
     otel: bool = False                            # OpenTelemetry spans per batch (needs lowlat[otel])
     drain_timeout_s: float = 10.0
 
-    def replace(self, **changes: Any) -> "ServiceConfig":
+    def replace(self, **changes: Any) -> ServiceConfig:
         return dataclasses.replace(self, **changes)
 
     def band(self) -> tuple[int, int]:

@@ -248,7 +248,7 @@ class LoadGenerator:
         # wait for the last answers
         try:
             await asyncio.wait_for(self._done.wait(), self.answer_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         end = pc()
         for c in collectors:

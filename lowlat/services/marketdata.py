@@ -188,7 +188,7 @@ class MarketDataConsumer:
                 return
             try:
                 msg = await asyncio.wait_for(self._sub.__anext__(), timeout)
-            except (asyncio.TimeoutError, StopAsyncIteration):
+            except (TimeoutError, StopAsyncIteration):
                 return
             await self._on_delta(msg.data)
             if get_nowait is not None:  # the rest of what is pending, without a wait per message

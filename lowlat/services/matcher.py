@@ -90,8 +90,8 @@ class ReadModel:
         if c is not None and c[0] == self.md_seq:
             return c[1]
         ts = self.tick_size
-        bids = [(p * ts, q, n) for p, (q, n) in sorted(self.levels[0].items(), reverse=True)]
-        asks = [(p * ts, q, n) for p, (q, n) in sorted(self.levels[1].items())]
+        bids = [(round(p * ts, 9), q, n) for p, (q, n) in sorted(self.levels[0].items(), reverse=True)]
+        asks = [(round(p * ts, 9), q, n) for p, (q, n) in sorted(self.levels[1].items())]
         out = wire.encode_snapshot(self.symbol, self.md_seq, bids, asks, now_ns)
         self._snap_cache = (self.md_seq, out)
         return out
@@ -178,7 +178,7 @@ class MatcherService(BatchService):
                                      reason=int(Reject.UNKNOWN_ORDER), timestamp=now)
             status, side, px, leaves, cum, account, reason = st
             return w.encode_exec(order_id=oid, symbol=sym, account=account, side=side, status=status,
-                                 reason=reason, last_price=px * rm.tick_size, leaves_quantity=leaves,
+                                 reason=reason, last_price=round(px * rm.tick_size, 9), leaves_quantity=leaves,
                                  cum_quantity=cum, timestamp=now)
 
         return handler
@@ -287,13 +287,13 @@ class MatcherService(BatchService):
                 trs = stamper("Trade", sym)
             if kind == L2:
                 mseq = rm.level(side, price, qty, aux)
-                l2_out.append(l2s(mseq, side, price * ts, qty, aux, now))
+                l2_out.append(l2s(mseq, side, round(price * ts, 9), qty, aux, now))
             elif kind == ACC:
                 rm.order(oid, [S.NEW, side, price, leaves, 0, account, 0])
-                out.append(ex(oid, account, side, S.NEW, 0, 0, 0, 0, False, price * ts, 0, leaves, 0, now))
+                out.append(ex(oid, account, side, S.NEW, 0, 0, 0, 0, False, round(price * ts, 9), 0, leaves, 0, now))
             elif kind == FILL:
                 rm.trades += 1
-                px = price * ts
+                px = round(price * ts, 9)
                 tr_out.append(trs(trade_id, px, qty, side, maker, oid, now, rm.md_seq))
                 st = orders.get(oid) or [S.NEW, side, price, leaves, 0, account, 0]  # taker
                 st[4] += qty
@@ -312,11 +312,11 @@ class MatcherService(BatchService):
                 st = orders.get(oid) or [status, side, price, 0, 0, account, reason]
                 st[0], st[3], st[6] = status, leaves, reason
                 rm.order(oid, st)
-                out.append(ex(oid, account, side, status, reason, 0, 0, 0, False, price * ts, 0, leaves, st[4],
+                out.append(ex(oid, account, side, status, reason, 0, 0, 0, False, round(price * ts, 9), 0, leaves, st[4],
                               now))
             elif kind == REJ:
                 rejected_codes.append(reason)
                 rm.order(oid, [S.REJECTED, side, price, 0, 0, account, reason])
-                out.append(ex(oid, account, side, S.REJECTED, reason, 0, 0, 0, False, price * ts, 0, 0, 0, now))
+                out.append(ex(oid, account, side, S.REJECTED, reason, 0, 0, 0, False, round(price * ts, 9), 0, 0, 0, now))
         if rejected_codes:
             self.metrics.count_rejects(np.array(rejected_codes, dtype=np.uint8))

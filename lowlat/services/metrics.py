@@ -14,7 +14,8 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections import Counter as _Counter
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -81,7 +82,7 @@ class LatencyHistogram:
             if c:
                 rv(k, c)
 
-    def merge(self, other: "LatencyHistogram") -> None:
+    def merge(self, other: LatencyHistogram) -> None:
         self.h.add(other.h)
         self.clamped += other.clamped
 

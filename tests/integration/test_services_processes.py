@@ -14,7 +14,6 @@ import urllib.request
 import uuid
 
 import pytest
-
 from _services_util import service
 from brokers._util import free_port
 

@@ -14,9 +14,16 @@ from hypothesis import strategies as st
 
 from lowlat import _core
 from lowlat.enums import Reject
-from lowlat.services import (GapError, LatencyHistogram, LocalBook, Metrics, RateLimiter, ServiceConfig,
-                             load_config)
-from lowlat.services import _wire
+from lowlat.services import (
+    GapError,
+    LatencyHistogram,
+    LocalBook,
+    Metrics,
+    RateLimiter,
+    ServiceConfig,
+    _wire,
+    load_config,
+)
 from lowlat.services.metrics import register, start_metrics_server, stop_metrics_servers, unregister
 
 
