@@ -1,7 +1,7 @@
-"""``python -m lowlat ...`` is the ``lowlat`` command."""
+"""``python -m lowlat ...`` is the ``lowlat`` console script."""
 
 import sys
 
-from .cli import main
+from lowlat.cli import main
 
 sys.exit(main())
