@@ -130,11 +130,13 @@ class NatsTransport(Transport):
             return
         kw = {k: v for k, v in self.options.items() if k not in _OWN}
         ctx = self._ssl_context()
-        url = self.url
+        # a cluster is a comma-separated URL list ("nats://127.0.0.1:4222,nats://127.0.0.1:4223"): nats-py
+        # connects to one and fails over to the others (plus the servers the cluster gossips)
+        servers = [u.strip() for u in self.url.split(",") if u.strip()]
         if ctx is not None:
             kw["tls"] = ctx
-            kw.setdefault("tls_hostname", urlsplit(url).hostname)
-            url = "tls://" + url.split("://", 1)[1]
+            kw.setdefault("tls_hostname", urlsplit(servers[0]).hostname)
+            servers = ["tls://" + u.split("://", 1)[1] for u in servers]
         user_err = kw.pop("error_cb", None)
 
         async def error_cb(e: Exception) -> None:
@@ -153,7 +155,7 @@ class NatsTransport(Transport):
         kw.setdefault("max_reconnect_attempts", 5)
         kw.setdefault("connect_timeout", 5)
         try:
-            self._nc = await nats.connect(servers=[url], error_cb=error_cb, **kw)
+            self._nc = await nats.connect(servers=servers, error_cb=error_cb, **kw)
         except Exception as e:  # noqa: BLE001 - auth/TLS/refused all become TransportError with the cause
             raise TransportError(f"cannot connect to {self.url}: {e!r}") from e
         self._closed = False
