@@ -224,7 +224,8 @@ class InprocTransport(Transport):
         try:
             if self._fanout(subject, payload, headers, self._inbox.subject[:-1] + token) == 0:
                 raise TransportTimeoutError(f"no responders on {subject!r}")
-            return await asyncio.wait_for(fut, timeout)
+            async with asyncio.timeout(timeout):
+                return await fut
         except (TimeoutError, asyncio.TimeoutError):
             raise TransportTimeoutError(f"request on {subject!r} timed out after {timeout}s") from None
         finally:
@@ -276,9 +277,13 @@ class InprocTransport(Transport):
 # subject over every member's subscriptions; push ONE record per member that has plain matches (sid 0:
 # "deliver to all your matching plain subs") and one record per queue group to a member picked round-robin
 # (sid = that subscription).  Record = struct _REC (sid, subject len, meta len) + subject + meta + payload.
-# Receiving: a reader task drains the ring and dispatches.  Wake-up: a helper thread blocks GIL-free in
-# ring.wait_readable() and wakes the event loop (default, ~one cross-thread wake), or `wait="spin"` polls the
-# ring from the event loop (lowest latency, burns a core).
+# Receiving: the event loop drains the ring and dispatches.  Wake-up ("doorbell"): every member also owns a
+# FIFO <dir>/<member>.bell; a publisher writes one byte to it after pushing (non-blocking; a full FIFO already
+# means "wake up"), and the owner's event loop watches the FIFO with add_reader(): no polling thread, one epoll
+# wake-up per burst.  The owner empties the FIFO *before* draining the ring, so a record pushed after the drain
+# always leaves a byte behind (no lost wake-up).  `wait="spin"` instead polls the ring from the event loop
+# (lowest latency, burns a core), and `spin_us=N` makes request() poll its reply ring for up to N µs before
+# sleeping (a bounded spin that saves the wake-up when the server answers fast).
 
 import fcntl  # noqa: E402
 import json  # noqa: E402
@@ -288,6 +293,7 @@ import os  # noqa: E402
 import re  # noqa: E402
 import struct  # noqa: E402
 import tempfile  # noqa: E402
+import time  # noqa: E402
 
 from ..errors import RingError, TransportError  # noqa: E402
 from .base import Handler, decode_meta, encode_meta  # noqa: E402
@@ -374,24 +380,26 @@ class ShmTransport(Transport):
     """Shared-memory bus ``shm://name`` between processes on one host (see the notes above the class).
 
     Options: ``ring_capacity`` (bytes, power of two, default 4 MiB: largest payload is half of it),
-    ``wait`` ("thread" default, or "spin"), ``publish_timeout`` (s a publish waits for room in a full
+    ``wait`` ("bell" default: FIFO doorbell watched by the event loop, or "spin": poll the ring from the loop,
+    one core busy), ``spin_us`` (µs request() polls for its reply before sleeping; default 0), ``publish_timeout`` (s a publish waits for room in a full
     subscriber ring before dropping the message and counting it in ``full_drops``; default 1.0),
     ``max_pending``/``max_pending_bytes``/``on_slow_consumer`` per subscription.
     """
 
     schemes = ("shm",)
 
-    def __init__(self, url: str, *, ring_capacity: int = 4 << 20, wait: str = "thread",
+    def __init__(self, url: str, *, ring_capacity: int = 4 << 20, wait: str = "bell", spin_us: float = 0.0,
                  publish_timeout: float = 1.0, **options: Any) -> None:
         super().__init__(url, **options)
         name = url.partition("://")[2]
         if not _NAME_RE.match(name):
             raise ValueError(f"shm URL needs a bus name of [A-Za-z0-9_.-]{{1,64}}: {url!r}")
-        if wait not in ("thread", "spin"):
-            raise ValueError("wait must be 'thread' or 'spin'")
+        if wait not in ("bell", "spin"):
+            raise ValueError("wait must be 'bell' or 'spin'")
         self.name = name
         self.ring_capacity = ring_capacity
         self.wait = wait
+        self.spin_ns = int(spin_us * 1000)
         self.publish_timeout = publish_timeout
         self.dir = os.path.join(shm_root(), f"lowlat-bus-{name}")
         self.member = f"{os.getpid()}-{os.urandom(4).hex()}"
@@ -401,6 +409,8 @@ class ShmTransport(Transport):
         self._gen_seen = -1
         self._routes = RouteTable()          # every member's subscriptions (_Remote)
         self._targets: dict[str, Any] = {}   # member -> attached MpscRing
+        self._bells: dict[str, int] = {}     # member -> write fd of its doorbell FIFO
+        self._bell_fd = -1                   # our own FIFO (O_RDWR, non-blocking)
         self._local: dict[int, Any] = {}     # sid -> local subscription / serve sink / inbox
         self._local_plain = RouteTable()     # local non-queue subs, for sid 0 records
         self._sids = itertools.count(2)
@@ -451,6 +461,7 @@ class ShmTransport(Transport):
         for member in list(self._targets):
             if member not in seen:
                 self._targets.pop(member).close()
+                self._close_bell(member)
         self._routes = routes
         self._gen_seen = gen
 
@@ -458,10 +469,11 @@ class ShmTransport(Transport):
         # a member died without closing: remove its entry and its ring name (best effort, racing reapers ok)
         from .._ring import MpscRing
 
-        try:
-            os.unlink(os.path.join(self.dir, f"{member}.json"))
-        except OSError:
-            pass
+        for suffix in (".json", ".bell"):
+            try:
+                os.unlink(os.path.join(self.dir, member + suffix))
+            except OSError:
+                pass
         try:
             r = MpscRing.attach(entry.get("ring") or f"llb-{self.name}-{member}")
             r.unlink()
@@ -480,6 +492,7 @@ class ShmTransport(Transport):
         ring = self._targets.pop(member, None)
         if ring is not None:
             ring.close()
+        self._close_bell(member)
         self._reap(member, entry)
         with open(os.path.join(self.dir, "lock"), "a+b") as lk:
             fcntl.flock(lk, fcntl.LOCK_EX)
@@ -508,10 +521,16 @@ class ShmTransport(Transport):
             self._ring = MpscRing(self.ring_capacity, name=f"llb-{self.name}-{self.member}", create=True)
         except (RingError, ValueError, OSError) as e:
             raise TransportError(f"cannot create the inbound ring for {self.url}: {e}") from e
+        bell = os.path.join(self.dir, f"{self.member}.bell")
+        os.mkfifo(bell, 0o600)
+        self._bell_fd = os.open(bell, os.O_RDWR | os.O_NONBLOCK)
         self._closed = False
         self._bump_and_write()
         loop = asyncio.get_running_loop()
-        self._reader = loop.create_task(self._read_loop(), name=f"lowlat-shm:{self.name}")
+        if self.wait == "spin":
+            self._reader = loop.create_task(self._spin_loop(), name=f"lowlat-shm:{self.name}")
+        else:
+            loop.add_reader(self._bell_fd, self._on_bell)
 
     async def close(self) -> None:
         self._cancel_background()
@@ -534,10 +553,20 @@ class ShmTransport(Transport):
             except (asyncio.CancelledError, Exception):  # noqa: BLE001
                 pass
             self._reader = None
-        try:
-            os.unlink(os.path.join(self.dir, f"{self.member}.json"))
-        except OSError:
-            pass
+        if self._bell_fd >= 0:
+            try:
+                asyncio.get_running_loop().remove_reader(self._bell_fd)
+            except RuntimeError:
+                pass
+            os.close(self._bell_fd)
+            self._bell_fd = -1
+        for member in list(self._bells):
+            self._close_bell(member)
+        for suffix in (".json", ".bell"):
+            try:
+                os.unlink(os.path.join(self.dir, self.member + suffix))
+            except OSError:
+                pass
         if self._gen_map is not None:
             try:
                 with open(os.path.join(self.dir, "lock"), "a+b") as lk:
@@ -591,7 +620,31 @@ class ShmTransport(Transport):
             ring.abort()
             raise
         ring.publish()
+        self._ring_bell(member)
         return True
+
+    def _ring_bell(self, member: str) -> None:
+        fd = self._bells.get(member)
+        if fd is None:
+            try:
+                fd = self._bells[member] = os.open(os.path.join(self.dir, f"{member}.bell"),
+                                                   os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:  # owner gone (ENXIO: no reader) or not created yet: it polls on connect anyway
+                return
+        try:
+            os.write(fd, b"\x01")
+        except BlockingIOError:
+            pass  # FIFO full: the owner has wake-ups pending already
+        except OSError:
+            self._close_bell(member)
+
+    def _close_bell(self, member: str) -> None:
+        fd = self._bells.pop(member, None)
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
     def _plan(self, subject: str) -> list[tuple[str, int]]:
         g = struct.unpack_from("<Q", self._gen_map, 0)[0]  # type: ignore[arg-type]
@@ -679,53 +732,21 @@ class ShmTransport(Transport):
             n += len(recs)
         return n
 
-    async def _read_loop(self) -> None:
-        if self.wait == "spin":
-            while True:
-                self._drain_ring()
-                await asyncio.sleep(0)
-        loop = asyncio.get_running_loop()
-        ring = self._ring
-        import threading as _th
-
-        from .._ring import BackoffIdle
-
-        stop = _th.Event()
-        rearm = _th.Event()
-        state: dict[str, asyncio.Future[None] | None] = {"fut": None}
-
-        def wake() -> None:
-            f = state["fut"]
-            if f is not None and not f.done():
-                f.set_result(None)
-
-        def waiter() -> None:
-            idle = BackoffIdle()
-            while not stop.is_set():
-                try:
-                    if not ring.wait_readable(0.05, idle):
-                        continue
-                except RingError:
-                    return
-                rearm.clear()
-                loop.call_soon_threadsafe(wake)
-                while not rearm.wait(0.05):
-                    if stop.is_set():
-                        return
-
-        th = _th.Thread(target=waiter, name=f"lowlat-shm-wait:{self.name}", daemon=True)
-        th.start()
+    def _on_bell(self) -> None:
+        # empty the FIFO first, then the ring: a push after our drain leaves a byte -> we are called again
         try:
-            while True:
-                state["fut"] = loop.create_future()
-                rearm.set()
-                if not self._drain_ring():
-                    await state["fut"]
-                self._drain_ring()
-        finally:
-            stop.set()
-            rearm.set()
-            await asyncio.to_thread(th.join, 1.0)
+            while len(os.read(self._bell_fd, 65536)) == 65536:
+                pass
+        except BlockingIOError:
+            pass
+        except OSError:
+            return
+        self._drain_ring()
+
+    async def _spin_loop(self) -> None:
+        while True:
+            self._drain_ring()
+            await asyncio.sleep(0)
 
     # --- subscribing ---
     def _register(self, sink: Any) -> None:
@@ -784,7 +805,14 @@ class ShmTransport(Transport):
                 validate_subject(subject)
                 raise TransportTimeoutError(f"no responders on {subject!r}")
             await self._send_async(subject, payload, headers, self._inbox.subject[:-1] + token)
-            return await asyncio.wait_for(fut, timeout)
+            if self.spin_ns and not fut.done():
+                end = time.perf_counter_ns() + self.spin_ns
+                while not fut.done() and time.perf_counter_ns() < end:
+                    self._drain_ring()
+                if fut.done():
+                    return fut.result()
+            async with asyncio.timeout(timeout):
+                return await fut
         except (TimeoutError, asyncio.TimeoutError):
             raise TransportTimeoutError(f"request on {subject!r} timed out after {timeout}s") from None
         finally:

@@ -137,6 +137,8 @@ class ZmqTransport(Transport):
         self._subs: set[QueueSubscription] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._waiting: dict[str, asyncio.Future[Message]] = {}
+        self._interest: set[bytes] = set()          # hub: SUB prefixes XPUB reported (first sub/last unsub)
+        self._interest_cache: dict[str, bool] = {}
         self._ids = itertools.count(1)
         self._closed = True  # until connect()
 
@@ -239,7 +241,20 @@ class ZmqTransport(Transport):
                 s._deliver(Message(subject, payload, headers, reply, self))
             for members in groups:
                 self._routes.pick(members)._deliver(Message(subject, payload, headers, reply, self))
-        self._xpub.send_multipart([subject.encode(), meta, payload], copy=False)
+        if self._remote_wants(subject):
+            self._xpub.send_multipart([subject.encode(), meta, payload], copy=False)
+
+    def _remote_wants(self, subject: str) -> bool:
+        # XPUB tells us the first subscribe / last unsubscribe of each prefix; skip the send (a few µs in
+        # pyzmq) when no SUB anywhere has a matching prefix.  Cached per subject, reset on every change.
+        hit = self._interest_cache.get(subject)
+        if hit is None:
+            b = subject.encode()
+            hit = any(b.startswith(p) for p in self._interest)
+            if len(self._interest_cache) > 4096:
+                self._interest_cache.clear()
+            self._interest_cache[subject] = hit
+        return hit
 
     async def _router_loop(self) -> None:
         router = self._router
@@ -262,6 +277,12 @@ class ZmqTransport(Transport):
             ev = await xpub.recv()
             if ev[:1] == b"\x01" and ev[1:].startswith(_SYNC):
                 xpub.send_multipart([ev[1:], _EMPTY, _EMPTY])
+            elif ev[:1] == b"\x01":
+                self._interest.add(ev[1:])
+                self._interest_cache.clear()
+            elif ev[:1] == b"\x00":
+                self._interest.discard(ev[1:])
+                self._interest_cache.clear()
 
     # --- peer side ---
     async def _dealer_loop(self) -> None:
@@ -370,7 +391,8 @@ class ZmqTransport(Transport):
         self._waiting[inbox] = fut
         try:
             await self.publish(subject, payload, headers=headers, reply=inbox)
-            return await asyncio.wait_for(fut, timeout)
+            async with asyncio.timeout(timeout):
+                return await fut
         except (asyncio.TimeoutError, TimeoutError):
             raise TransportTimeoutError(f"request on {subject!r} timed out after {timeout}s") from None
         finally:
