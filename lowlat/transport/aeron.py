@@ -24,7 +24,7 @@ Semantics (Aeron has channels and integer stream ids, no subjects, queue groups 
   shared by every matching subscription; ``lowlat._aeron.Subscription.poll`` is the zero-copy path.
 - A poller task per transport polls both streams: after ``poll_spins`` empty polls (each yields to the event loop)
   it sleeps, doubling up to ``poll_max_sleep`` s; ``poll_idle="busy_spin"`` never sleeps (lowest latency, one
-  busy core).
+  busy core); ``poll_idle="yield"`` calls ``sched_yield`` between polls (for processes pinned to one shared core).
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ class AeronTransport(Transport):
 
     Options: ``aeron_dir`` (driver directory, default ``default_aeron_dir()``), ``stream_id`` (1001),
     ``reply_stream_id`` (``stream_id + 1``), ``connect_timeout`` (5 s), ``publish_timeout`` (5 s back-pressure
-    budget), ``poll_idle`` (``"backoff"`` | ``"busy_spin"``), ``poll_spins`` (200), ``poll_max_sleep`` (0.001 s),
+    budget), ``poll_idle`` (``"backoff"`` | ``"busy_spin"`` | ``"yield"``), ``poll_spins`` (200), ``poll_max_sleep`` (0.001 s),
     ``fragment_limit`` (64 per poll), and ``max_pending`` / ``max_pending_bytes`` / ``on_slow_consumer`` defaults
     for subscriptions.
     """
@@ -107,8 +107,8 @@ class AeronTransport(Transport):
         super().__init__(url, **options)
         if not url.startswith(("aeron:ipc", "aeron:udp")):
             raise ValueError(f"not an Aeron channel (aeron:ipc or aeron:udp?endpoint=host:port): {url!r}")
-        if poll_idle not in ("backoff", "busy_spin"):
-            raise ValueError("poll_idle must be 'backoff' or 'busy_spin'")
+        if poll_idle not in ("backoff", "busy_spin", "yield"):
+            raise ValueError("poll_idle must be 'backoff', 'busy_spin' or 'yield'")
         self.channel = url
         self.aeron_dir = aeron_dir or default_aeron_dir()
         self.stream_id = stream_id
@@ -238,11 +238,15 @@ class AeronTransport(Transport):
     async def _poll_loop(self) -> None:
         idle = 0
         sleep = 1e-5
-        busy = self.poll_idle == "busy_spin"
+        busy = self.poll_idle != "backoff"
+        yld = os.sched_yield if self.poll_idle == "yield" else None
         while True:
             if self._poll_once():
                 idle = 0
                 sleep = 1e-5
+                await asyncio.sleep(0)
+            elif yld is not None:
+                yld()   # give the core to a process sharing it (pinned setups), then poll again
                 await asyncio.sleep(0)
             elif busy or idle < self.poll_spins:
                 idle += 1

@@ -1,0 +1,204 @@
+"""Aeron ping-pong from Python (issue 6): IPC and UDP-loopback round trips through a real aeronmd 1.11.3.
+
+Run::
+
+    python -m pytest benchmarks/bench_aeron.py --benchmark-only -s -p no:cacheprovider
+
+Two implementations in the same run: ``bare`` = lowlat._aeron (offer + poll, payload echoed as received, no
+framing) and ``lowlat`` = ``AeronTransport.request`` against ``AeronTransport.serve`` (asyncio, in-band subject
+frame, reply stream + correlation id).  The pong side is a separate Python process.  RTTs go into an HDR histogram.
+
+Placements (at most one busy-spinning thread, as the 2-core machine is shared):
+
+- ``1core``: ping, pong and (for UDP) the media driver all pinned to core 0, every side using the *yield* idle
+  strategy (each wait hands the core to the next side): one core busy during the run.
+- ``2core``: ping *busy-spins* on core 1; pong (and the driver) on core 0 with the yield idle strategy.
+
+The driver runs SHARED (one thread) with the ``yielding`` idle strategy while benchmarking.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+hdrh = pytest.importorskip("hdrh.histogram")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
+
+from brokers._util import LOOPBACK, free_udp_port  # noqa: E402
+from brokers.aeron import find_aeronmd, start_aeronmd  # noqa: E402
+
+N = int(os.environ.get("LOWLAT_BENCH_RTT_N", "20000"))
+WARM = 2000
+RESULTS: list[dict] = []
+PING_STREAM, PONG_STREAM = 3001, 3003
+
+PONG = r'''
+import asyncio, sys
+from lowlat import _aeron as A
+impl, aeron_dir, channel, idle = sys.argv[1:5]
+if impl == "bare":
+    c = A.Client(aeron_dir)
+    sub = c.add_subscription(channel, 3001)
+    pub = c.add_publication(channel, 3003)   # connects once the ping side subscribes
+    print("ready", flush=True)
+    offer = pub.offer
+    def echo(mv):
+        while offer(mv) < 0:
+            pass
+    strategy = A.IdleStrategy(idle)
+    while True:
+        sub.poll_wait(echo, 10, strategy, None)
+else:
+    from lowlat.transport import connect
+    async def main():
+        async with connect(channel, aeron_dir=aeron_dir, stream_id=3001, poll_idle=idle) as t:
+            await t.serve("bench.echo", lambda m: m.data)
+            print("ready", flush=True)
+            await asyncio.Event().wait()
+    asyncio.run(main())
+'''
+
+
+def _taskset(core: int, cmd: list[str]) -> list[str]:
+    return ["taskset", "-c", str(core)] + cmd
+
+
+@pytest.fixture(scope="module")
+def aeronmd():
+    binary = find_aeronmd()
+    if not binary:
+        pytest.skip("aeronmd not built (tests/setup/30-aeron.sh)")
+    try:
+        from lowlat import _aeron  # noqa: F401
+    except ImportError:
+        pytest.skip("lowlat._aeron not built (set AERON_HOME and rebuild)")
+    return binary
+
+
+@pytest.fixture
+def driver(aeronmd):
+    # the driver moves UDP traffic: keep it on core 0 with the pong side, yielding between duty cycles
+    drv = start_aeronmd(aeronmd, idle="yielding", slack=False)
+    subprocess.run(["taskset", "-a", "-p", "-c", "0", str(drv.proc.pid)], check=True, capture_output=True)
+    yield drv
+    drv.stop()
+
+
+def start_pong(impl: str, aeron_dir: str, channel: str, idle: str) -> subprocess.Popen:
+    cmd = _taskset(0, [sys.executable, "-c", PONG, impl, aeron_dir, channel, idle])
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    if line.strip() != "ready":
+        proc.kill()
+        raise RuntimeError(f"pong did not start: {line!r}")
+    return proc
+
+
+def stop_pong(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def ping_bare(aeron_dir: str, channel: str, idle: str, size: int) -> "hdrh.HdrHistogram":
+    from lowlat import _aeron as A
+
+    h = hdrh.HdrHistogram(1, 10_000_000_000, 3)
+    payload = os.urandom(size)
+    with A.Client(aeron_dir) as c:
+        sub = c.add_subscription(channel, PONG_STREAM)
+        pub = c.add_publication(channel, PING_STREAM)
+        pub.wait_connected(10)
+        sub.wait_connected(10)
+        strategy = A.IdleStrategy(idle)
+        got = [0]
+
+        def on(mv):
+            got[0] += 1
+
+        offer, poll, wait = pub.offer, sub.poll, strategy.idle
+        pc = time.perf_counter_ns
+        for i in range(WARM + N):
+            t0 = pc()
+            while offer(payload) < 0:
+                pass
+            while not poll(on, 1):
+                wait(0)
+            if i >= WARM:
+                h.record_value(pc() - t0)
+        assert got[0] == WARM + N
+    return h
+
+
+async def ping_lowlat(aeron_dir: str, channel: str, idle: str, size: int) -> "hdrh.HdrHistogram":
+    from lowlat.transport import connect
+
+    h = hdrh.HdrHistogram(1, 10_000_000_000, 3)
+    payload = os.urandom(size)
+    async with connect(channel, aeron_dir=aeron_dir, stream_id=PING_STREAM, poll_idle=idle) as t:
+        req = t.request
+        pc = time.perf_counter_ns
+        for i in range(WARM + N // 4):
+            t0 = pc()
+            await req("bench.echo", payload, timeout=5)
+            if i >= WARM:
+                h.record_value(pc() - t0)
+    return h
+
+
+def _channel(kind: str) -> str:
+    return "aeron:ipc" if kind == "ipc" else f"aeron:udp?endpoint={LOOPBACK}:{free_udp_port()}"
+
+
+@pytest.mark.benchmark(group="transport.rtt.aeron", disable_gc=True)
+@pytest.mark.parametrize("impl", ["bare", "lowlat"])
+@pytest.mark.parametrize("placement", ["1core", "2core"])
+@pytest.mark.parametrize("kind", ["ipc", "udp"])
+def test_rtt_aeron(benchmark, driver, kind, placement, impl):
+    size = 64
+    channel = _channel(kind)
+    ping_core = 0 if placement == "1core" else 1
+    ping_idle = "yield" if placement == "1core" else "busy_spin"
+    old = os.sched_getaffinity(0)
+    if ping_core not in old:
+        pytest.skip(f"core {ping_core} not available")
+    pong = start_pong(impl, driver.aeron_dir, channel, "yield")
+    os.sched_setaffinity(0, {ping_core})
+    try:
+        if impl == "bare":
+            h = ping_bare(driver.aeron_dir, channel, ping_idle, size)
+        else:
+            h = asyncio.run(ping_lowlat(driver.aeron_dir, channel, ping_idle, size))
+    finally:
+        os.sched_setaffinity(0, old)
+        stop_pong(pong)
+    benchmark.pedantic(lambda: None, rounds=1, iterations=1)
+    row = {"transport": f"aeron:{kind}", "impl": impl, "placement": placement, "ping_idle": ping_idle,
+           "pong_idle": "yield", "size": size, "n": h.get_total_count(),
+           "p50_us": h.get_value_at_percentile(50) / 1e3, "p99_us": h.get_value_at_percentile(99) / 1e3,
+           "p999_us": h.get_value_at_percentile(99.9) / 1e3}
+    RESULTS.append(row)
+    benchmark.extra_info.update(row)
+
+
+def teardown_module(module) -> None:
+    if not RESULTS:
+        return
+    print("\n\nAeron ping-pong RTT (µs, 64-byte payload)")
+    print(f"{'transport':10} {'impl':7} {'placement':9} {'ping idle':10} {'n':>6} {'p50':>8} {'p99':>8} {'p99.9':>8}")
+    for r in RESULTS:
+        print(f"{r['transport']:10} {r['impl']:7} {r['placement']:9} {r['ping_idle']:10} {r['n']:6d} "
+              f"{r['p50_us']:8.2f} {r['p99_us']:8.2f} {r['p999_us']:8.2f}")
+    by = {(r["transport"], r["placement"], r["impl"]): r["p50_us"] for r in RESULTS}
+    for (tr, pl, impl), p50 in by.items():
+        if impl == "lowlat" and (tr, pl, "bare") in by:
+            print(f"adapter/bare p50 ratio {tr} {pl}: {p50 / by[(tr, pl, 'bare')]:.2f}")
