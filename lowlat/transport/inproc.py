@@ -664,6 +664,15 @@ class ShmTransport(Transport):
 
     def _send(self, subject: str, payload: Buffer, headers: Headers | None, reply: str | None) -> list:
         """Push to every target now; returns the (member, sid) pairs whose ring was full."""
+        if subject.startswith("_INBOX.") and not headers and not reply:
+            # reply fast path: the inbox names its member; skip routing (each reply subject is unique, so the
+            # route cache would only miss)
+            member = subject[7:].partition(".")[0].replace("_", "-")
+            if member in self._targets:
+                subj = subject.encode()
+                if self._push(member, _SID_INBOX, subj, b"", payload):
+                    return []
+                return [(member, _SID_INBOX, subj, b"")]
         plan = self._plan(subject)
         if not plan:
             validate_subject(subject)
