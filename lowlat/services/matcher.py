@@ -129,6 +129,10 @@ class MatcherService(BatchService):
         self._events = np.zeros(max(4096, 8 * cfg.batch_max), _book.EVENT_DTYPE)
         self._extra_tasks: list[asyncio.Task[Any]] = []
         self._accts: dict[int, int] = {}
+        # write-ahead journal hook (lowlat.services.journal.DurableMatcher sets it): an object with
+        # ``async append(rows, input_pos) -> int``; ``input_pos`` is the intake position of the batch (0 = none)
+        self.journal: Any = None
+        self.input_pos = 0
 
     def subjects(self) -> list[tuple[str, str | None]]:
         # no queue group: exactly one matcher owns a symbol's book
@@ -221,6 +225,8 @@ class MatcherService(BatchService):
             k += w.order_to_command(msg.data, cmds, k, self._index, cfg.tick_size, early)
         t1 = pc()
         m.record("decode", (t1 - t0) // n, n)
+        if self.journal is not None and k:  # write-ahead: commands are durable before they change a book
+            await self.journal.append(cmds[:k], self.input_pos)
         reports: dict[str, list[bytes]] = {}
         l2: dict[str, list[bytes]] = {}
         trades: dict[str, list[bytes]] = {}
