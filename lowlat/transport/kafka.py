@@ -1,0 +1,359 @@
+"""Kafka adapter over confluent-kafka (librdkafka): ``kafka://host:port[,host:port]``.
+
+Semantics, where Kafka differs from the NATS-like interface:
+
+- **subject → topic**: the subject is the topic name verbatim (Kafka allows ``[A-Za-z0-9._-]``, ≤ 249 chars, so
+  dotted subjects work); wildcards and other characters raise ``ValueError``.  A missing topic is created on first
+  use through the AdminClient with ``num_partitions`` partitions (default 1); ``create_topic()`` makes others.
+- **publish** returns once librdkafka has queued the message (like nats-py), ``linger.ms=0`` so nothing waits for
+  a batch; ``wait=True`` awaits the broker's ack (one round trip) and raises ``TransportError`` on failure;
+  ``flush()`` waits for every outstanding ack and raises the first asynchronous delivery error.  ``acks`` defaults
+  to ``"all"`` (``acks=1`` / ``0`` for less latency on replicated clusters); ``idempotent=True`` turns on the
+  idempotent producer (no duplicates or reordering on retries) for at-least-once paths.  Payloads that are not
+  ``bytes`` are copied once (confluent-kafka accepts only ``bytes``; librdkafka copies into its buffer anyway).
+- **keys and order**: partitioner ``murmur2`` (the Java client's, so a symbol lands in the same partition as from
+  Java producers; messages without a key all go to one partition and stay in publish order).  ``key=b"AAPL"`` or
+  the option ``key_header="symbol"`` (that header's value becomes the key) keeps one instrument in one partition.
+- **subscribe(subject)** (fan-out): every subscriber sees every message published after ``subscribe()`` returns.
+  Done with ``assign()`` on all partitions at their current end offsets (resolved before returning, so nothing
+  published afterwards is missed): no consumer-group join, starts in milliseconds, leaves no groups behind.
+  ``partitions=[0, 2]`` and ``offset="end" | "beginning" | "stored" | int`` choose explicitly.  Partitions added
+  later are not picked up.  ``msg.ack()`` is a no-op here unless ``group=`` names a group to commit to.
+- **subscribe(subject, queue="g")**: a Kafka consumer group (``subscribe()``).  Each partition belongs to one
+  member, so load spreads only across partitions (use keys and more partitions).  Returns after the first
+  assignment (group join: about session.timeout/2 on Tansu).  A new group starts at ``offset="beginning"`` so no
+  work is lost.  Offsets are committed only by ``await msg.ack()`` (synchronous commit of offset+1); messages not
+  acked are redelivered after a restart or rebalance (at-least-once).
+- **request/reply**: a per-transport inbox topic ``_lowlat.inbox.<hex>`` (made on the first request, deleted on
+  close); a request carries header ``lowlat-reply: <inbox>#<correlation id>``, which is ``msg.reply``; publishing to
+  it produces to the inbox with header ``lowlat-cid``.  Slow: two broker round trips plus two fetch waits.
+- **headers**: ``str → str`` (UTF-8) in, a dict out; ``lowlat-*`` headers are internal and stripped.
+- **threads**: ``produce()`` runs on the event loop (non-blocking; a full queue waits and retries).  One thread per
+  transport serves delivery reports; one per subscription blocks in ``poll()`` and hands batches to the loop with
+  ``call_soon_threadsafe`` (no spinning; costs one cross-thread wake-up).
+- **options**: ``acks``, ``idempotent``, ``num_partitions``, ``replication_factor``, ``key_header``,
+  ``fetch_wait_max_ms`` (default 1: Tansu answers a fetch only after this wait; Apache Kafka answers as soon as
+  data arrives, so raise it there to cut idle fetch requests), ``session_timeout_ms`` (default 6000, Kafka's
+  minimum), ``config`` / ``producer_config`` / ``consumer_config`` (raw librdkafka settings, win over the above).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+import uuid
+from collections import deque
+from functools import partial
+from typing import Any
+
+from ..errors import MissingExtraError, TransportClosedError, TransportError, TransportTimeoutError
+from .base import Buffer, Headers, Message, Subscription, Transport
+
+try:
+    from confluent_kafka import OFFSET_BEGINNING, OFFSET_STORED, Consumer, KafkaError, KafkaException, Producer
+    from confluent_kafka import TopicPartition
+    from confluent_kafka.admin import AdminClient, NewTopic
+except ImportError:
+    raise MissingExtraError("lowlat.transport.kafka needs confluent-kafka: pip install 'lowlat[kafka]'") from None
+
+__all__ = ["KafkaTransport", "KafkaSubscription"]
+
+_TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}\Z")
+_REPLY, _CID = "lowlat-reply", "lowlat-cid"
+
+
+def _topic(subject: str) -> str:
+    if not _TOPIC.match(subject):
+        raise ValueError(f"Kafka topics allow [A-Za-z0-9._-] (1-249 chars), no wildcards: {subject!r}")
+    return subject
+
+
+class KafkaSubscription(Subscription):
+    """Messages of one consumer.  A thread owns the consumer (confluent-kafka serialises calls on one handle, so
+    calls from other threads would wait for poll()): it polls, hands batches to the loop, and commits acks."""
+
+    def __init__(self, t: "KafkaTransport", subject: str, queue: str | None, consumer: Any, commit: bool,
+                 sink: Any = None) -> None:
+        self.subject, self.queue = subject, queue
+        self._t, self._c, self._commit, self._sink = t, consumer, commit, sink
+        self._buf: deque[Any] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._stop, self.assigned = threading.Event(), threading.Event()
+        self._err: BaseException | None = None
+        self._acks: dict[tuple[str, int], int] = {}  # (topic, partition) -> next offset to commit
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name=f"lowlat-kafka:{subject}", daemon=True)
+
+    def _run(self) -> None:  # consumer thread: the only thread that touches self._c after start
+        c, call = self._c, self._t._loop.call_soon_threadsafe
+        try:
+            while not self._stop.is_set():
+                m = c.poll(0.05)
+                if m is not None:
+                    call(self._push, [m, *c.consume(255, 0)])
+                if self._acks:
+                    self._commit_acks(asynchronous=True)
+            self._commit_acks(asynchronous=False)
+        except BaseException as e:  # noqa: BLE001 - surfaced to the iterator
+            call(self._push, e)
+        finally:
+            c.close()
+
+    def _commit_acks(self, *_: Any, asynchronous: bool = False) -> None:  # consumer thread (also on revoke)
+        with self._lock:
+            acks, self._acks = self._acks, {}
+        if acks:
+            try:
+                self._c.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in acks.items()],
+                               asynchronous=asynchronous)
+            except KafkaException as e:  # e.g. partitions lost in a rebalance: they are redelivered
+                self._t._loop.call_soon_threadsafe(setattr, self, "commit_error", e)
+
+    commit_error: BaseException | None = None
+
+    def _push(self, batch: list[Any] | BaseException) -> None:  # event loop
+        if isinstance(batch, BaseException):
+            self._err = TransportError(f"kafka consumer failed: {batch}")
+        else:
+            for m in batch:
+                e = m.error()
+                if e is None:
+                    self._buf.append(m)
+                elif e.fatal() or e.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                    self._err = TransportError(f"kafka consumer: {e.str()}")
+            if self._sink is not None:
+                self._sink(self._buf)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def __anext__(self) -> Message:
+        while not self._buf:
+            if self._err is not None:
+                raise self._err
+            if self._stop.is_set():
+                raise StopAsyncIteration
+            self._waiter = self._t._loop.create_future()
+            await self._waiter
+        m = self._buf.popleft()
+        h, reply = m.headers(), None
+        if h is not None:
+            h = {k: (v or b"").decode("utf-8", "replace") for k, v in h}
+            reply = h.pop(_REPLY, None)
+            h.pop(_CID, None)
+        return Message(m.topic(), memoryview(m.value() or b""), h or None, reply, self._t,
+                       partial(self._ack, m) if self._commit else None)
+
+    async def _ack(self, m: Any) -> None:
+        """Mark ``m`` (and earlier messages of its partition) processed; µs.  The consumer thread commits within
+        one poll interval (≤ 50 ms, asynchronously) and synchronously on unsubscribe/close or partition revoke."""
+        if self.commit_error is not None:
+            err, self.commit_error = self.commit_error, None
+            raise TransportError(f"kafka commit failed: {err}")
+        with self._lock:
+            self._acks[(m.topic(), m.partition())] = m.offset() + 1
+
+    @property
+    def pending(self) -> int:
+        return len(self._buf)
+
+    async def unsubscribe(self) -> None:
+        self._stop.set()
+        self._t._subs.discard(self)
+        if self._thread.is_alive():
+            await self._t._loop.run_in_executor(None, self._thread.join)
+        elif self._thread.ident is None:  # never started
+            self._c.close()
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+
+class KafkaTransport(Transport):
+    schemes = ("kafka",)
+
+    def __init__(self, url: str, **options: Any) -> None:
+        super().__init__(url, **options)
+        self._servers = url.partition("://")[2].strip("/")
+        if not self._servers:
+            raise ValueError(f"expected kafka://host:port[,host:port], got {url!r}")
+        self._producer: Any = None
+        self._known: set[str] = set()
+        self._subs: set[KafkaSubscription] = set()
+        self._waiters: dict[str, asyncio.Future[Message]] = {}
+        self._inbox: str | None = None
+        self._error: BaseException | None = None
+        self._key_header: str | None = options.get("key_header")
+
+    def _conf(self, kind: str, **defaults: Any) -> dict[str, Any]:
+        o = self.options
+        return {"bootstrap.servers": self._servers, "socket.nagle.disable": True, **defaults,
+                **o.get("config", {}), **o.get(f"{kind}_config", {})}
+
+    async def connect(self) -> None:
+        self._check_open()
+        if self._producer is not None:
+            return
+        o, self._loop = self.options, asyncio.get_running_loop()
+        self._admin = AdminClient(self._conf("admin"))
+        try:  # fail fast on a wrong address instead of at the first publish
+            await self._loop.run_in_executor(None, partial(self._admin.list_topics, timeout=o.get("timeout", 5.0)))
+        except KafkaException as e:
+            raise TransportError(f"cannot reach Kafka at {self._servers}: {e}") from e
+        idem = bool(o.get("idempotent", False))
+        self._producer = Producer(self._conf(
+            "producer", **{"linger.ms": 0, "acks": str(o.get("acks", "all")), "enable.idempotence": idem,
+                           "partitioner": "murmur2", "on_delivery": self._on_delivery}))
+        self._stop = threading.Event()
+        self._poller = threading.Thread(target=self._serve_reports, name="lowlat-kafka-dr", daemon=True)
+        self._poller.start()
+
+    def _serve_reports(self) -> None:  # delivery reports run here, never on the event loop
+        while not self._stop.is_set():
+            self._producer.poll(0.05)
+
+    def _on_delivery(self, err: Any, msg: Any) -> None:
+        if err is not None and self._error is None:
+            self._error = TransportError(f"kafka delivery to {msg.topic()} failed: {err.str()}")
+
+    async def create_topic(self, subject: str, partitions: int | None = None) -> None:
+        """Create ``subject``'s topic (no-op if it exists, whatever its partition count).  One admin round trip."""
+        topic, o = _topic(subject), self.options
+        nt = NewTopic(topic, partitions or o.get("num_partitions", 1), o.get("replication_factor", -1))
+        try:
+            await asyncio.wrap_future(self._admin.create_topics([nt])[topic])
+        except KafkaException as e:
+            if e.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise TransportError(f"cannot create Kafka topic {topic!r}: {e}") from e
+        self._known.add(topic)
+
+    async def publish(self, subject: str, payload: Buffer, *, headers: Headers | None = None,
+                      key: str | bytes | None = None, partition: int = -1, wait: bool = False) -> None:
+        """Queue one message (µs); ``wait=True`` also awaits the broker's ack (one round trip)."""
+        self._check_open()
+        topic, _, cid = subject.partition("#")  # "#" only appears in reply subjects (inbox#correlation-id)
+        if topic not in self._known and self.options.get("create_topics", True):
+            await self.create_topic(topic)
+        h: list[tuple[str, str]] | None = list(headers.items()) if headers else None
+        if cid:
+            h = [*(h or ()), (_CID, cid)]
+        if key is None and headers and self._key_header:
+            key = headers.get(self._key_header)
+        kw: dict[str, Any] = {"key": key, "partition": partition, "headers": h}
+        if wait:
+            fut = self._loop.create_future()
+            kw["on_delivery"] = partial(self._loop.call_soon_threadsafe, self._settle, fut)
+        value = payload if type(payload) is bytes else bytes(payload)
+        while True:
+            try:
+                self._producer.produce(topic, value, **kw)
+                break
+            except BufferError:  # librdkafka queue full: back-pressure until reports drain it
+                await asyncio.sleep(0.001)
+        if wait:
+            await fut
+
+    @staticmethod
+    def _settle(fut: asyncio.Future[None], err: Any, msg: Any) -> None:
+        if not fut.done():
+            fut.set_exception(TransportError(f"kafka delivery failed: {err.str()}")) if err else fut.set_result(None)
+
+    async def publish_batch(self, subject: str, payloads: Any) -> None:
+        for p in payloads:
+            await self.publish(subject, p)
+
+    async def flush(self, timeout: float | None = None) -> None:
+        self._check_open()
+        left = await self._loop.run_in_executor(None, self._producer.flush, 30.0 if timeout is None else timeout)
+        err, self._error = self._error, None
+        if err is not None:
+            raise err
+        if left:
+            raise TransportTimeoutError(f"{left} Kafka messages still unacknowledged after flush")
+
+    async def subscribe(self, subject: str, *, queue: str | None = None, partitions: list[int] | None = None,
+                        offset: str | int | None = None, group: str | None = None, **options: Any
+                        ) -> KafkaSubscription:
+        """Fan-out via assign() (no queue) or a consumer group (``queue=``); see the module docstring."""
+        self._check_open()
+        topic, o = _topic(subject), self.options
+        if topic not in self._known:
+            await self.create_topic(topic)
+        grouped = queue is not None and partitions is None
+        offset = offset if offset is not None else ("beginning" if grouped else "end")
+        c = Consumer(self._conf("consumer", **{
+            "group.id": queue or group or f"lowlat-{uuid.uuid4().hex}", "enable.auto.commit": False,
+            "fetch.wait.max.ms": o.get("fetch_wait_max_ms", 1), "session.timeout.ms": o.get("session_timeout_ms", 6000),
+            "heartbeat.interval.ms": o.get("heartbeat_interval_ms", 500),
+            "auto.offset.reset": "earliest" if offset == "beginning" else "latest"}))
+        sub = KafkaSubscription(self, subject, queue, c, commit=(queue or group) is not None, sink=options.get("sink"))
+        run = self._loop.run_in_executor
+        try:
+            if grouped:
+                c.subscribe([topic], on_assign=lambda c_, ps: sub.assigned.set(), on_revoke=sub._commit_acks)
+            else:
+                if partitions is None:
+                    md = await run(None, partial(c.list_topics, topic, timeout=5.0))
+                    partitions = sorted(md.topics[topic].partitions)
+                tps = [TopicPartition(topic, p) for p in partitions]
+                for tp in tps:  # resolve "end" now so nothing published after subscribe() returns is missed
+                    tp.offset = (await run(None, partial(c.get_watermark_offsets, tp, 5.0)))[1] if offset == "end" \
+                        else OFFSET_BEGINNING if offset == "beginning" else OFFSET_STORED if offset == "stored" \
+                        else int(offset)
+                c.assign(tps)
+                sub.assigned.set()
+        except BaseException:
+            c.close()
+            raise
+        sub._thread.start()
+        self._subs.add(sub)
+        if not await run(None, sub.assigned.wait, o.get("join_timeout", 30.0)):
+            await sub.unsubscribe()
+            raise TransportTimeoutError(f"Kafka group {queue!r} got no assignment for {topic!r}")
+        return sub
+
+    async def request(self, subject: str, payload: Buffer, *, timeout: float = 1.0,
+                      headers: Headers | None = None) -> Message:
+        self._check_open()
+        if self._inbox is None:
+            inbox = f"_lowlat.inbox.{uuid.uuid4().hex}"
+            await self.create_topic(inbox, 1)
+            await self.subscribe(inbox, partitions=[0], offset="beginning", sink=self._on_replies)
+            self._inbox = inbox
+        cid = uuid.uuid4().hex
+        fut = self._waiters[cid] = self._loop.create_future()
+        try:
+            await self.publish(subject, payload, headers={**(headers or {}), _REPLY: f"{self._inbox}#{cid}"})
+            return await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            raise TransportTimeoutError(f"no reply on {subject!r} within {timeout}s") from None
+        finally:
+            self._waiters.pop(cid, None)
+
+    def _on_replies(self, buf: deque[Any]) -> None:
+        while buf:
+            m = buf.popleft()
+            h = dict(m.headers() or ())
+            fut = self._waiters.get((h.pop(_CID, None) or b"").decode())
+            if fut is not None and not fut.done():
+                hs = {k: (v or b"").decode("utf-8", "replace") for k, v in h.items()}
+                fut.set_result(Message(m.topic(), memoryview(m.value() or b""), hs or None, None, self))
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for sub in list(self._subs):
+            await sub.unsubscribe()
+        for fut in self._waiters.values():
+            fut.cancel()
+        if self._producer is not None:
+            await self._loop.run_in_executor(None, self._producer.flush, self.options.get("close_timeout", 5.0))
+            self._stop.set()
+            await self._loop.run_in_executor(None, self._poller.join)
+            self._producer = None  # drop the handle now (its threads/sockets), not at garbage collection
+            if self._inbox is not None:  # best effort: inbox topics are per process
+                try:
+                    await asyncio.wait_for(asyncio.wrap_future(self._admin.delete_topics([self._inbox])[self._inbox]), 2)
+                except Exception:  # noqa: BLE001 - the broker may already be gone
+                    pass
+            self._admin = None

@@ -1,0 +1,249 @@
+"""Kafka adapter against a real Kafka-protocol broker (Tansu, started on 127.0.0.1 by tests/brokers/kafka.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+pytest.importorskip("confluent_kafka", reason="needs the kafka extra: pip install 'lowlat[kafka]'")
+
+from lowlat.errors import TransportClosedError, TransportError, TransportTimeoutError  # noqa: E402
+from lowlat.transport import connect  # noqa: E402
+from lowlat.transport.kafka import KafkaTransport  # noqa: E402
+
+pytestmark = [pytest.mark.integration, pytest.mark.kafka, pytest.mark.timeout(120)]
+
+
+async def take(sub, n, timeout=10.0):
+    out = []
+
+    async def _go():
+        async for m in sub:
+            out.append(m)
+            if len(out) == n:
+                return
+
+    await asyncio.wait_for(_go(), timeout)
+    return out
+
+
+@pytest.fixture
+async def kt(kafka_url, kafka_options):
+    async with connect(kafka_url, **kafka_options) as t:
+        yield t
+
+
+async def test_connect_picks_kafka_adapter(kt):
+    assert isinstance(kt, KafkaTransport)
+
+
+async def test_pubsub_headers_and_bytes(kt, kafka_topic):
+    sub = await kt.subscribe(kafka_topic)
+    await kt.publish(kafka_topic, b"\x00\x01hello", headers={"symbol": "AAPL", "x": "é"})
+    await kt.publish(kafka_topic, memoryview(b"second"))
+    await kt.publish(kafka_topic, b"")
+    m1, m2, m3 = await take(sub, 3)
+    assert isinstance(m1.data, memoryview) and bytes(m1.data) == b"\x00\x01hello"
+    assert m1.headers == {"symbol": "AAPL", "x": "é"} and m1.subject == kafka_topic and m1.reply is None
+    assert bytes(m2.data) == b"second" and m2.headers is None
+    assert bytes(m3.data) == b""
+    await sub.unsubscribe()
+
+
+async def test_every_fanout_subscriber_sees_every_message(kt, kafka_topic):
+    await kt.create_topic(kafka_topic, 3)
+    subs = [await kt.subscribe(kafka_topic) for _ in range(2)]
+    for i in range(30):
+        await kt.publish(kafka_topic, b"%d" % i, key=b"k%d" % i)
+    for s in subs:
+        got = sorted(int(bytes(m.data)) for m in await take(s, 30))
+        assert got == list(range(30))
+
+
+async def test_ordering_per_key_and_one_partition_per_key(kt, kafka_topic):
+    await kt.create_topic(kafka_topic, 4)
+    parts = {p: await kt.subscribe(kafka_topic, partitions=[p]) for p in range(4)}
+    keys = [b"AAPL", b"MSFT", b"GOOG", b"TSLA", b"NVDA"]
+    for i in range(50):
+        for k in keys:
+            await kt.publish(kafka_topic, k + b":%d" % i, key=k)
+    await kt.flush()
+    seen: dict[bytes, list[int]] = {}
+    where: dict[bytes, set[int]] = {}
+    total = 0
+    for p, sub in parts.items():
+        while sub.pending or total < 250:
+            try:
+                (m,) = await take(sub, 1, timeout=0.5)
+            except TimeoutError:
+                break
+            k, i = bytes(m.data).split(b":")
+            seen.setdefault(k, []).append(int(i))
+            where.setdefault(k, set()).add(p)
+            total += 1
+    assert total == 250
+    for k in keys:
+        assert seen[k] == list(range(50)), k  # in publish order
+        assert len(where[k]) == 1, k  # one instrument, one partition
+    assert len(set().union(*where.values())) > 1  # keys really spread over partitions
+
+
+async def test_key_header_option(kafka_url, kafka_options, kafka_topic):
+    async with connect(kafka_url, key_header="symbol", **kafka_options) as t:
+        await t.create_topic(kafka_topic, 4)
+        parts = {p: await t.subscribe(kafka_topic, partitions=[p]) for p in range(4)}
+        for i in range(20):
+            await t.publish(kafka_topic, b"%d" % i, headers={"symbol": "AAPL"})
+        await t.flush()
+        counts = {p: len(await take(s, 20, 1.0)) if s else 0 for p, s in parts.items() if await _has(s)}
+        assert list(counts.values()) == [20]
+
+
+async def _has(sub, wait=1.0):
+    deadline = time.monotonic() + wait
+    while not sub.pending and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    return sub.pending > 0
+
+
+async def test_consumer_group_spreads_across_two_consumers(kt, kafka_topic):
+    await kt.create_topic(kafka_topic, 4)
+    a = await kt.subscribe(kafka_topic, queue="workers-" + kafka_topic)
+    b = await kt.subscribe(kafka_topic, queue="workers-" + kafka_topic)
+    await asyncio.sleep(1.0)  # let the first member finish the rebalance b's join caused
+    n = 200
+    for i in range(n):
+        await kt.publish(kafka_topic, b"%d" % i, key=b"sym%d" % i)
+    got: dict[str, list[int]] = {"a": [], "b": []}
+
+    async def drain(name, sub):
+        async for m in sub:
+            got[name].append(int(bytes(m.data)))
+            await m.ack()
+            if len(got["a"]) + len(got["b"]) >= n:
+                return
+
+    tasks = [asyncio.create_task(drain("a", a)), asyncio.create_task(drain("b", b))]
+    done, pending = await asyncio.wait(tasks, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+    for t in pending:
+        t.cancel()
+    assert sorted(got["a"] + got["b"]) == list(range(n))  # each message to exactly one member
+    assert got["a"] and got["b"]  # and both members worked
+    await a.unsubscribe()
+    await b.unsubscribe()
+
+
+async def test_assign_fast_start_and_offsets(kt, kafka_topic):
+    await kt.create_topic(kafka_topic, 2)
+    for i in range(5):  # one record batch each: Tansu 0.6 reports the end of a partition as the base offset
+        # of its last record batch + 1 (Apache Kafka: last offset + 1), so a multi-record batch would make
+        # offset="end" start inside that batch on Tansu
+        await kt.publish(kafka_topic, b"old%d" % i, partition=0, wait=True)
+    t0 = time.monotonic()
+    end = await kt.subscribe(kafka_topic, partitions=[0], offset="end")
+    started = time.monotonic() - t0
+    assert started < 1.0  # no group join (which takes seconds)
+    begin = await kt.subscribe(kafka_topic, partitions=[0], offset="beginning")
+    at3 = await kt.subscribe(kafka_topic, partitions=[0], offset=3)
+    await kt.publish(kafka_topic, b"new", partition=0)
+    await kt.publish(kafka_topic, b"other-partition", partition=1)
+    assert [bytes(m.data) for m in await take(end, 1)] == [b"new"]
+    assert [bytes(m.data) for m in await take(begin, 6)] == [b"old0", b"old1", b"old2", b"old3", b"old4", b"new"]
+    assert [bytes(m.data) for m in await take(at3, 3)] == [b"old3", b"old4", b"new"]
+    assert not await _has(end, 0.3)  # partition 1 is not assigned
+
+
+async def test_manual_commit_redelivers_unacked_after_restart(kafka_url, kafka_options, kafka_topic):
+    group = "g-" + kafka_topic
+    async with connect(kafka_url, **kafka_options) as t:
+        for i in range(10):
+            await t.publish(kafka_topic, b"%d" % i)
+        await t.flush()
+        sub = await t.subscribe(kafka_topic, queue=group)
+        msgs = await take(sub, 10)
+        assert [int(bytes(m.data)) for m in msgs] == list(range(10))
+        for m in msgs[:4]:  # processed and committed; 4..9 "crash" before their commit
+            await m.ack()
+    async with connect(kafka_url, **kafka_options) as t:  # consumer restart, same group
+        sub = await t.subscribe(kafka_topic, queue=group)
+        again = await take(sub, 6)
+        assert [int(bytes(m.data)) for m in again] == list(range(4, 10))
+        await again[-1].ack()
+    async with connect(kafka_url, **kafka_options) as t:
+        sub = await t.subscribe(kafka_topic, queue=group)
+        assert not await _has(sub, 1.0)  # everything committed: nothing redelivered
+        await t.publish(kafka_topic, b"10")
+        assert [bytes(m.data) for m in await take(sub, 1)] == [b"10"]
+
+
+async def test_idempotent_producer_acked_exactly_once_in_order(kafka_url, kafka_options, kafka_topic):
+    async with connect(kafka_url, idempotent=True, **kafka_options) as t:
+        assert t._producer is not None
+        sub = await t.subscribe(kafka_topic, offset="beginning")
+        for i in range(50):
+            await t.publish(kafka_topic, b"%d" % i, wait=i % 10 == 0)  # some wait for their ack
+        await t.publish_batch(kafka_topic, [b"%d" % i for i in range(50, 100)])
+        await t.flush()
+        got = [int(bytes(m.data)) for m in await take(sub, 100)]
+        assert got == list(range(100))
+        assert not await _has(sub, 0.5)  # no duplicates
+
+
+async def test_publish_wait_returns_after_broker_ack(kt, kafka_topic):
+    sub = await kt.subscribe(kafka_topic)
+    await kt.publish(kafka_topic, b"acked", wait=True)
+    assert [bytes(m.data) for m in await take(sub, 1)] == [b"acked"]
+
+
+async def test_request_reply_with_correlation(kt, kafka_topic):
+    async def handler(msg):
+        return b"re:" + bytes(msg.data)
+
+    worker = await kt.serve(kafka_topic, handler)
+    replies = await asyncio.gather(*(kt.request(kafka_topic, b"q%d" % i, timeout=10) for i in range(5)))
+    assert [bytes(r.data) for r in replies] == [b"re:q%d" % i for i in range(5)]
+    worker.cancel()
+
+
+async def test_request_reply_across_transports_and_headers(kafka_url, kafka_options, kafka_topic):
+    async with connect(kafka_url, **kafka_options) as server, connect(kafka_url, **kafka_options) as client:
+        sub = await server.subscribe(kafka_topic)
+
+        async def answer():
+            async for m in sub:
+                assert m.reply and m.headers == {"h": "1"}
+                await server.publish(m.reply, bytes(m.data)[::-1], headers={"answered": "yes"})
+
+        task = asyncio.create_task(answer())
+        r = await client.request(kafka_topic, b"abc", headers={"h": "1"}, timeout=10)
+        assert bytes(r.data) == b"cba" and r.headers == {"answered": "yes"}
+        task.cancel()
+
+
+async def test_request_timeout(kt, kafka_topic):
+    await kt.create_topic(kafka_topic)
+    with pytest.raises(TransportTimeoutError):
+        await kt.request(kafka_topic, b"nobody", timeout=0.3)
+
+
+async def test_bad_subjects_and_closed_transport(kafka_url, kafka_options):
+    t = connect(kafka_url, **kafka_options)
+    await t.connect()
+    for bad in ("a.*", "a.>", "has space", ""):
+        with pytest.raises(ValueError):
+            await t.publish(bad, b"x")
+    await t.close()
+    await t.close()  # idempotent
+    with pytest.raises(TransportClosedError):
+        await t.publish("x", b"y")
+
+
+async def test_unreachable_broker_is_a_clear_error():
+    from brokers._util import free_port
+
+    t = connect(f"kafka://127.0.0.1:{free_port()}", timeout=1.0)  # nothing listens there
+    with pytest.raises(TransportError, match="cannot reach Kafka"):
+        await t.connect()
+    await t.close()
