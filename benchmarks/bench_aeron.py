@@ -12,9 +12,11 @@ Placements (at most one busy-spinning thread, as the 2-core machine is shared):
 
 - ``1core``: ping, pong and (for UDP) the media driver all pinned to core 0, every side using the *yield* idle
   strategy (each wait hands the core to the next side): one core busy during the run.
-- ``2core``: ping *busy-spins* on core 1; pong (and the driver) on core 0 with the yield idle strategy.
+- ``2core``: ping *busy-spins* on core 1; pong (and the driver, ``yielding``) on core 0 with the yield idle strategy.
+- ``2core-drvspin`` (UDP only): the driver *busy-spins* (``noop`` idle) alone on core 1; ping and pong share core 0
+  with the yield idle strategy (the usual Aeron set-up: a spinning driver, as in Aeron's published figures).
 
-The driver runs SHARED (one thread) with the ``yielding`` idle strategy while benchmarking.
+The driver runs SHARED (one thread: conductor, sender and receiver).
 """
 
 from __future__ import annotations
@@ -81,13 +83,11 @@ def aeronmd():
     return binary
 
 
-@pytest.fixture
-def driver(aeronmd):
-    # the driver moves UDP traffic: keep it on core 0 with the pong side, yielding between duty cycles
-    drv = start_aeronmd(aeronmd, idle="yielding", slack=False)
-    subprocess.run(["taskset", "-a", "-p", "-c", "0", str(drv.proc.pid)], check=True, capture_output=True)
-    yield drv
-    drv.stop()
+def start_driver(binary: str, core: int, idle: str):
+    # the driver moves UDP traffic (IPC bypasses it): pinned, SHARED mode, given idle strategy
+    drv = start_aeronmd(binary, idle=idle, slack=False)
+    subprocess.run(["taskset", "-a", "-p", "-c", str(core), str(drv.proc.pid)], check=True, capture_output=True)
+    return drv
 
 
 def start_pong(impl: str, aeron_dir: str, channel: str, idle: str) -> subprocess.Popen:
@@ -161,16 +161,22 @@ def _channel(kind: str) -> str:
 
 @pytest.mark.benchmark(group="transport.rtt.aeron", disable_gc=True)
 @pytest.mark.parametrize("impl", ["bare", "lowlat"])
-@pytest.mark.parametrize("placement", ["1core", "2core"])
+@pytest.mark.parametrize("placement", ["1core", "2core", "2core-drvspin"])
 @pytest.mark.parametrize("kind", ["ipc", "udp"])
-def test_rtt_aeron(benchmark, driver, kind, placement, impl):
+def test_rtt_aeron(benchmark, aeronmd, kind, placement, impl):
     size = 64
+    if kind == "ipc" and placement == "2core-drvspin":
+        pytest.skip("IPC does not go through the driver")
     channel = _channel(kind)
-    ping_core = 0 if placement == "1core" else 1
-    ping_idle = "yield" if placement == "1core" else "busy_spin"
+    ping_core = 1 if placement == "2core" else 0
+    ping_idle = "busy_spin" if placement == "2core" else "yield"
     old = os.sched_getaffinity(0)
-    if ping_core not in old:
-        pytest.skip(f"core {ping_core} not available")
+    if not {0, 1} <= old:
+        pytest.skip("needs cores 0 and 1")
+    if placement == "2core-drvspin":
+        driver = start_driver(aeronmd, 1, "noop")     # the one spinning thread: the driver, alone on core 1
+    else:
+        driver = start_driver(aeronmd, 0, "yielding")
     pong = start_pong(impl, driver.aeron_dir, channel, "yield")
     os.sched_setaffinity(0, {ping_core})
     try:
@@ -181,6 +187,7 @@ def test_rtt_aeron(benchmark, driver, kind, placement, impl):
     finally:
         os.sched_setaffinity(0, old)
         stop_pong(pong)
+        driver.stop()
     benchmark.pedantic(lambda: None, rounds=1, iterations=1)
     row = {"transport": f"aeron:{kind}", "impl": impl, "placement": placement, "ping_idle": ping_idle,
            "pong_idle": "yield", "size": size, "n": h.get_total_count(),
@@ -194,9 +201,9 @@ def teardown_module(module) -> None:
     if not RESULTS:
         return
     print("\n\nAeron ping-pong RTT (µs, 64-byte payload)")
-    print(f"{'transport':10} {'impl':7} {'placement':9} {'ping idle':10} {'n':>6} {'p50':>8} {'p99':>8} {'p99.9':>8}")
+    print(f"{'transport':10} {'impl':7} {'placement':13} {'ping idle':10} {'n':>6} {'p50':>8} {'p99':>8} {'p99.9':>8}")
     for r in RESULTS:
-        print(f"{r['transport']:10} {r['impl']:7} {r['placement']:9} {r['ping_idle']:10} {r['n']:6d} "
+        print(f"{r['transport']:10} {r['impl']:7} {r['placement']:13} {r['ping_idle']:10} {r['n']:6d} "
               f"{r['p50_us']:8.2f} {r['p99_us']:8.2f} {r['p999_us']:8.2f}")
     by = {(r["transport"], r["placement"], r["impl"]): r["p50_us"] for r in RESULTS}
     for (tr, pl, impl), p50 in by.items():

@@ -37,8 +37,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import DecodeError, MissingExtraError, TransportClosedError, TransportError, TransportTimeoutError
-from .base import (Buffer, Headers, Message, QueueSubscription, Subscription, Transport, decode_meta, encode_meta,
-                   subject_matches, validate_subject)
+from .base import (Buffer, Handler, Headers, Message, QueueSubscription, Subscription, Transport, decode_meta,
+                   encode_meta, log, subject_matches, validate_subject)
 
 try:
     from .. import _aeron
@@ -124,13 +124,14 @@ class AeronTransport(Transport):
         self._bus_sub: Any = None
         self._rep_pub: Any = None
         self._rep_sub: Any = None
-        self._subs: list[QueueSubscription] = []
-        self._since: dict[QueueSubscription, int] = {}   # sub -> our bus position when it subscribed
+        self._subs: list[Any] = []     # QueueSubscription and _ServeSink
+        self._since: dict[Any, int] = {}   # sub -> our bus position when it subscribed
         self._waiting: dict[str, asyncio.Future[Message]] = {}
         self._inbox = f"{_INBOX}{os.urandom(8).hex()}."
         self._ids = itertools.count(1)
         self._poller: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
+        self._checked: set[str] = set()
         self.decode_errors = 0   # hostile/foreign frames seen on the streams (dropped, counted)
 
     # --- lifecycle ---
@@ -214,7 +215,10 @@ class AeronTransport(Transport):
             if subject_matches(sub.subject, subject):
                 if data is None:
                     data = bytes(mv[off:])
-                sub._deliver(Message(subject, data, headers, reply, transport=self))
+                try:
+                    sub._deliver(Message(subject, data, headers, reply, transport=self))
+                except Exception:   # a user callback (on_slow_consumer) failed: never stall the poller
+                    log.exception("aeron: delivering %r to %r failed", subject, sub.subject)
 
     def _on_reply(self, mv: memoryview) -> None:
         try:
@@ -256,6 +260,23 @@ class AeronTransport(Transport):
                 sleep = min(sleep * 2, self.poll_max_sleep)
 
     # --- API ---
+    def _check_subject(self, subject: str) -> None:
+        # validate_subject is O(len) Python: remember subjects already checked (bounded)
+        if subject not in self._checked:
+            validate_subject(subject)
+            if len(self._checked) > 4096:
+                self._checked.clear()
+            self._checked.add(subject)
+
+    def _reply_now(self, reply: str, payload: Buffer) -> None:
+        """Answer from inside the poller (serve sinks): offer now, fall back to a retrying task if back-pressured."""
+        frame = encode_frame(reply)
+        rc = self._rep_pub.offer(payload, frame)
+        if rc in (_aeron.BACK_PRESSURED, _aeron.ADMIN_ACTION):
+            asyncio.get_running_loop().create_task(self._offer(self._rep_pub, frame, payload))
+        elif rc < 0 and rc != _aeron.NOT_CONNECTED:
+            log.warning("aeron: reply to %r failed: %s", reply, _aeron.offer_result_name(rc))
+
     async def _offer(self, pub: Any, frame: bytes, payload: Buffer) -> None:
         rc = pub.offer(payload, frame)
         if rc >= 0:
@@ -283,7 +304,7 @@ class AeronTransport(Transport):
         self._check_open()
         if self._client is None:
             raise TransportError("AeronTransport is not connected: await t.connect() first")
-        validate_subject(subject)
+        self._check_subject(subject)
         frame = encode_frame(subject, encode_meta(reply, headers) if (reply or headers) else b"")
         pub = self._rep_pub if subject.startswith(_INBOX) else self._bus_pub
         await self._offer(pub, frame, payload)
@@ -311,7 +332,30 @@ class AeronTransport(Transport):
         self._subs.append(sub)
         return sub
 
-    def _unsub(self, sub: QueueSubscription) -> None:
+    async def serve(self, subject: str, handler: Handler, *, queue: str | None = None,
+                    **options: Any) -> "asyncio.Task[None]":
+        """Request/reply worker run inline in the poller (no queue hop): a sync ``handler`` answers before the next
+        message is polled (keep it short); an async one runs as a task.  Cancel the task to stop."""
+        self._check_open()
+        if self._client is None:
+            raise TransportError("AeronTransport is not connected: await t.connect() first")
+        validate_subject(subject, wildcards=True)
+        if queue:
+            raise TransportError("Aeron has no queue groups: every subscription gets every message")
+        loop = asyncio.get_running_loop()
+        sink = _ServeSink(self, subject, handler, loop.create_future())
+        self._since[sink] = self._bus_pub.position
+        self._subs.append(sink)
+
+        async def _wait() -> None:
+            try:
+                await sink.done
+            finally:
+                self._unsub(sink)
+
+        return loop.create_task(_wait(), name=f"lowlat-aeron-serve:{subject}")
+
+    def _unsub(self, sub: Any) -> None:
         if sub in self._subs:
             self._subs.remove(sub)
         self._since.pop(sub, None)
@@ -323,12 +367,47 @@ class AeronTransport(Transport):
         fut: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         self._waiting[inbox] = fut
         try:
-            await self.publish(subject, payload, headers=headers, reply=inbox)
-            return await asyncio.wait_for(fut, timeout)
+            async with asyncio.timeout(timeout):
+                await self.publish(subject, payload, headers=headers, reply=inbox)
+                return await fut
         except (asyncio.TimeoutError, TimeoutError):
             raise TransportTimeoutError(f"request on {subject!r} timed out after {timeout}s") from None
         finally:
             self._waiting.pop(inbox, None)
+
+
+class _ServeSink:
+    """A ``serve`` worker in the subscription list: ``_deliver`` runs the handler and answers."""
+
+    def __init__(self, t: AeronTransport, subject: str, handler: Handler, done: asyncio.Future[None]) -> None:
+        self.t, self.subject, self.handler, self.done = t, subject, handler, done
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def _deliver(self, msg: Message) -> bool:
+        try:
+            out = self.handler(msg)
+        except Exception:
+            log.exception("aeron serve handler for %r failed", self.subject)
+            return True
+        if asyncio.iscoroutine(out) or isinstance(out, asyncio.Future):
+            task = asyncio.get_running_loop().create_task(self._finish(msg, out))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+        elif out is not None and msg.reply:
+            self.t._reply_now(msg.reply, out)
+        return True
+
+    async def _finish(self, msg: Message, aw: Any) -> None:
+        try:
+            out = await aw
+            if out is not None and msg.reply and not self.t.closed:
+                await msg.respond(out)
+        except Exception:
+            log.exception("aeron serve handler for %r failed", self.subject)
+
+    def close_nowait(self) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
 
 
 def _drop(mv: memoryview) -> None:
