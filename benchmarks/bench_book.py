@@ -3,7 +3,8 @@
 Workloads (fixed seed, generated once per process against a lowlat Book so that every cancel/move names a
 live order):
   touch    1,000,000 commands: ~70% passive limit adds 1-10 ticks from the touch, ~25% cancels of live
-           orders, ~5% marketable IOC limits sweeping one or more levels.
+           orders, ~5% marketable IOC limits sweeping one or more levels (sweep size steers the book to
+           ~20,000 resting orders).
   exchcore 1,000,000 commands, exchange-core-like: ~55% moves (price +-1..3 ticks), ~10% reduces, ~20% new
            GTC, ~5% IOC, ~10% cancels, after 10,000 resting orders.
 
@@ -34,9 +35,10 @@ from lowlat._book import COMMAND_DTYPE, EVENT_DTYPE, Book, Command, EventKind  #
 
 N_CMDS = int(os.environ.get("LOWLAT_BENCH_N", "1000000"))
 LO, N_TICKS, MID = 0, 1 << 16, 1 << 15
-MAX_ORDERS = 1 << 20
+MAX_ORDERS = 1 << 17  # capacity per book (the workloads keep ~20k orders resting)
 REF_PREFIX = 20_000  # the reference engine is O(levels) per command: measure it on a prefix
 EV_CHUNK = 1 << 20
+TARGET_LIVE = 20_000
 
 _cache: dict[str, np.ndarray] = {}
 
@@ -87,7 +89,8 @@ def _gen(kind: str, n: int, seed: int) -> np.ndarray:
                 qty, tif = qty_r[i], 0
             else:
                 price = ba + off_r[i] + 1 if side == 0 else bb - off_r[i] - 1
-                qty, tif = 50 + 4 * qty_r[i], 1
+                # sweep size steers the book towards TARGET_LIVE resting orders (a steady, deep book)
+                qty, tif = ((100 + 10 * qty_r[i]) if len(live) > TARGET_LIVE else (30 + 3 * qty_r[i])), 1
             oid = next_oid
             next_oid += 1
             book.submit(oid, side, price, qty, acct_r[i], 0, tif)
@@ -126,7 +129,7 @@ def workload(kind: str) -> np.ndarray:
     if kind not in _cache:
         seed = 12345 if kind == "touch" else 54321
         cache_dir = os.path.join(os.environ.get("LOWLAT_CACHE", os.path.expanduser("~/.cache/lowlat")), "bench")
-        path = os.path.join(cache_dir, f"book_{kind}_{N_CMDS}_{seed}_v1.npy")
+        path = os.path.join(cache_dir, f"book_{kind}_{N_CMDS}_{seed}_v5.npy")
         if os.path.exists(path):
             _cache[kind] = np.load(path)
         else:

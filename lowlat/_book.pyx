@@ -35,6 +35,7 @@ cdef extern from *:
     """
     int ll_ctz64(unsigned long long x) noexcept nogil
     int ll_clz64(unsigned long long x) noexcept nogil
+    void ll_prefetch "__builtin_prefetch"(const void* p) noexcept nogil
 
 DEBUG = bool(LOWLAT_DEBUG)
 
@@ -182,6 +183,22 @@ cdef inline void _map_erase(BookCore* b, uint64_t key) noexcept nogil:
         i = j
         j = (j + 1) & b.map_mask
     b.map[i].slot = -1
+
+
+cdef inline void _prefetch_id(const BookCore* b, const BookCommand* c) noexcept nogil:
+    # Batch look-ahead, stage 1: pull the id-map bucket of a command a few rows ahead into cache.  Random
+    # cancels of a deep book are otherwise dominated by this one cache miss.
+    if c.op <= CMD_MODIFY:
+        ll_prefetch(&b.map[_hash(b, c.oid)])
+
+
+cdef inline void _prefetch_order(const BookCore* b, const BookCommand* c) noexcept nogil:
+    # stage 2 (its bucket is cached by now): pull the resting order a cancel/modify will unlink
+    cdef int32_t s
+    if c.op == CMD_CANCEL or c.op == CMD_MODIFY:
+        s = _map_find(b, c.oid)
+        if s >= 0:
+            ll_prefetch(&b.orders[s])
 
 
 cdef inline void _emit(BookCore* b, uint8_t kind, int8_t side, uint8_t reason, oid_t oid, oid_t maker,
@@ -1165,6 +1182,10 @@ cdef class Book:
         try:
             with nogil:
                 while i < n:
+                    if i + 24 < n:
+                        _prefetch_id(b, &commands[i + 24])
+                    if i + 10 < n:
+                        _prefetch_order(b, &commands[i + 10])
                     need = book_event_bound_c(b, &commands[i])
                     if need > b.ev_cap - b.ev_n:
                         if b.ev_n == 0:
@@ -1474,6 +1495,10 @@ cdef class Engine:
                             latency_ns[i] = 0
                         i += 1
                         continue
+                    if i + 24 < n and commands[i + 24].book < <uint64_t>self._n:
+                        _prefetch_id(self._cores[commands[i + 24].book], &commands[i + 24])
+                    if i + 10 < n and commands[i + 10].book < <uint64_t>self._n:
+                        _prefetch_order(self._cores[commands[i + 10].book], &commands[i + 10])
                     b = self._cores[commands[i].book]
                     need = book_event_bound_c(b, &commands[i])
                     if need > cap - n_ev:
