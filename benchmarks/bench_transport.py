@@ -178,7 +178,7 @@ def record(benchmark, kind: str, transport: str, impl: str, pinned: bool, size: 
 
 # --- client drivers: each returns (rtt histogram) or msgs/s ---
 
-async def rtt_lowlat(url: str, opts: dict, size: int) -> "hdrh.HdrHistogram":
+async def rtt_lowlat(url: str, opts: dict, size: int) -> hdrh.HdrHistogram:
     from lowlat.transport import connect
 
     h = hist()

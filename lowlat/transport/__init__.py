@@ -13,7 +13,7 @@ from typing import Any
 from ..errors import MissingExtraError
 from .base import Buffer, Handler, Headers, Message, Subscription, Transport
 
-__all__ = ["connect", "Transport", "Message", "Subscription", "Buffer", "Headers", "Handler", "scheme_of"]
+__all__ = ["Buffer", "Handler", "Headers", "Message", "Subscription", "Transport", "connect", "scheme_of"]
 
 # scheme -> (module, class, extra that provides the client or None)
 _ADAPTERS: dict[str, tuple[str, str, str | None]] = {

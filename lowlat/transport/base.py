@@ -40,8 +40,21 @@ Buffer = bytes | bytearray | memoryview
 Headers = Mapping[str, str]
 Handler = Callable[["Message"], "Awaitable[Buffer | None] | Buffer | None"]
 
-__all__ = ["Buffer", "Headers", "Handler", "Message", "Subscription", "Transport", "QueueSubscription",
-           "subject_matches", "validate_subject", "new_inbox", "SlowConsumerCallback", "encode_meta", "decode_meta"]
+__all__ = [
+    "Buffer",
+    "Handler",
+    "Headers",
+    "Message",
+    "QueueSubscription",
+    "SlowConsumerCallback",
+    "Subscription",
+    "Transport",
+    "decode_meta",
+    "encode_meta",
+    "new_inbox",
+    "subject_matches",
+    "validate_subject",
+]
 
 log = logging.getLogger("lowlat.transport")
 
@@ -138,10 +151,10 @@ class Message:
     at-most-once transports.
     """
 
-    __slots__ = ("subject", "data", "headers", "reply", "_transport", "_ack")
+    __slots__ = ("_ack", "_transport", "data", "headers", "reply", "subject")
 
     def __init__(self, subject: str, data: Buffer, headers: Headers | None = None, reply: str | None = None,
-                 transport: "Transport | None" = None, ack: Callable[[], Awaitable[None]] | None = None) -> None:
+                 transport: Transport | None = None, ack: Callable[[], Awaitable[None]] | None = None) -> None:
         self.subject = subject
         self.data = data
         self.headers = headers
@@ -195,7 +208,7 @@ class Subscription(abc.ABC):
 
     def close_nowait(self) -> None:
         """End iteration without talking to the broker (the transport is closing)."""
-        return None
+        return
 
 
 class QueueSubscription(Subscription):
@@ -209,7 +222,7 @@ class QueueSubscription(Subscription):
 
     def __init__(self, subject: str, queue: str | None = None, *, max_pending: int = 65536,
                  max_pending_bytes: int = 64 * 1024 * 1024, on_slow_consumer: SlowConsumerCallback | None = None,
-                 on_unsubscribe: Callable[["QueueSubscription"], Awaitable[None] | None] | None = None) -> None:
+                 on_unsubscribe: Callable[[QueueSubscription], Awaitable[None] | None] | None = None) -> None:
         if max_pending <= 0 or max_pending_bytes <= 0:
             raise ValueError("max_pending and max_pending_bytes must be > 0")
         self.subject = subject
@@ -343,7 +356,7 @@ class Transport(abc.ABC):
         self._closed = False
         self._background: set[asyncio.Task[Any]] = set()
 
-    def _keep(self, task: "asyncio.Task[Any]") -> "asyncio.Task[Any]":
+    def _keep(self, task: asyncio.Task[Any]) -> asyncio.Task[Any]:
         """Hold a strong reference to a background task (asyncio only keeps weak ones: an unreferenced
         pending task is garbage-collected mid-flight) until it finishes."""
         bg = self.__dict__.setdefault("_background", set())
@@ -371,7 +384,7 @@ class Transport(abc.ABC):
 
     async def flush(self, timeout: float | None = None) -> None:
         """Wait until what was published has left this process (default: nothing buffered)."""
-        return None
+        return
 
     @property
     def closed(self) -> bool:
@@ -410,7 +423,7 @@ class Transport(abc.ABC):
         """Send a request and wait for one reply; raises ``TransportTimeoutError`` after ``timeout`` s."""
 
     async def serve(self, subject: str, handler: Handler, *, queue: str | None = None,
-                    **options: Any) -> "asyncio.Task[None]":
+                    **options: Any) -> asyncio.Task[None]:
         """Run a request/reply worker: ``handler(msg)`` returns the reply payload (or None for no reply).
 
         Returns the worker task; cancel it (or close the transport) to stop.  The transport keeps a reference to

@@ -23,10 +23,19 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import TransportClosedError, TransportTimeoutError
-from .base import (Buffer, Headers, Message, QueueSubscription, Subscription, Transport, new_inbox,
-                   subject_matches, validate_subject)
+from .base import (
+    Buffer,
+    Headers,
+    Message,
+    QueueSubscription,
+    Subscription,
+    Transport,
+    new_inbox,
+    subject_matches,
+    validate_subject,
+)
 
-__all__ = ["InprocTransport", "ShmTransport", "RouteTable", "shm_available"]
+__all__ = ["InprocTransport", "RouteTable", "ShmTransport", "shm_available"]
 
 
 class RouteTable:
@@ -117,7 +126,7 @@ class _InboxSink:
 
 
 class _InprocSub(QueueSubscription):
-    _transport: "InprocTransport"
+    _transport: InprocTransport
 
 
 class InprocTransport(Transport):
@@ -226,7 +235,7 @@ class InprocTransport(Transport):
                 raise TransportTimeoutError(f"no responders on {subject!r}")
             async with asyncio.timeout(timeout):
                 return await fut
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             raise TransportTimeoutError(f"request on {subject!r} timed out after {timeout}s") from None
         finally:
             self._inbox.waiting.pop(token, None)
@@ -285,18 +294,18 @@ class InprocTransport(Transport):
 # (lowest latency, burns a core), and `spin_us=N` makes request() poll its reply ring for up to N µs before
 # sleeping (a bounded spin that saves the wake-up when the server answers fast).
 
-import fcntl  # noqa: E402
-import json  # noqa: E402
-import logging  # noqa: E402
-import mmap  # noqa: E402
-import os  # noqa: E402
-import re  # noqa: E402
-import struct  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
+import fcntl
+import json
+import logging
+import mmap
+import os
+import re
+import struct
+import tempfile
+import time
 
-from ..errors import RingError, TransportError  # noqa: E402
-from .base import Handler, decode_meta, encode_meta  # noqa: E402
+from ..errors import RingError, TransportError
+from .base import Handler, decode_meta, encode_meta
 
 _log = logging.getLogger("lowlat.transport.shm")
 _REC = struct.Struct("<IHI")  # sid, subject length, meta length
@@ -337,7 +346,7 @@ def _pid_alive(pid: int) -> bool:
 class _Remote:
     """One subscription of some member, as seen by publishers."""
 
-    __slots__ = ("subject", "queue", "member", "sid")
+    __slots__ = ("member", "queue", "sid", "subject")
 
     def __init__(self, subject: str, queue: str | None, member: str, sid: int) -> None:
         self.subject, self.queue, self.member, self.sid = subject, queue, member, sid
@@ -350,7 +359,7 @@ class _ShmSub(QueueSubscription):
 class _ShmServe:
     """serve() sink: runs the handler inline in the ring reader and answers on the caller's inbox."""
 
-    def __init__(self, t: "ShmTransport", subject: str, queue: str | None, handler: Handler, sid: int) -> None:
+    def __init__(self, t: ShmTransport, subject: str, queue: str | None, handler: Handler, sid: int) -> None:
         self.subject, self.queue, self.handler, self.sid = subject, queue, handler, sid
         self._t = t
         self._loop = asyncio.get_running_loop()
@@ -782,7 +791,7 @@ class ShmTransport(Transport):
         return sub
 
     async def serve(self, subject: str, handler: Handler, *, queue: str | None = None,
-                    **options: Any) -> "asyncio.Task[None]":
+                    **options: Any) -> asyncio.Task[None]:
         """Handler runs inline in the ring reader (no queue hop); cancel the task to stop."""
         self._check_open()
         validate_subject(subject, wildcards=True)
@@ -822,7 +831,7 @@ class ShmTransport(Transport):
                     return fut.result()
             async with asyncio.timeout(timeout):
                 return await fut
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             raise TransportTimeoutError(f"request on {subject!r} timed out after {timeout}s") from None
         finally:
             if self._inbox is not None:

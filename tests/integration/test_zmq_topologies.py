@@ -8,8 +8,8 @@ import sys
 import textwrap
 
 import pytest
-
 from brokers._util import free_port
+
 from lowlat.errors import TransportError, TransportTimeoutError
 from lowlat.transport import connect
 

@@ -15,7 +15,6 @@ import lowlat.transport as lt
 from lowlat.errors import MissingExtraError
 from lowlat.transport.base import Message, QueueSubscription, subject_matches, validate_subject
 
-
 # --- schemes ---
 
 @pytest.mark.parametrize("url,scheme", [
