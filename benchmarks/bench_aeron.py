@@ -32,8 +32,8 @@ import pytest
 hdrh = pytest.importorskip("hdrh.histogram")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 
-from brokers._util import LOOPBACK, free_udp_port  # noqa: E402
-from brokers.aeron import find_aeronmd, start_aeronmd  # noqa: E402
+from brokers._util import LOOPBACK, free_udp_port
+from brokers.aeron import find_aeronmd, start_aeronmd
 
 N = int(os.environ.get("LOWLAT_BENCH_RTT_N", "20000"))
 WARM = 2000
@@ -109,7 +109,7 @@ def stop_pong(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def ping_bare(aeron_dir: str, channel: str, idle: str, size: int) -> "hdrh.HdrHistogram":
+def ping_bare(aeron_dir: str, channel: str, idle: str, size: int) -> hdrh.HdrHistogram:
     from lowlat import _aeron as A
 
     h = hdrh.HdrHistogram(1, 10_000_000_000, 3)
@@ -139,7 +139,7 @@ def ping_bare(aeron_dir: str, channel: str, idle: str, size: int) -> "hdrh.HdrHi
     return h
 
 
-async def ping_lowlat(aeron_dir: str, channel: str, idle: str, size: int) -> "hdrh.HdrHistogram":
+async def ping_lowlat(aeron_dir: str, channel: str, idle: str, size: int) -> hdrh.HdrHistogram:
     from lowlat.transport import connect
 
     h = hdrh.HdrHistogram(1, 10_000_000_000, 3)

@@ -36,9 +36,27 @@ import struct
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import DecodeError, MissingExtraError, TransportClosedError, TransportError, TransportTimeoutError
-from .base import (Buffer, Handler, Headers, Message, QueueSubscription, Subscription, Transport, decode_meta,
-                   encode_meta, log, subject_matches, validate_subject)
+from ..errors import (
+    DecodeError,
+    MissingExtraError,
+    TransportClosedError,
+    TransportError,
+    TransportTimeoutError,
+)
+from .base import (
+    Buffer,
+    Handler,
+    Headers,
+    Message,
+    QueueSubscription,
+    Subscription,
+    Transport,
+    decode_meta,
+    encode_meta,
+    log,
+    subject_matches,
+    validate_subject,
+)
 
 try:
     from .. import _aeron
@@ -48,7 +66,7 @@ except ImportError as _e:  # pragma: no cover - depends on the build
         "at an Aeron install (include/ + lib/ with libaeron_client; tests/setup/30-aeron.sh builds one) and "
         f"rebuild: AERON_HOME=... pip install -e . ({_e})") from None
 
-__all__ = ["AeronTransport", "encode_frame", "decode_frame", "default_aeron_dir"]
+__all__ = ["AeronTransport", "decode_frame", "default_aeron_dir", "encode_frame"]
 
 _HDR = struct.Struct("<HH")
 _INBOX = "_INBOX."
@@ -324,8 +342,8 @@ class AeronTransport(Transport):
         validate_subject(subject, wildcards=True)
         if queue:
             raise TransportError("Aeron has no queue groups: every subscription gets every message")
-        opts = {k: self.options[k] for k in ("max_pending", "max_pending_bytes", "on_slow_consumer")
-                if k in self.options}
+        opts: dict[str, Any] = {k: self.options[k] for k in ("max_pending", "max_pending_bytes", "on_slow_consumer")
+                                if k in self.options}
         opts.update(options)
         sub = QueueSubscription(subject, None, on_unsubscribe=self._unsub, **opts)
         self._since[sub] = self._bus_pub.position
@@ -333,7 +351,7 @@ class AeronTransport(Transport):
         return sub
 
     async def serve(self, subject: str, handler: Handler, *, queue: str | None = None,
-                    **options: Any) -> "asyncio.Task[None]":
+                    **options: Any) -> asyncio.Task[None]:
         """Request/reply worker run inline in the poller (no queue hop): a sync ``handler`` answers before the next
         message is polled (keep it short); an async one runs as a task.  Cancel the task to stop."""
         self._check_open()
@@ -370,7 +388,7 @@ class AeronTransport(Transport):
             async with asyncio.timeout(timeout):
                 await self.publish(subject, payload, headers=headers, reply=inbox)
                 return await fut
-        except (asyncio.TimeoutError, TimeoutError):
+        except TimeoutError:
             raise TransportTimeoutError(f"request on {subject!r} timed out after {timeout}s") from None
         finally:
             self._waiting.pop(inbox, None)
@@ -394,7 +412,7 @@ class _ServeSink:
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
         elif out is not None and msg.reply:
-            self.t._reply_now(msg.reply, out)
+            self.t._reply_now(msg.reply, out)  # type: ignore[arg-type]  # not awaitable here
         return True
 
     async def _finish(self, msg: Message, aw: Any) -> None:

@@ -28,8 +28,19 @@ import pytest
 
 from ._util import LOOPBACK, Endpoint, free_udp_port, missing, stop
 
-__all__ = ["aeron_driver", "aeron_client", "aeron_stream", "aeron_udp_channel", "endpoint_aeron_ipc",
-           "endpoint_aeron_udp", "start_aeronmd", "AeronDriver", "AERON_CAPS", "find_aeronmd", "require_aeron_ext"]
+__all__ = [
+    "AERON_CAPS",
+    "AeronDriver",
+    "aeron_client",
+    "aeron_driver",
+    "aeron_stream",
+    "aeron_udp_channel",
+    "endpoint_aeron_ipc",
+    "endpoint_aeron_udp",
+    "find_aeronmd",
+    "require_aeron_ext",
+    "start_aeronmd",
+]
 
 HOW = "bash tests/setup/30-aeron.sh && . ~/.cache/lowlat/env.sh && pip install -e .  (builds Aeron 1.11.3)"
 

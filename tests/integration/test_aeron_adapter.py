@@ -8,10 +8,10 @@ import subprocess
 import sys
 
 import pytest
+from brokers.aeron import require_aeron_ext
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from brokers.aeron import require_aeron_ext
 from lowlat.errors import DecodeError, TransportError, TransportTimeoutError
 
 pytestmark = [pytest.mark.integration, pytest.mark.aeron, pytest.mark.timeout(120)]
