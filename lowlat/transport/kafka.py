@@ -40,53 +40,59 @@ Semantics, where Kafka differs from the NATS-like interface:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import threading
 import uuid
-from collections import deque
 from functools import partial
 from typing import Any
 
-from ..errors import MissingExtraError, TransportClosedError, TransportError, TransportTimeoutError
-from .base import Buffer, Headers, Message, Subscription, Transport
+from ..errors import MissingExtraError, TransportError, TransportTimeoutError
+from .base import Buffer, Headers, Message, QueueSubscription, Transport, log, new_inbox, validate_subject
 
 try:
-    from confluent_kafka import OFFSET_BEGINNING, OFFSET_STORED, Consumer, KafkaError, KafkaException, Producer
-    from confluent_kafka import TopicPartition
+    from confluent_kafka import (
+        OFFSET_BEGINNING,
+        OFFSET_STORED,
+        Consumer,
+        KafkaError,
+        KafkaException,
+        Producer,
+        TopicPartition,
+    )
     from confluent_kafka.admin import AdminClient, NewTopic
 except ImportError:
     raise MissingExtraError("lowlat.transport.kafka needs confluent-kafka: pip install 'lowlat[kafka]'") from None
 
-__all__ = ["KafkaTransport", "KafkaSubscription"]
+__all__ = ["KafkaSubscription", "KafkaTransport"]
 
-_TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}\Z")
+_TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}\Z")  # Kafka's legal topic names
 _REPLY, _CID = "lowlat-reply", "lowlat-cid"
 
 
 def _topic(subject: str) -> str:
-    if not _TOPIC.match(subject):
+    if not _TOPIC.match(validate_subject(subject)):
         raise ValueError(f"Kafka topics allow [A-Za-z0-9._-] (1-249 chars), no wildcards: {subject!r}")
     return subject
 
 
-class KafkaSubscription(Subscription):
+class KafkaSubscription(QueueSubscription):
     """Messages of one consumer.  A thread owns the consumer (confluent-kafka serialises calls on one handle, so
-    calls from other threads would wait for poll()): it polls, hands batches to the loop, and commits acks."""
+    calls from other threads would wait for poll()): it polls, hands batches to the loop, and commits acks.
+    Flow control is the base ``QueueSubscription``'s (``max_pending`` / ``max_pending_bytes``, drops counted)."""
 
-    def __init__(self, t: "KafkaTransport", subject: str, queue: str | None, consumer: Any, commit: bool,
-                 sink: Any = None) -> None:
-        self.subject, self.queue = subject, queue
+    def __init__(self, t: KafkaTransport, subject: str, queue: str | None, consumer: Any, commit: bool,
+                 sink: Any = None, **limits: Any) -> None:
+        super().__init__(subject, queue, on_unsubscribe=self._halt, **limits)
         self._t, self._c, self._commit, self._sink = t, consumer, commit, sink
-        self._buf: deque[Any] = deque()
-        self._waiter: asyncio.Future[None] | None = None
         self._stop, self.assigned = threading.Event(), threading.Event()
-        self._err: BaseException | None = None
         self._acks: dict[tuple[str, int], int] = {}  # (topic, partition) -> next offset to commit
         self._lock = threading.Lock()
+        self.commit_error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=f"lowlat-kafka:{subject}", daemon=True)
 
     def _run(self) -> None:  # consumer thread: the only thread that touches self._c after start
-        c, call = self._c, self._t._loop.call_soon_threadsafe
+        c, call = self._c, self._loop.call_soon_threadsafe
         try:
             while not self._stop.is_set():
                 m = c.poll(0.05)
@@ -95,8 +101,9 @@ class KafkaSubscription(Subscription):
                 if self._acks:
                     self._commit_acks(asynchronous=True)
             self._commit_acks(asynchronous=False)
-        except BaseException as e:  # noqa: BLE001 - surfaced to the iterator
-            call(self._push, e)
+        except BaseException as e:  # noqa: BLE001 - logged; iteration ends
+            log.error("kafka consumer on %r failed: %s", self.subject, e)
+            call(self.close_nowait)
         finally:
             c.close()
 
@@ -108,41 +115,24 @@ class KafkaSubscription(Subscription):
                 self._c.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in acks.items()],
                                asynchronous=asynchronous)
             except KafkaException as e:  # e.g. partitions lost in a rebalance: they are redelivered
-                self._t._loop.call_soon_threadsafe(setattr, self, "commit_error", e)
+                self._loop.call_soon_threadsafe(setattr, self, "commit_error", e)
 
-    commit_error: BaseException | None = None
-
-    def _push(self, batch: list[Any] | BaseException) -> None:  # event loop
-        if isinstance(batch, BaseException):
-            self._err = TransportError(f"kafka consumer failed: {batch}")
-        else:
-            for m in batch:
-                e = m.error()
-                if e is None:
-                    self._buf.append(m)
-                elif e.fatal() or e.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
-                    self._err = TransportError(f"kafka consumer: {e.str()}")
-            if self._sink is not None:
-                self._sink(self._buf)
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-
-    async def __anext__(self) -> Message:
-        while not self._buf:
-            if self._err is not None:
-                raise self._err
-            if self._stop.is_set():
-                raise StopAsyncIteration
-            self._waiter = self._t._loop.create_future()
-            await self._waiter
-        m = self._buf.popleft()
-        h, reply = m.headers(), None
-        if h is not None:
-            h = {k: (v or b"").decode("utf-8", "replace") for k, v in h}
-            reply = h.pop(_REPLY, None)
-            h.pop(_CID, None)
-        return Message(m.topic(), memoryview(m.value() or b""), h or None, reply, self._t,
-                       partial(self._ack, m) if self._commit else None)
+    def _push(self, batch: list[Any]) -> None:  # event loop: raw confluent-kafka messages -> Message
+        if self._sink is not None:
+            return self._sink(batch)
+        for m in batch:
+            e = m.error()
+            if e is not None:
+                if e.fatal() or e.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                    log.error("kafka consumer on %r: %s", self.subject, e.str())
+                continue
+            h, reply = m.headers(), None
+            if h is not None:
+                h = {k: (v or b"").decode("utf-8", "replace") for k, v in h}
+                reply = h.pop(_REPLY, None)
+                h.pop(_CID, None)
+            self._deliver(Message(m.topic(), memoryview(m.value() or b""), h or None, reply, self._t,
+                                  partial(self._ack, m) if self._commit else None))
 
     async def _ack(self, m: Any) -> None:
         """Mark ``m`` (and earlier messages of its partition) processed; µs.  The consumer thread commits within
@@ -153,19 +143,13 @@ class KafkaSubscription(Subscription):
         with self._lock:
             self._acks[(m.topic(), m.partition())] = m.offset() + 1
 
-    @property
-    def pending(self) -> int:
-        return len(self._buf)
-
-    async def unsubscribe(self) -> None:
+    async def _halt(self, _: Any = None) -> None:
         self._stop.set()
         self._t._subs.discard(self)
         if self._thread.is_alive():
-            await self._t._loop.run_in_executor(None, self._thread.join)
+            await self._loop.run_in_executor(None, self._thread.join)
         elif self._thread.ident is None:  # never started
             self._c.close()
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
 
 
 class KafkaTransport(Transport):
@@ -271,11 +255,12 @@ class KafkaTransport(Transport):
             raise TransportTimeoutError(f"{left} Kafka messages still unacknowledged after flush")
 
     async def subscribe(self, subject: str, *, queue: str | None = None, partitions: list[int] | None = None,
-                        offset: str | int | None = None, group: str | None = None, **options: Any
-                        ) -> KafkaSubscription:
-        """Fan-out via assign() (no queue) or a consumer group (``queue=``); see the module docstring."""
+                        offset: str | int | None = None, group: str | None = None, sink: Any = None,
+                        **limits: Any) -> KafkaSubscription:
+        """Fan-out via assign() (no queue) or a consumer group (``queue=``); see the module docstring.
+        ``limits``: ``max_pending``, ``max_pending_bytes``, ``on_slow_consumer`` (``QueueSubscription``)."""
         self._check_open()
-        topic, o = _topic(subject), self.options
+        topic, o, run = _topic(subject), self.options, self._loop.run_in_executor
         if topic not in self._known:
             await self.create_topic(topic)
         grouped = queue is not None and partitions is None
@@ -285,8 +270,7 @@ class KafkaTransport(Transport):
             "fetch.wait.max.ms": o.get("fetch_wait_max_ms", 1), "session.timeout.ms": o.get("session_timeout_ms", 6000),
             "heartbeat.interval.ms": o.get("heartbeat_interval_ms", 500),
             "auto.offset.reset": "earliest" if offset == "beginning" else "latest"}))
-        sub = KafkaSubscription(self, subject, queue, c, commit=(queue or group) is not None, sink=options.get("sink"))
-        run = self._loop.run_in_executor
+        sub = KafkaSubscription(self, subject, queue, c, (queue or group) is not None, sink, **limits)
         try:
             if grouped:
                 c.subscribe([topic], on_assign=lambda c_, ps: sub.assigned.set(), on_revoke=sub._commit_acks)
@@ -297,8 +281,7 @@ class KafkaTransport(Transport):
                 tps = [TopicPartition(topic, p) for p in partitions]
                 for tp in tps:  # resolve "end" now so nothing published after subscribe() returns is missed
                     tp.offset = (await run(None, partial(c.get_watermark_offsets, tp, 5.0)))[1] if offset == "end" \
-                        else OFFSET_BEGINNING if offset == "beginning" else OFFSET_STORED if offset == "stored" \
-                        else int(offset)
+                        else {"beginning": OFFSET_BEGINNING, "stored": OFFSET_STORED}.get(offset) or int(offset)
                 c.assign(tps)
                 sub.assigned.set()
         except BaseException:
@@ -315,7 +298,7 @@ class KafkaTransport(Transport):
                       headers: Headers | None = None) -> Message:
         self._check_open()
         if self._inbox is None:
-            inbox = f"_lowlat.inbox.{uuid.uuid4().hex}"
+            inbox = new_inbox("_lowlat.inbox")
             await self.create_topic(inbox, 1)
             await self.subscribe(inbox, partitions=[0], offset="beginning", sink=self._on_replies)
             self._inbox = inbox
@@ -329,9 +312,8 @@ class KafkaTransport(Transport):
         finally:
             self._waiters.pop(cid, None)
 
-    def _on_replies(self, buf: deque[Any]) -> None:
-        while buf:
-            m = buf.popleft()
+    def _on_replies(self, batch: list[Any]) -> None:
+        for m in batch:
             h = dict(m.headers() or ())
             fut = self._waiters.get((h.pop(_CID, None) or b"").decode())
             if fut is not None and not fut.done():
@@ -342,8 +324,9 @@ class KafkaTransport(Transport):
         if self._closed:
             return
         self._closed = True
+        self._cancel_background()
         for sub in list(self._subs):
-            await sub.unsubscribe()
+            await sub.drain()  # iteration ends after what is already pending
         for fut in self._waiters.values():
             fut.cancel()
         if self._producer is not None:
@@ -352,8 +335,5 @@ class KafkaTransport(Transport):
             await self._loop.run_in_executor(None, self._poller.join)
             self._producer = None  # drop the handle now (its threads/sockets), not at garbage collection
             if self._inbox is not None:  # best effort: inbox topics are per process
-                try:
+                with contextlib.suppress(Exception):
                     await asyncio.wait_for(asyncio.wrap_future(self._admin.delete_topics([self._inbox])[self._inbox]), 2)
-                except Exception:  # noqa: BLE001 - the broker may already be gone
-                    pass
-            self._admin = None

@@ -9,9 +9,9 @@ import pytest
 
 pytest.importorskip("confluent_kafka", reason="needs the kafka extra: pip install 'lowlat[kafka]'")
 
-from lowlat.errors import TransportClosedError, TransportError, TransportTimeoutError  # noqa: E402
-from lowlat.transport import connect  # noqa: E402
-from lowlat.transport.kafka import KafkaTransport  # noqa: E402
+from lowlat.errors import TransportClosedError, TransportError, TransportTimeoutError
+from lowlat.transport import connect
+from lowlat.transport.kafka import KafkaTransport
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka, pytest.mark.timeout(120)]
 
@@ -93,12 +93,19 @@ async def test_ordering_per_key_and_one_partition_per_key(kt, kafka_topic):
 async def test_key_header_option(kafka_url, kafka_options, kafka_topic):
     async with connect(kafka_url, key_header="symbol", **kafka_options) as t:
         await t.create_topic(kafka_topic, 4)
-        parts = {p: await t.subscribe(kafka_topic, partitions=[p]) for p in range(4)}
-        for i in range(20):
-            await t.publish(kafka_topic, b"%d" % i, headers={"symbol": "AAPL"})
+        parts = [await t.subscribe(kafka_topic, partitions=[p]) for p in range(4)]
+        for i in range(40):
+            await t.publish(kafka_topic, b"%d" % i, headers={"symbol": "AAPL" if i % 2 else "MSFT"})
         await t.flush()
-        counts = {p: len(await take(s, 20, 1.0)) if s else 0 for p, s in parts.items() if await _has(s)}
-        assert list(counts.values()) == [20]
+        deadline = time.monotonic() + 10
+        while sum(s.pending for s in parts) < 40 and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        where: dict[str, list[int]] = {}
+        for p, s in enumerate(parts):
+            for m in await take(s, s.pending) if s.pending else []:
+                where.setdefault(m.headers["symbol"], []).append(p)
+        assert len(where["AAPL"]) == len(where["MSFT"]) == 20
+        assert len(set(where["AAPL"])) == len(set(where["MSFT"])) == 1  # the header value is the key
 
 
 async def _has(sub, wait=1.0):
@@ -126,7 +133,7 @@ async def test_consumer_group_spreads_across_two_consumers(kt, kafka_topic):
                 return
 
     tasks = [asyncio.create_task(drain("a", a)), asyncio.create_task(drain("b", b))]
-    done, pending = await asyncio.wait(tasks, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+    _done, pending = await asyncio.wait(tasks, timeout=30, return_when=asyncio.FIRST_COMPLETED)
     for t in pending:
         t.cancel()
     assert sorted(got["a"] + got["b"]) == list(range(n))  # each message to exactly one member
