@@ -278,7 +278,7 @@ class ZmqTransport(Transport):
                     router.send_multipart([frames[0].bytes, frames[2].bytes, _EMPTY, _EMPTY])
                 else:
                     log.warning("zmq hub: dropped malformed frame set (%d frames)", len(frames))
-            except (ValueError, UnicodeDecodeError) as e:
+            except (ValueError, UnicodeDecodeError, IndexError) as e:
                 log.warning("zmq hub: dropped malformed message: %s", e)
 
     async def _xpub_loop(self) -> None:
@@ -304,7 +304,11 @@ class ZmqTransport(Transport):
             subject = frames[0].bytes.decode(errors="replace")
             fut = self._waiting.pop(subject, None)
             if fut is not None and not fut.done():
-                reply, headers = decode_meta(frames[1].bytes) if frames[1].bytes else (None, None)
+                try:
+                    _, headers = decode_meta(frames[1].bytes) if frames[1].bytes else (None, None)
+                except ValueError as e:
+                    fut.set_exception(TransportError(f"malformed reply on {subject!r}: {e}"))
+                    continue
                 fut.set_result(Message(subject, frames[2].buffer, headers, None, self))
 
     async def _sub_loop(self, sock: Any, sub: QueueSubscription, ready: asyncio.Future[None], sync: bytes) -> None:
@@ -327,7 +331,11 @@ class ZmqTransport(Transport):
                 if (subject != pattern) if exact else not subject_matches(pattern, subject):
                     continue
                 meta = frames[1].bytes
-                reply, headers = decode_meta(meta) if meta else (None, None)
+                try:
+                    reply, headers = decode_meta(meta) if meta else (None, None)
+                except ValueError as e:
+                    log.warning("zmq: dropped message with malformed meta on %r: %s", subject, e)
+                    continue
                 sub._deliver(Message(subject, frames[2].buffer, headers, reply, self))
         finally:
             sock.close(linger=0)
