@@ -44,6 +44,7 @@ import contextlib
 import re
 import threading
 import uuid
+from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
@@ -215,8 +216,8 @@ class KafkaTransport(Transport):
         """Queue one message (µs); ``wait=True`` also awaits the broker's ack (one round trip)."""
         self._check_open()
         topic, _, cid = subject.partition("#")  # "#" only appears in reply subjects (inbox#correlation-id)
-        if topic not in self._known and self.options.get("create_topics", True):
-            await self.create_topic(topic)
+        if topic not in self._known:
+            await self._prepare(topic)
         h: list[tuple[str, str]] | None = list(headers.items()) if headers else None
         if cid:
             h = [*(h or ()), (_CID, cid)]
@@ -241,9 +242,27 @@ class KafkaTransport(Transport):
         if not fut.done():
             fut.set_exception(TransportError(f"kafka delivery failed: {err.str()}")) if err else fut.set_result(None)
 
-    async def publish_batch(self, subject: str, payloads: Any) -> None:
+    async def _prepare(self, topic: str) -> None:
+        if self.options.get("create_topics", True):
+            await self.create_topic(topic)  # validates the name
+        else:
+            self._known.add(_topic(topic))
+
+    async def publish_batch(self, subject: str, payloads: Sequence[Buffer], *, key: str | bytes | None = None
+                            ) -> None:
+        """Like a loop of ``publish`` (same order and key) but one tight ``produce()`` loop, no await per message."""
+        self._check_open()
+        if subject not in self._known:
+            await self._prepare(subject)
+        produce = self._producer.produce
         for p in payloads:
-            await self.publish(subject, p)
+            v = p if type(p) is bytes else bytes(p)
+            while True:
+                try:
+                    produce(subject, v, key)
+                    break
+                except BufferError:  # queue full: let delivery reports drain it
+                    await asyncio.sleep(0.001)
 
     async def flush(self, timeout: float | None = None) -> None:
         self._check_open()
