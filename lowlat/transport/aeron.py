@@ -33,6 +33,7 @@ import asyncio
 import itertools
 import os
 import struct
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -110,7 +111,8 @@ class AeronTransport(Transport):
     """Transport over an Aeron channel; see the module docstring for the semantics.
 
     Options: ``aeron_dir`` (driver directory, default ``default_aeron_dir()``), ``stream_id`` (1001),
-    ``reply_stream_id`` (``stream_id + 1``), ``connect_timeout`` (5 s), ``publish_timeout`` (5 s back-pressure
+    ``reply_stream_id`` (``stream_id + 1``), ``connect_timeout`` (5 s), ``driver_timeout`` (10 s: the driver
+    counts as dead after this long without a heartbeat), ``publish_timeout`` (5 s back-pressure
     budget), ``poll_idle`` (``"backoff"`` | ``"busy_spin"`` | ``"yield"``), ``poll_spins`` (200), ``poll_max_sleep`` (0.001 s),
     ``fragment_limit`` (64 per poll), and ``max_pending`` / ``max_pending_bytes`` / ``on_slow_consumer`` defaults
     for subscriptions.
@@ -121,7 +123,7 @@ class AeronTransport(Transport):
     def __init__(self, url: str, *, aeron_dir: str | None = None, stream_id: int = 1001,
                  reply_stream_id: int | None = None, connect_timeout: float = 5.0, publish_timeout: float = 5.0,
                  poll_idle: str = "backoff", poll_spins: int = 200, poll_max_sleep: float = 0.001,
-                 fragment_limit: int = 64, **options: Any) -> None:
+                 fragment_limit: int = 64, driver_timeout: float = 10.0, **options: Any) -> None:
         super().__init__(url, **options)
         if not url.startswith(("aeron:ipc", "aeron:udp")):
             raise ValueError(f"not an Aeron channel (aeron:ipc or aeron:udp?endpoint=host:port): {url!r}")
@@ -132,6 +134,7 @@ class AeronTransport(Transport):
         self.stream_id = stream_id
         self.reply_stream_id = stream_id + 1 if reply_stream_id is None else reply_stream_id
         self.connect_timeout = connect_timeout
+        self.driver_timeout = driver_timeout
         self.publish_timeout = publish_timeout
         self.poll_idle = poll_idle
         self.poll_spins = poll_spins
@@ -159,7 +162,16 @@ class AeronTransport(Transport):
         self._check_open()
 
         def _open() -> None:
-            c = _aeron.Client(self.aeron_dir, driver_timeout=self.connect_timeout)
+            # wait (bounded) for the driver's CnC file; the client's own driver timeout also bounds driver
+            # liveness for the life of the connection, so it stays generous (driver_timeout, default 10 s)
+            cnc = os.path.join(self.aeron_dir, "cnc.dat")
+            deadline = time.monotonic() + self.connect_timeout
+            while not os.path.exists(cnc):
+                if time.monotonic() > deadline:
+                    raise TransportError(f"no Aeron media driver in {self.aeron_dir!r} (no cnc.dat after "
+                                         f"{self.connect_timeout} s): start aeronmd with AERON_DIR={self.aeron_dir}")
+                time.sleep(0.01)
+            c = _aeron.Client(self.aeron_dir, driver_timeout=self.driver_timeout)
             try:
                 # subscriptions first, so our own publications connect to them
                 self._bus_sub = c.add_subscription(self.channel, self.stream_id, timeout=self.connect_timeout)
