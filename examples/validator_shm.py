@@ -29,8 +29,8 @@ async def main(url: str, count: int, seconds: float) -> None:
     await t.connect()
     try:
         watcher = asyncio.create_task(until_done()) if (count or seconds) else None
-        print("ready", flush=True)
-        await run_services(cfg, [validator], transport=t, stop_event=stop)
+        await run_services(cfg, [validator], transport=t, stop_event=stop,
+                           on_ready=lambda: print("ready", flush=True))
         if watcher:
             await watcher
     finally:

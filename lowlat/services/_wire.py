@@ -120,7 +120,7 @@ def order_symbol(buf: Any) -> str:
     return _read_order(buf)[1]
 
 
-def encode_results(bufs: list[Any], codes: np.ndarray, ts_ns: int) -> list[bytes]:
+def encode_results(bufs: list[Any], codes: list[int], ts_ns: int) -> list[bytes]:
     """One ``ValidationResult`` per order buffer: order id, accepted, reason, timestamp, symbol.
 
     A MALFORMED order gets order id 0 and no symbol (nothing in it can be trusted).
@@ -128,7 +128,7 @@ def encode_results(bufs: list[Any], codes: np.ndarray, ts_ns: int) -> list[bytes
     read = _read_order
     out = []
     stampers = _TEMPLATES
-    for b, c in zip(bufs, codes.tolist()):
+    for b, c in zip(bufs, codes):
         if c == Reject.MALFORMED:
             out.append(_stamper("ValidationResult", None)(0, False, c, ts_ns))
             continue

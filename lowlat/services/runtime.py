@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from ..errors import TransportError
 from ..transport import Message, Subscription, Transport
 from .config import ServiceConfig
 from .metrics import Metrics, enable_otel, register, start_metrics_server
@@ -148,6 +149,13 @@ class BatchService:
                 sub = await transport.subscribe(subject, queue=queue, **opts)
             except TypeError:  # adapter without a pending bound option
                 sub = await transport.subscribe(subject, queue=queue)
+            except TransportError as e:
+                if not queue:
+                    raise
+                # e.g. ZeroMQ has no queue groups: serve alone on the subject, and say so
+                log.warning("transport has no queue groups; subscribing without one",
+                            extra={"service": self.name, "subject": subject, "queue": queue, "error": str(e)})
+                sub = await transport.subscribe(subject, **opts)
             self._subs.append(sub)
             task = asyncio.get_running_loop().create_task(self._loop(subject, sub), name=f"{self.name}:{subject}")
             self._tasks.append(task)
@@ -231,11 +239,11 @@ class BatchService:
 
 async def run_services(cfg: ServiceConfig, services: Iterable[BatchService], *,
                        transport: Transport | None = None, stop_event: asyncio.Event | None = None,
-                       install_signals: bool = True) -> None:
+                       install_signals: bool = True, on_ready: Any = None) -> None:
     """Run services on one transport until SIGTERM/SIGINT (or ``stop_event``), then shut down gracefully.
 
     Order: stop intake + drain each service, flush the transport, close it.  Starts ``/metrics`` when
-    ``cfg.metrics_port`` is set.
+    ``cfg.metrics_port`` is set.  ``on_ready()`` is called once every service is subscribed.
     """
     from ..transport import connect
 
@@ -262,7 +270,10 @@ async def run_services(cfg: ServiceConfig, services: Iterable[BatchService], *,
     try:
         for s in services:
             await s.start(t)
+        await t.flush()  # our subscriptions are known to the broker/bus before anyone is told we are ready
         log.info("ready", extra={"services": [s.name for s in services]})
+        if on_ready is not None:
+            on_ready()
         await stop_event.wait()
         log.info("shutdown requested: stopping intake and draining")
         for s in services:

@@ -154,7 +154,7 @@ def test_stamped_l2_update_round_trips(s, seq, side, px, qty, cnt, ts):
 def test_encode_results_marks_malformed_without_trusting_it():
     good = _core.encode_order(7, "AAPL", 100.0, 5, 0, 1)
     codes = np.array([0, Reject.MALFORMED], dtype=np.uint8)
-    out = _wire.encode_results([good, b"\x01\x02"], codes, 5)
+    out = _wire.encode_results([good, b"\x01\x02"], codes.tolist(), 5)
     assert _core.decode_validation_result(out[0])[:3] == (7, True, 0)
     r = _core.decode_validation_result(out[1])
     assert (r.order_id, r.accepted, r.reason, r.symbol) == (0, False, Reject.MALFORMED, None)
