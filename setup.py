@@ -36,7 +36,9 @@ if aeron_home:
         library_dirs=[os.path.join(aeron_home, "lib")],
         runtime_library_dirs=[os.path.join(aeron_home, "lib")],
         libraries=["aeron_client", "pthread"],
-        extra_compile_args=["-std=c++11"],
+        # libaeron_client.a is a Release build with -DDISABLE_BOUNDS_CHECKS (30-aeron.sh): compile the inline
+        # header code the same way, except in the LOWLAT_DEBUG build, where Aeron's buffer bounds checks stay on.
+        extra_compile_args=["-std=c++11"] + ([] if DEBUG else ["-DDISABLE_BOUNDS_CHECKS"]),
     )
 
 wanted = [m.strip() for m in os.environ.get("LOWLAT_EXTS", "").split(",") if m.strip()]
