@@ -38,7 +38,10 @@ import asyncio, os, sys
 mode, url = sys.argv[1], sys.argv[2]
 
 async def lowlat_server(opts):
+    import signal
     from lowlat.transport import connect
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)  # close cleanly (shm rings)
     async with connect(url, **opts) as t:
         await t.serve("bench.echo", lambda m: m.data)
         sub = await t.subscribe("bench.tp", max_pending=1 << 30, max_pending_bytes=1 << 40)
@@ -46,9 +49,14 @@ async def lowlat_server(opts):
         def count(m):
             return b"%d" % (n + sub.pending)
         await t.serve("bench.count", count)
+        async def consume():
+            nonlocal n
+            async for _ in sub:
+                n += 1
+        task = asyncio.ensure_future(consume())
         print("ready", flush=True)
-        async for _ in sub:
-            n += 1
+        await stop.wait()
+        task.cancel()
 
 async def bare_nats():
     import nats
@@ -127,6 +135,13 @@ def stop_server(proc: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+    url = proc.args[-1] if proc.args[-1].startswith("shm://") else (proc.args[-2] if len(proc.args) > 1 else "")
+    if isinstance(url, str) and url.startswith("shm://"):  # the bus directory outlives its members by design
+        import shutil
+
+        from lowlat.transport.inproc import shm_root
+
+        shutil.rmtree(os.path.join(shm_root(), "lowlat-bus-" + url[6:]), ignore_errors=True)
 
 
 @pytest.fixture(params=["unpinned", "pinned"])

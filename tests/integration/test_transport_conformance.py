@@ -46,13 +46,17 @@ def endpoint_inproc() -> Endpoint:
 
 
 @pytest.fixture
-def endpoint_shm() -> Endpoint:
-    from lowlat.transport.inproc import shm_available
+def endpoint_shm():
+    import shutil
+
+    from lowlat.transport.inproc import shm_available, shm_root
 
     ok, why = shm_available()
     if not ok:
         missing("the shm transport", f"python setup.py build_ext --inplace  ({why})")
-    return Endpoint(url=f"shm://conf-{uuid.uuid4().hex[:8]}", caps=ALL_CAPS, max_payload=1 << 20)
+    name = f"conf-{uuid.uuid4().hex[:8]}"
+    yield Endpoint(url=f"shm://{name}", caps=ALL_CAPS, max_payload=1 << 20)
+    shutil.rmtree(os.path.join(shm_root(), f"lowlat-bus-{name}"), ignore_errors=True)
 
 
 def _zmq_endpoint(url: str) -> Endpoint:
