@@ -30,9 +30,9 @@ import pytest
 hdrh = pytest.importorskip("hdrh.histogram")
 ck = pytest.importorskip("confluent_kafka")
 
-from brokers.kafka import _tansu  # noqa: E402
+from brokers.kafka import _tansu
 
-from lowlat.transport import connect  # noqa: E402
+from lowlat.transport import connect
 
 TP_N = int(os.environ.get("LOWLAT_BENCH_KAFKA_TP_N", "200000"))
 LAT_N = int(os.environ.get("LOWLAT_BENCH_KAFKA_LAT_N", "2000"))
@@ -190,6 +190,7 @@ def _bare_e2e(bootstrap: str) -> list[int]:
                 out.append(time.perf_counter_ns() - t0)
     finally:
         c.close()
+        p.flush(5)
     return out
 
 
