@@ -22,19 +22,28 @@ Semantics, where Kafka differs from the NATS-like interface:
 - **subscribe(subject, queue="g")**: a Kafka consumer group (``subscribe()``).  Each partition belongs to one
   member, so load spreads only across partitions (use keys and more partitions).  Returns after the first
   assignment (group join: about session.timeout/2 on Tansu).  A new group starts at ``offset="beginning"`` so no
-  work is lost.  Offsets are committed only by ``await msg.ack()`` (synchronous commit of offset+1); messages not
-  acked are redelivered after a restart or rebalance (at-least-once).
+  work is lost.  ``await msg.ack()`` records the offset (µs); the consumer thread commits it within one poll
+  interval (≤ 50 ms, async) and synchronously on unsubscribe/close or partition revoke.  Acking a message also
+  acks the earlier ones of its partition (Kafka commits positions); unacked messages are redelivered after a
+  restart or rebalance (at-least-once).  ``publish_batch`` is one tight ``produce()`` loop (no await per message).
 - **request/reply**: a per-transport inbox topic ``_lowlat.inbox.<hex>`` (made on the first request, deleted on
   close); a request carries header ``lowlat-reply: <inbox>#<correlation id>``, which is ``msg.reply``; publishing to
   it produces to the inbox with header ``lowlat-cid``.  Slow: two broker round trips plus two fetch waits.
 - **headers**: ``str → str`` (UTF-8) in, a dict out; ``lowlat-*`` headers are internal and stripped.
+- **flow control**: the base ``QueueSubscription`` limits (``max_pending``, ``max_pending_bytes``): past them a
+  message is dropped and counted (the broker still has it: re-read with ``offset=``).  No subject wildcards, no
+  "no responders" (a request nobody serves times out).
+- **Tansu quirk** (the test broker): it reports a partition's end as the base offset of its last record batch + 1,
+  so ``offset="end"`` may start inside a multi-record batch written just before; Apache Kafka does not.
 - **threads**: ``produce()`` runs on the event loop (non-blocking; a full queue waits and retries).  One thread per
   transport serves delivery reports; one per subscription blocks in ``poll()`` and hands batches to the loop with
   ``call_soon_threadsafe`` (no spinning; costs one cross-thread wake-up).
 - **options**: ``acks``, ``idempotent``, ``num_partitions``, ``replication_factor``, ``key_header``,
   ``fetch_wait_max_ms`` (default 1: Tansu answers a fetch only after this wait; Apache Kafka answers as soon as
   data arrives, so raise it there to cut idle fetch requests), ``session_timeout_ms`` (default 6000, Kafka's
-  minimum), ``config`` / ``producer_config`` / ``consumer_config`` (raw librdkafka settings, win over the above).
+  minimum), ``heartbeat_interval_ms`` (500), ``join_timeout`` (30 s), ``timeout`` (connect check, 5 s),
+  ``close_timeout`` (final flush, 5 s), ``create_topics`` (True), ``config`` / ``producer_config`` /
+  ``consumer_config`` (raw librdkafka settings, win over the above).
 """
 
 from __future__ import annotations
