@@ -147,6 +147,7 @@ class ZmqTransport(Transport):
         self._subs: set[QueueSubscription] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._waiting: dict[str, asyncio.Future[Message]] = {}
+        self._reader: asyncio.Future[None] | None = None  # set while some waiter reads the DEALER
         self._interest: set[bytes] = set()          # hub: SUB prefixes XPUB reported (first sub/last unsub)
         self._interest_cache: dict[str, bool] = {}
         self._ids = itertools.count(1)
@@ -182,7 +183,7 @@ class ZmqTransport(Transport):
                 self._dealer = self._socket(zmq.DEALER)
                 self._dealer.identity = self._identity
                 self._dealer.connect(self.rr_addr)
-                self._spawn(self._dealer_loop(), "lowlat-zmq-dealer")
+                # no permanent reader: a waiting request()/flush() reads the DEALER itself (see _await_reply)
         except zmq.ZMQError as e:
             await self.close()
             raise TransportError(f"cannot {'bind' if self.bind else 'connect'} {self.url}: {e}") from e
@@ -226,7 +227,8 @@ class ZmqTransport(Transport):
         self._waiting[token] = fut
         try:
             await self._dealer.send_multipart([b"F", token.encode()])
-            await asyncio.wait_for(fut, timeout or self.sync_timeout)
+            async with asyncio.timeout(timeout or self.sync_timeout):
+                await self._await_reply(fut)
         except TimeoutError:
             raise TransportTimeoutError(f"flush: hub at {self.rr_addr} did not answer") from None
         finally:
@@ -295,21 +297,49 @@ class ZmqTransport(Transport):
                 self._interest_cache.clear()
 
     # --- peer side ---
-    async def _dealer_loop(self) -> None:
+    def _dispatch_reply(self, frames: list[Any]) -> None:
+        if len(frames) != 3:
+            return
+        subject = frames[0].bytes.decode(errors="replace")
+        fut = self._waiting.pop(subject, None)
+        if fut is None or fut.done():
+            return  # a late reply (its request timed out): dropped
+        try:
+            _, headers = decode_meta(frames[1].bytes) if frames[1].bytes else (None, None)
+        except ValueError as e:
+            fut.set_exception(TransportError(f"malformed reply on {subject!r}: {e}"))
+            return
+        fut.set_result(Message(subject, frames[2].buffer, headers, None, self))
+
+    async def _await_reply(self, fut: asyncio.Future[Message]) -> Message:
+        """Wait for ``fut`` (a reply routed to our DEALER).
+
+        Reader election instead of a reader task: when nobody reads the DEALER, this waiter does, dispatching
+        every reply it sees, until its own arrives; that saves the extra event-loop hop of a reader task handing
+        the reply over (the common case is one outstanding request).  Others wait for their future or for the
+        reader to step down, then one of them takes over.
+        """
         dealer = self._dealer
-        while True:
-            frames = await dealer.recv_multipart(copy=False)
-            if len(frames) != 3:
-                continue
-            subject = frames[0].bytes.decode(errors="replace")
-            fut = self._waiting.pop(subject, None)
-            if fut is not None and not fut.done():
+        while not fut.done():
+            if self._reader is None:
+                self._reader = asyncio.get_running_loop().create_future()
                 try:
-                    _, headers = decode_meta(frames[1].bytes) if frames[1].bytes else (None, None)
-                except ValueError as e:
-                    fut.set_exception(TransportError(f"malformed reply on {subject!r}: {e}"))
-                    continue
-                fut.set_result(Message(subject, frames[2].buffer, headers, None, self))
+                    while not fut.done():
+                        self._dispatch_reply(await dealer.recv_multipart(copy=False))
+                except (asyncio.CancelledError, zmq.ZMQError):
+                    if not self._closed:
+                        raise  # a timeout or a caller's cancel
+                    # close() closed the socket under us (pyzmq cancels the pending recv)
+                    if fut.done():
+                        return fut.result()  # raises the TransportClosedError close() set
+                    raise TransportClosedError("transport closed while waiting for a reply") from None
+                finally:
+                    free, self._reader = self._reader, None
+                    if not free.done():
+                        free.set_result(None)
+            else:
+                await asyncio.wait((fut, self._reader), return_when=asyncio.FIRST_COMPLETED)
+        return fut.result()
 
     async def _sub_loop(self, sock: Any, sub: QueueSubscription, ready: asyncio.Future[None], sync: bytes) -> None:
         pattern = sub.subject
@@ -410,7 +440,7 @@ class ZmqTransport(Transport):
         try:
             await self.publish(subject, payload, headers=headers, reply=inbox)
             async with asyncio.timeout(timeout):
-                return await fut
+                return await (fut if self.bind else self._await_reply(fut))
         except TimeoutError:
             raise TransportTimeoutError(f"request on {subject!r} timed out after {timeout}s") from None
         finally:

@@ -158,3 +158,29 @@ async def test_worker_in_another_process(kind, tmp_path):
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+async def test_close_wakes_pending_requests_with_closed_error(url):
+    from lowlat.errors import TransportClosedError
+
+    async with connect(url, bind=True) as hub:
+        await hub.serve("silent", lambda m: None)
+        peer = connect(url)
+        await peer.connect()
+        pending = [asyncio.ensure_future(peer.request("silent", b"%d" % i, timeout=10)) for i in range(3)]
+        await asyncio.sleep(0.1)
+        await peer.close()
+        for p in pending:
+            with pytest.raises(TransportClosedError):
+                await asyncio.wait_for(p, 2)
+
+
+async def test_concurrent_requests_from_one_peer_all_get_their_reply(url):
+    async with connect(url, bind=True) as hub, connect(url) as peer:
+        async def slow_echo(m):
+            await asyncio.sleep(0.001 * (int(bytes(m.data)) % 5))
+            return bytes(m.data)
+
+        await hub.serve("echo", slow_echo)
+        reps = await asyncio.gather(*(peer.request("echo", b"%d" % i, timeout=10) for i in range(50)))
+        assert [bytes(r.data) for r in reps] == [b"%d" % i for i in range(50)]
