@@ -37,6 +37,7 @@ from lowlat._book import COMMAND_DTYPE, EVENT_DTYPE, Book, Command, EventKind  #
 N_CMDS = int(os.environ.get("LOWLAT_BENCH_N", "1000000"))
 LO, N_TICKS, MID = 0, 1 << 16, 1 << 15
 MAX_ORDERS = 1 << 17  # capacity per book (the workloads keep ~20k orders resting)
+FRAMES_PREFIX = 200_000  # encoding frames in Python is slow: measure the FlatBuffer path on a prefix
 REF_PREFIX = 20_000  # the reference engine is O(levels) per command: measure it on a prefix
 EV_CHUNK = 1 << 20
 TARGET_LIVE = 20_000
@@ -165,6 +166,37 @@ def run_batch(cmds, latency=None, book=None):
         done += n
         total_ev += n_ev
     return time.perf_counter() - t0, total_ev, book
+
+
+def encode_frames(cmds) -> bytes:
+    """The commands as framed finance.CommandMsg FlatBuffers (tick size 1.0: price in ticks as a double)."""
+    import lowlat._core as core
+
+    msgs = []
+    for c in cmds.tolist():
+        oid, acct, price, qty, _, op, side, ot, tif, stp, po = c[:11]
+        if op == 0:
+            m = core.OrderMsg(id=oid, symbol="B", price=float(price), quantity=qty, side=side, timestamp=0,
+                              order_type=ot, time_in_force=tif, post_only=bool(po), account=acct,
+                              client_order_id=None, stp=max(stp, 0))
+        elif op == 1:
+            m = core.Cancel(order_id=oid, symbol="B")
+        else:
+            m = core.Modify(order_id=oid, symbol="B", price=float(price), quantity=qty)
+        msgs.append(core.encode_command(m))
+    return core.frame(msgs)
+
+
+def run_frames(frames):
+    book = new_book()
+    out = _events_out()
+    mv = memoryview(frames)
+    used = 0
+    t0 = time.perf_counter()
+    while used < len(frames):
+        _, u, _ = book.apply_frames(mv[used:], out)
+        used += u
+    return time.perf_counter() - t0
 
 
 def per_call_args(cmds):
@@ -410,6 +442,10 @@ def report() -> None:
         lat = np.zeros(len(cmds), np.int64)
         run_batch(cmds, lat)
         pct = _hdr(lat)
+        fr_n = min(len(cmds), FRAMES_PREFIX)
+        frames = encode_frames(cmds[:fr_n])
+        rows.append((f"lowlat FlatBuffer frames (Book.apply_frames: verify+decode+match, first {fr_n})", fr_n,
+                     *_best(lambda _: run_frames(frames), 5)))
         rows.append(("lowlat per-call (one submit/cancel/modify call each)", len(cmds),
                      *_best(run_per_call, 3, lambda: per_call_args(cmds)[1])))
         rows.append(("SortedDict+deque pure-Python engine", len(cmds),
