@@ -57,7 +57,7 @@ from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
-from ..errors import MissingExtraError, TransportError, TransportTimeoutError
+from ..errors import MissingExtraError, TransportClosedError, TransportError, TransportTimeoutError
 from .base import Buffer, Headers, Message, QueueSubscription, Transport, log, new_inbox, validate_subject
 
 try:
@@ -192,6 +192,7 @@ class KafkaTransport(Transport):
         try:  # fail fast on a wrong address instead of at the first publish
             await self._loop.run_in_executor(None, partial(self._admin.list_topics, timeout=o.get("timeout", 5.0)))
         except KafkaException as e:
+            self._admin = None  # stop its reconnect attempts now
             raise TransportError(f"cannot reach Kafka at {self._servers}: {e}") from e
         idem = bool(o.get("idempotent", False))
         self._producer = Producer(self._conf(
@@ -243,6 +244,8 @@ class KafkaTransport(Transport):
                 break
             except BufferError:  # librdkafka queue full: back-pressure until reports drain it
                 await asyncio.sleep(0.001)
+            except KafkaException as e:  # e.g. message larger than message.max.bytes
+                raise TransportError(f"kafka produce to {topic!r} failed: {e.args[0].str()}") from e
         if wait:
             await fut
 
@@ -356,7 +359,8 @@ class KafkaTransport(Transport):
         for sub in list(self._subs):
             await sub.drain()  # iteration ends after what is already pending
         for fut in self._waiters.values():
-            fut.cancel()
+            if not fut.done():
+                fut.set_exception(TransportClosedError("KafkaTransport closed while waiting for a reply"))
         if self._producer is not None:
             await self._loop.run_in_executor(None, self._producer.flush, self.options.get("close_timeout", 5.0))
             self._stop.set()
@@ -365,3 +369,4 @@ class KafkaTransport(Transport):
             if self._inbox is not None:  # best effort: inbox topics are per process
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(asyncio.wrap_future(self._admin.delete_topics([self._inbox])[self._inbox]), 2)
+        self._admin = None

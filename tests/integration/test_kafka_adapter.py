@@ -254,3 +254,15 @@ async def test_unreachable_broker_is_a_clear_error():
     with pytest.raises(TransportError, match="cannot reach Kafka"):
         await t.connect()
     await t.close()
+
+
+async def test_produce_errors_are_transport_errors(kafka_url, kafka_options, kafka_topic):
+    async with connect(kafka_url, **kafka_options) as t:
+        sub = await t.subscribe(kafka_topic)
+        with pytest.raises(TransportError, match="too large|Message size"):
+            await t.publish(kafka_topic, b"x" * 2_000_000)  # > message.max.bytes (1 MB): rejected, not sent
+        await t.publish(kafka_topic, b"ok", wait=True)  # the transport still works
+        assert [bytes(m.data) for m in await take(sub, 1)] == [b"ok"]
+        with pytest.raises(TransportError):
+            await t.publish(kafka_topic, b"nowhere", partition=99, wait=True)  # the topic has 1 partition
+        assert not await _has(sub, 0.3)
