@@ -108,6 +108,11 @@ def test_back_pressure_is_surfaced_then_relieved(A, aeron_client, aeron_stream):
     # the publisher may run at most a term window (term length / 2) ahead of its slowest subscriber
     pub, sub = pair(aeron_client, "aeron:ipc", aeron_stream)
     msg = b"m" * 16000
+    # one message through first: the driver has then set the publication limit (it runs on its own schedule)
+    pub.offer_wait(msg, timeout=5)
+    first: list = []
+    drain_into(sub, first, 1)
+    assert first == [msg]
     results = []
     for _ in range(5000):
         rc = pub.offer(msg)
