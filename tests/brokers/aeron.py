@@ -13,12 +13,12 @@ id unused so far in this session), ``aeron_udp_channel`` (a free loopback UDP po
 
 from __future__ import annotations
 
-import ctypes
 import itertools
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -80,13 +80,13 @@ def require_aeron_ext():
     return _aeron
 
 
-def _timer_slack_1ms() -> None:
-    # Runs in the child before exec: the driver's "sleeping" idle strategy sleeps 1 ns, which the kernel stretches
-    # by the timer slack (inherited across exec).  1 ms slack -> ~1000 duty cycles/s instead of ~20000.
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(29, 1_000_000, 0, 0, 0)   # PR_SET_TIMERSLACK
-    except Exception:
-        pass
+# Launcher that sets a 1 ms timer slack, then execs the driver (the slack survives exec).  The driver's "sleeping"
+# idle strategy sleeps 1 ns, which the kernel stretches by the timer slack: ~1000 duty cycles/s instead of ~20000.
+# (A separate process rather than preexec_fn: the test process has threads, and fork + ctypes there can deadlock.)
+_SLACK_LAUNCHER = ("import ctypes, os, sys\n"
+                   "try:\n    ctypes.CDLL(None, use_errno=True).prctl(29, 1000000, 0, 0, 0)  # PR_SET_TIMERSLACK\n"
+                   "except OSError:\n    pass\n"
+                   "os.execv(sys.argv[1], sys.argv[1:])\n")
 
 
 @dataclass
@@ -124,8 +124,8 @@ def start_aeronmd(binary: str, *, idle: str = "sleeping", slack: bool = True, **
     })
     full.update(env)
     with open(log, "wb") as out:
-        proc = subprocess.Popen([binary], env=full, stdout=out, stderr=subprocess.STDOUT,
-                                preexec_fn=_timer_slack_1ms if slack else None)
+        cmd = [sys.executable, "-c", _SLACK_LAUNCHER, binary] if slack else [binary]
+        proc = subprocess.Popen(cmd, env=full, stdout=out, stderr=subprocess.STDOUT)
     cnc = Path(aeron_dir) / "cnc.dat"
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
