@@ -30,6 +30,7 @@ Semantics (Aeron has channels and integer stream ids, no subjects, queue groups 
 from __future__ import annotations
 
 import asyncio
+import enum
 import itertools
 import os
 import struct
@@ -67,7 +68,23 @@ except ImportError as _e:  # pragma: no cover - depends on the build
         "at an Aeron install (include/ + lib/ with libaeron_client; tests/setup/30-aeron.sh builds one) and "
         f"rebuild: AERON_HOME=... pip install -e . ({_e})") from None
 
-__all__ = ["AeronTransport", "decode_frame", "default_aeron_dir", "encode_frame"]
+__all__ = ["AeronTransport", "OfferResult", "decode_frame", "default_aeron_dir", "encode_frame"]
+
+
+class OfferResult(enum.IntEnum):
+    """Negative results of ``lowlat._aeron.Publication.offer`` (a result >= 0 is the new stream position)."""
+
+    NOT_CONNECTED = _aeron.NOT_CONNECTED                  # no subscriber connected: retry later or drop
+    BACK_PRESSURED = _aeron.BACK_PRESSURED                # subscribers behind by a term window: retry later
+    ADMIN_ACTION = _aeron.ADMIN_ACTION                    # the log rotated terms: retry at once
+    PUBLICATION_CLOSED = _aeron.PUBLICATION_CLOSED        # closed: give up
+    MAX_POSITION_EXCEEDED = _aeron.MAX_POSITION_EXCEEDED  # stream exhausted: open a new publication
+    MESSAGE_TOO_LONG = _aeron.MESSAGE_TOO_LONG            # longer than max_message_length: never fits
+    OFFER_ERROR = _aeron.OFFER_ERROR                      # the client threw (see Client.last_error())
+
+    @property
+    def retryable(self) -> bool:
+        return self in (OfferResult.NOT_CONNECTED, OfferResult.BACK_PRESSURED, OfferResult.ADMIN_ACTION)
 
 _HDR = struct.Struct("<HH")
 _INBOX = "_INBOX."

@@ -148,6 +148,15 @@ def test_not_connected_and_closed_results(A, aeron_client, aeron_stream):
         pub.offer_wait(b"x")
 
 
+def test_offer_result_enum_mirrors_the_binding(A):
+    from lowlat.transport.aeron import OfferResult
+
+    for r in OfferResult:
+        assert r == getattr(A, r.name) and A.offer_result_name(r) == r.name
+    assert [r.name for r in OfferResult if r.retryable] == ["NOT_CONNECTED", "BACK_PRESSURED", "ADMIN_ACTION"]
+    assert A.offer_result_name(0) == A.offer_result_name(12345) == "POSITION"
+
+
 def test_handler_exception_does_not_lose_the_message(A, aeron_client, aeron_stream):
     pub, sub = pair(aeron_client, "aeron:ipc", aeron_stream)
     pub.offer(b"one")
