@@ -78,6 +78,7 @@ __all__ = ["KafkaSubscription", "KafkaTransport"]
 
 _TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}\Z")  # Kafka's legal topic names
 _REPLY, _CID = "lowlat-reply", "lowlat-cid"
+_OFFSETS: dict[Any, int] = {"beginning": OFFSET_BEGINNING, "stored": OFFSET_STORED}
 
 
 def _topic(subject: str) -> str:
@@ -171,6 +172,7 @@ class KafkaTransport(Transport):
         if not self._servers:
             raise ValueError(f"expected kafka://host:port[,host:port], got {url!r}")
         self._producer: Any = None
+        self._admin: Any = None
         self._known: set[str] = set()
         self._subs: set[KafkaSubscription] = set()
         self._waiters: dict[str, asyncio.Future[Message]] = {}
@@ -236,7 +238,7 @@ class KafkaTransport(Transport):
         kw: dict[str, Any] = {"key": key, "partition": partition, "headers": h}
         if wait:
             fut = self._loop.create_future()
-            kw["on_delivery"] = partial(self._loop.call_soon_threadsafe, self._settle, fut)
+            kw["on_delivery"] = lambda err, msg: self._loop.call_soon_threadsafe(self._settle, fut, err)
         value = payload if type(payload) is bytes else bytes(payload)
         while True:
             try:
@@ -250,7 +252,7 @@ class KafkaTransport(Transport):
             await fut
 
     @staticmethod
-    def _settle(fut: asyncio.Future[None], err: Any, msg: Any) -> None:
+    def _settle(fut: asyncio.Future[None], err: Any) -> None:
         if not fut.done():
             fut.set_exception(TransportError(f"kafka delivery failed: {err.str()}")) if err else fut.set_result(None)
 
@@ -312,7 +314,7 @@ class KafkaTransport(Transport):
                 tps = [TopicPartition(topic, p) for p in partitions]
                 for tp in tps:  # resolve "end" now so nothing published after subscribe() returns is missed
                     tp.offset = (await run(None, partial(c.get_watermark_offsets, tp, 5.0)))[1] if offset == "end" \
-                        else {"beginning": OFFSET_BEGINNING, "stored": OFFSET_STORED}.get(offset) or int(offset)
+                        else _OFFSETS.get(offset) or int(offset)
                 c.assign(tps)
                 sub.assigned.set()
         except BaseException:
