@@ -288,7 +288,7 @@ class KafkaTransport(Transport):
             raise TransportTimeoutError(f"{left} Kafka messages still unacknowledged after flush")
 
     async def subscribe(self, subject: str, *, queue: str | None = None, partitions: list[int] | None = None,
-                        offset: str | int | None = None, group: str | None = None, sink: Any = None,
+                        offset: str | int | None = None, group: str | None = None, _sink: Any = None,
                         **limits: Any) -> KafkaSubscription:
         """Fan-out via assign() (no queue) or a consumer group (``queue=``); see the module docstring.
         ``limits``: ``max_pending``, ``max_pending_bytes``, ``on_slow_consumer`` (``QueueSubscription``)."""
@@ -303,7 +303,7 @@ class KafkaTransport(Transport):
             "fetch.wait.max.ms": o.get("fetch_wait_max_ms", 1), "session.timeout.ms": o.get("session_timeout_ms", 6000),
             "heartbeat.interval.ms": o.get("heartbeat_interval_ms", 500),
             "auto.offset.reset": "earliest" if offset == "beginning" else "latest"}))
-        sub = KafkaSubscription(self, subject, queue, c, (queue or group) is not None, sink, **limits)
+        sub = KafkaSubscription(self, subject, queue, c, (queue or group) is not None, _sink, **limits)
         try:
             if grouped:
                 c.subscribe([topic], on_assign=lambda c_, ps: sub.assigned.set(), on_revoke=sub._commit_acks)
@@ -333,7 +333,7 @@ class KafkaTransport(Transport):
         if self._inbox is None:
             inbox = new_inbox("_lowlat.inbox")
             await self.create_topic(inbox, 1)
-            await self.subscribe(inbox, partitions=[0], offset="beginning", sink=self._on_replies)
+            await self.subscribe(inbox, partitions=[0], offset="beginning", _sink=self._on_replies)
             self._inbox = inbox
         cid = uuid.uuid4().hex
         fut = self._waiters[cid] = self._loop.create_future()

@@ -266,3 +266,15 @@ async def test_produce_errors_are_transport_errors(kafka_url, kafka_options, kaf
         with pytest.raises(TransportError):
             await t.publish(kafka_topic, b"nowhere", partition=99, wait=True)  # the topic has 1 partition
         assert not await _has(sub, 0.3)
+
+
+def test_url_and_subject_checks_need_no_broker():
+    from lowlat.transport.kafka import _topic
+
+    with pytest.raises(ValueError, match="host:port"):
+        connect("kafka://")
+    assert connect("kafka://h1:9092,h2:9092")._servers == "h1:9092,h2:9092"
+    assert _topic("md.AAPL.trades_v-2") == "md.AAPL.trades_v-2"
+    for bad in ("md.*", "md.>", "a..b", "", "sp ace", "é.x", "x" * 250, "inbox#cid"):
+        with pytest.raises(ValueError):
+            _topic(bad)
