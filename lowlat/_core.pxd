@@ -527,7 +527,7 @@ cdef struct VRule:
     uint32_t max_qty        # lots, inclusive
 
 cdef struct VSlot:          # one open-addressing slot of the symbol table
-    uint64_t hash
+    uint64_t key            # v_key(): the symbol's bytes themselves (zero-padded) when <= 8 bytes, else a hash
     const char* sym         # symbol bytes inside Validator._arena
     Py_ssize_t len
     Py_ssize_t rule         # index into Validator._rules, -1 = empty slot
@@ -566,6 +566,25 @@ cdef inline bint v_eq(const char* a, const char* b, Py_ssize_t n) noexcept nogil
     if n > 0:
         return a[0] == b[0] and a[n >> 1] == b[n >> 1] and a[n - 1] == b[n - 1]
     return True
+
+
+cdef inline uint64_t v_key(const char* s, Py_ssize_t n) noexcept nogil:
+    # Symbols of <= 8 bytes (nearly all tickers) ARE their key: the bytes as a zero-padded little-endian
+    # word, built with two overlapping loads inside s[0:n] (the overlapping bytes are equal, so OR is exact).
+    # Equal key + equal length then means equal symbol, and the lookup needs no byte compare.
+    if n > 8:
+        return v_hash(s, n)
+    if n >= 4:
+        return ll_load_u32(s) | (<uint64_t>ll_load_u32(s + n - 4) << (8 * (n - 4)))
+    if n > 0:
+        return ((<uint64_t><uint8_t>s[0]) | ((<uint64_t><uint8_t>s[n >> 1]) << (8 * (n >> 1)))
+                | ((<uint64_t><uint8_t>s[n - 1]) << (8 * (n - 1))))
+    return 0
+
+
+cdef inline Py_ssize_t v_slot(uint64_t key, Py_ssize_t n, Py_ssize_t mask) noexcept nogil:
+    # Start slot: multiplicative (Fibonacci) hashing of the key, high bits.
+    return <Py_ssize_t>(((key ^ <uint64_t>n) * 0x9E3779B97F4A7C15ULL) >> 40) & mask
 
 
 @cython.final

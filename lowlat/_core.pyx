@@ -7,7 +7,7 @@ from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE, 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_CheckExact, PyBytes_FromStringAndSize
 from cpython.mem cimport PyMem_RawCalloc, PyMem_RawMalloc, PyMem_RawFree
 from cpython.unicode cimport PyUnicode_DecodeUTF8, PyUnicode_Check
-from libc.math cimport INFINITY, fabs, rint, isfinite
+from libc.math cimport INFINITY, fabs, isfinite
 from libc.string cimport memcmp, memcpy
 cimport cython
 
@@ -447,6 +447,71 @@ cdef class InstrumentRules:
                 f"band={self.band!r}, max_notional={self.max_notional!r})")
 
 
+cdef inline Py_ssize_t _v_lookup(const VSlot* slots, Py_ssize_t mask, const char* sym,
+                                 Py_ssize_t n) noexcept nogil:
+    # Rule index of the symbol, -1 when unknown.  At most half the slots are used, so the probe ends.
+    cdef uint64_t key
+    cdef Py_ssize_t i
+    cdef const VSlot* s
+    if sym == NULL:
+        return -1
+    key = v_key(sym, n)
+    i = v_slot(key, n, mask)
+    while True:
+        s = &slots[i]
+        if s.rule < 0:
+            return -1
+        if s.key == key and s.len == n and (n <= 8 or v_eq(s.sym, sym, n)):
+            return s.rule
+        i = (i + 1) & mask
+
+
+cdef inline reject_t _v_check(const VRule* rules, const VSlot* slots, Py_ssize_t mask, uint32_t present,
+                              const char* sym, Py_ssize_t sym_len, int8_t side, int8_t order_type, int8_t tif,
+                              uint32_t q, double px) noexcept nogil:
+    # The rules, in the documented order (Validator docstring; tests/reference/ref_validator.py mirrors it).
+    cdef Py_ssize_t ri
+    cdef const VRule* r
+    cdef double t
+    if (present & (FBP_ORDER_ID | FBP_ORDER_SYMBOL | FBP_ORDER_QUANTITY)) != \
+            (FBP_ORDER_ID | FBP_ORDER_SYMBOL | FBP_ORDER_QUANTITY):
+        return REJ_MISSING_FIELD
+    if order_type != OT_MARKET and not (present & FBP_ORDER_PRICE):
+        return REJ_MISSING_FIELD
+    ri = _v_lookup(slots, mask, sym, sym_len)
+    if ri < 0:
+        return REJ_UNKNOWN_SYMBOL
+    r = &rules[ri]
+    if <uint8_t>side > 1:                        # as unsigned: -1 -> 255
+        return REJ_BAD_SIDE
+    if <uint8_t>order_type > OT_MARKET:
+        return REJ_BAD_ORDER_TYPE
+    if <uint8_t>tif > TIF_FOK:
+        return REJ_BAD_TIME_IN_FORCE
+    if q == 0:
+        return REJ_BAD_QUANTITY
+    if <uint64_t>q * r.lot_m > r.lot_m - 1:      # q % lot != 0, see VRule.lot_m
+        return REJ_OFF_LOT
+    if q < r.min_qty:
+        return REJ_QTY_BELOW_MIN
+    if q > r.max_qty:
+        return REJ_QTY_ABOVE_MAX
+    if order_type == OT_MARKET:
+        return REJ_ACCEPTED
+    if not (px > 0.0) or px == INFINITY:         # NaN fails px > 0
+        return REJ_BAD_PRICE
+    t = px * r.inv_tick
+    # Beyond 2**51 ticks a double has (almost) no fraction left to check: not a usable tick price.  Below it,
+    # (t + 1.5 * 2**52) - 1.5 * 2**52 is rint(t) (round half even) without a libm call (no SSE4.1 needed).
+    if not (t < 2251799813685248.0) or fabs(t - ((t + 6755399441055744.0) - 6755399441055744.0)) > 1e-6:
+        return REJ_OFF_TICK
+    if px < r.band_lo or px > r.band_hi:
+        return REJ_PRICE_OUT_OF_BAND
+    if px * <double>q > r.max_notional:
+        return REJ_NOTIONAL_TOO_LARGE
+    return REJ_ACCEPTED
+
+
 @cython.final
 cdef class Validator:
     """Checks orders against per-instrument :class:`InstrumentRules`; rejects are data (``Reject`` codes).
@@ -507,12 +572,12 @@ cdef class Validator:
             ln = len(sb)
             p = sb
             memcpy(self._arena + off, p, ln)
-            h = v_hash(self._arena + off, ln)
-            j = h & self._mask
+            h = v_key(self._arena + off, ln)
+            j = v_slot(h, ln, self._mask)
             while self._slots[j].rule >= 0:
                 j = (j + 1) & self._mask
             s = &self._slots[j]
-            s.hash = h
+            s.key = h
             s.sym = self._arena + off
             s.len = ln
             s.rule = i
@@ -526,66 +591,39 @@ cdef class Validator:
         PyMem_RawFree(self._arena)
 
     cdef Py_ssize_t _lookup_c(self, const char* sym, Py_ssize_t n) noexcept nogil:
-        # Rule index of the symbol, -1 when unknown.  At most half the slots are used, so the probe ends.
-        cdef uint64_t h
-        cdef Py_ssize_t i
-        cdef const VSlot* s
-        if sym == NULL or self._slots == NULL:
-            return -1
-        h = v_hash(sym, n)
-        i = <Py_ssize_t>(h & <uint64_t>self._mask)
-        while True:
-            s = &self._slots[i]
-            if s.rule < 0:
-                return -1
-            if s.hash == h and s.len == n and v_eq(s.sym, sym, n):
-                return s.rule
-            i = (i + 1) & self._mask
+        return _v_lookup(self._slots, self._mask, sym, n)
 
     cdef reject_t validate_order_c(self, const FbOrder* o) noexcept nogil:
-        cdef Py_ssize_t ri
-        cdef const VRule* r
-        cdef uint32_t q = o.quantity
-        cdef double px = o.price, t
-        if (o.present & (FBP_ORDER_ID | FBP_ORDER_SYMBOL | FBP_ORDER_QUANTITY)) != \
-                (FBP_ORDER_ID | FBP_ORDER_SYMBOL | FBP_ORDER_QUANTITY):
-            return REJ_MISSING_FIELD
-        if o.order_type != OT_MARKET and not (o.present & FBP_ORDER_PRICE):
-            return REJ_MISSING_FIELD
-        ri = self._lookup_c(o.symbol, o.symbol_len)
-        if ri < 0:
-            return REJ_UNKNOWN_SYMBOL
-        r = &self._rules[ri]
-        if o.side != 0 and o.side != 1:
-            return REJ_BAD_SIDE
-        if o.order_type != OT_LIMIT and o.order_type != OT_MARKET:
-            return REJ_BAD_ORDER_TYPE
-        if o.time_in_force < 0 or o.time_in_force > TIF_FOK:
-            return REJ_BAD_TIME_IN_FORCE
-        if q == 0:
-            return REJ_BAD_QUANTITY
-        if <uint64_t>q * r.lot_m > r.lot_m - 1:       # q % lot != 0, see VRule.lot_m
-            return REJ_OFF_LOT
-        if q < r.min_qty:
-            return REJ_QTY_BELOW_MIN
-        if q > r.max_qty:
-            return REJ_QTY_ABOVE_MAX
-        if o.order_type == OT_MARKET:
-            return REJ_ACCEPTED
-        if not (px > 0.0) or px == INFINITY:         # NaN fails px > 0
-            return REJ_BAD_PRICE
-        t = px * r.inv_tick
-        # Above 2**53 ticks a double has no fractional part to check: not a representable tick price.
-        if not (t < 9007199254740992.0) or fabs(t - rint(t)) > 1e-6:
-            return REJ_OFF_TICK
-        if px < r.band_lo or px > r.band_hi:
-            return REJ_PRICE_OUT_OF_BAND
-        if px * <double>q > r.max_notional:
-            return REJ_NOTIONAL_TOO_LARGE
-        return REJ_ACCEPTED
+        return _v_check(self._rules, self._slots, self._mask, o.present, o.symbol, o.symbol_len, o.side,
+                        o.order_type, o.time_in_force, o.quantity, o.price)
 
     cdef reject_t validate_buf_c(self, const char* buf, Py_ssize_t n) noexcept nogil:
         cdef FbOrder o
+        cdef Py_ssize_t ln, p, ln2
+        cdef uint16_t coid
+        # Fast path for the layout fb_build_order writes (what lowlat producers send): one comparison of the
+        # root offset, the 28-byte vtable (as 3 words + 2 halves), the soffset and the symbol offset proves
+        # every scalar sits at its canonical place inside buf[0:n] (n >= 93 > 85 = end of the table); then only
+        # the strings need their length/NUL checks.  Anything else (flatc output, hostile bytes) takes the
+        # generic verifier, so both paths give the same code for every input (property-tested).
+        if (n >= 93 and ll_load_u32(buf) == 32 and ll_load_u64(buf + 4) == 0x000400080035001CULL
+                and ll_load_u64(buf + 12) == 0x0018003000280010ULL and ll_load_u64(buf + 20) == 0x0020003300320031ULL
+                and ll_load_u16(buf + 30) == 52 and ll_load_i32(buf + 32) == 28 and ll_load_u32(buf + 36) == 52):
+            coid = ll_load_u16(buf + 28)
+            if coid == 0 or coid == 44:
+                ln = ll_load_u32(buf + 88)
+                if ln > n - 93 or buf[92 + ln] != 0:
+                    return REJ_MALFORMED
+                if coid:
+                    p = 76 + <Py_ssize_t>ll_load_u32(buf + 76)
+                    if p > n - 4:
+                        return REJ_MALFORMED
+                    ln2 = ll_load_u32(buf + p)
+                    if ln2 > n - p - 5 or buf[p + 4 + ln2] != 0:
+                        return REJ_MALFORMED
+                return _v_check(self._rules, self._slots, self._mask, 0xFFF, buf + 92, ln, ll_load_i8(buf + 80),
+                                ll_load_i8(buf + 81), ll_load_i8(buf + 82), ll_load_u32(buf + 72),
+                                ll_load_f64(buf + 48))
         if fb_read_order(buf, n, &o):
             return REJ_MALFORMED
         return self.validate_order_c(&o)
@@ -1079,3 +1117,16 @@ def _c_constants() -> dict:
         "FB_COMMAND_MODIFY": FB_COMMAND_MODIFY,
         "FB_COMMAND_MASS_CANCEL": FB_COMMAND_MASS_CANCEL,
     }
+
+
+def _validate_generic(Validator v, buf) -> int:
+    """Test hook: validate through the generic verifier only (skipping validate_buf_c's canonical fast path)."""
+    cdef Py_buffer view
+    cdef const char* p
+    cdef Py_ssize_t n
+    cdef FbOrder o
+    cdef int held = _acquire(buf, &view, &p, &n)
+    cdef reject_t code = REJ_MALFORMED if fb_read_order(p, n, &o) else v.validate_order_c(&o)
+    if held:
+        PyBuffer_Release(&view)
+    return code

@@ -75,3 +75,17 @@ def test_batch_equals_scalar(rules, bufs):
     out[:] = 250
     assert v.validate_many([memoryview(b) for b in bufs], out) == len(bufs)
     assert list(out[:len(bufs)]) == want
+
+
+@settings(max_examples=400, deadline=None)
+@given(rules_st, order_st.map(_encode), st.lists(st.tuples(st.integers(0, 200), st.integers(0, 255)), max_size=4),
+       st.none() | st.integers(0, 200))
+def test_canonical_fast_path_equals_generic_verifier(rules, buf, edits, cut):
+    # lowlat-encoded buffers take validate_buf_c's fast path; mutated ones may or may not: same code either way
+    from lowlat._core import _validate_generic
+    b = bytearray(buf)
+    for pos, val in edits:
+        b[pos % len(b)] = val
+    data = bytes(b[:cut] if cut is not None else b)
+    v = _validator(rules)
+    assert v.validate(data) == _validate_generic(v, data)
