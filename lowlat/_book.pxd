@@ -104,6 +104,7 @@ cdef struct BookCore:
     uint32_t book_index           # copied into every event
     int8_t default_stp            # STP mode for orders whose stp is -1
     double tick_size              # quote currency per tick (FlatBuffer double -> ticks)
+    int busy                      # 1 while a nogil batch runs on the book (other threads get RuntimeError)
 
 # --- the engine, usable from other compiled modules (all nogil, no allocation) ---
 cdef reject_t book_new_c(BookCore* b, oid_t oid, uint64_t account, int side, int otype, int tif, int stp,
@@ -127,6 +128,7 @@ cdef class Book:
     cdef readonly object symbol   # name given by the Engine (or None)
     cdef reject_t _check_bound_c(self, const BookCommand* c) except 255
     cdef int _after_c(self) except -1
+    cdef int _idle_c(self) except -1
 
 
 @cython.final
@@ -140,3 +142,4 @@ cdef class Engine:
     cdef list _books
     cdef dict _by_symbol
     cdef readonly int default_stp
+    cdef int _acquire_c(self) except -1

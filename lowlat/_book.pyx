@@ -1062,6 +1062,12 @@ cdef class Book:
         self.core.ev_n = 0
         return 0
 
+    cdef int _idle_c(self) except -1:
+        # a nogil batch on this book is running in another thread: refuse instead of racing it
+        if self.core.busy:
+            raise RuntimeError("this Book is being used by a batch running in another thread")
+        return 0
+
     cdef int _after_c(self) except -1:
         if self.core.overflow:
             self.core.overflow = 0
@@ -1094,6 +1100,7 @@ cdef class Book:
             ``reject_code`` is a ``Reject`` value (0 = accepted); the command's events are
             ``self.events[:n_events]`` until the next call.  Cost: O(1) plus O(1) per maker touched.
         """
+        self._idle_c()
         cdef BookCommand c
         cdef qty_t filled = 0
         cdef reject_t r
@@ -1108,6 +1115,7 @@ cdef class Book:
 
     def cancel(self, oid_t oid) -> tuple:
         """Cancel a resting order.  Returns ``(reject_code, 0, n_events)``; cost O(1)."""
+        self._idle_c()
         self.core.ev_n = 0
         cdef reject_t r = book_cancel_c(&self.core, oid)
         self._after_c()
@@ -1119,6 +1127,7 @@ cdef class Book:
         Only a quantity decrease at the same price keeps time priority.  A new price that crosses trades
         immediately.  Returns ``(reject_code, filled_qty, n_events)``.
         """
+        self._idle_c()
         cdef BookCommand c
         cdef qty_t filled = 0
         c.op = CMD_MODIFY
@@ -1131,6 +1140,7 @@ cdef class Book:
 
     def mass_cancel(self, uint64_t account) -> tuple:
         """Cancel every resting order of ``account``.  Returns ``(0, n_cancelled, n_events)``; O(levels + orders)."""
+        self._idle_c()
         cdef BookCommand c
         c.op = CMD_MASS_CANCEL
         self._check_bound_c(&c)
@@ -1145,6 +1155,7 @@ cdef class Book:
 
     def last_events(self):
         """``events[:n]`` of the last per-call command (a numpy view, no copy)."""
+        self._idle_c()
         return self._events_arr[:self.core.ev_n]
 
     # --- batch API ----------------------------------------------------------------------------------
@@ -1162,6 +1173,7 @@ cdef class Book:
         -------
         (n_done, n_events)
         """
+        self._idle_c()
         cdef Py_ssize_t n = commands.shape[0], i = 0
         cdef BookCore* b = &self.core
         cdef BookEvent* own_ev = b.ev
@@ -1179,6 +1191,7 @@ cdef class Book:
         b.ev = &events_out[0]
         b.ev_cap = events_out.shape[0]
         b.ev_n = 0
+        b.busy = 1
         try:
             with nogil:
                 while i < n:
@@ -1210,6 +1223,7 @@ cdef class Book:
             b.ev = own_ev
             b.ev_cap = own_cap
             b.ev_n = 0
+            b.busy = 0
 
     def apply_frames(self, const unsigned char[::1] frames not None, BookEvent[::1] events_out not None,
                      int64_t[::1] latency_ns=None) -> tuple:
@@ -1227,6 +1241,7 @@ cdef class Book:
         -------
         (n_frames, bytes_consumed, n_events)
         """
+        self._idle_c()
         cdef FrameRun fr
         cdef BookCore* b = &self.core
         cdef BookCore* cores[1]
@@ -1246,6 +1261,7 @@ cdef class Book:
         if latency_ns is not None and latency_ns.shape[0] > 0:
             fr.lat = &latency_ns[0]
             fr.lat_n = latency_ns.shape[0]
+        b.busy = 1
         try:
             with nogil:
                 _run_frames(&fr, <const char*>&frames[0], n)
@@ -1260,6 +1276,7 @@ cdef class Book:
             b.ev = own_ev
             b.ev_cap = own_cap
             b.ev_n = 0
+            b.busy = 0
             b.overflow = 0
 
     # --- reads ----------------------------------------------------------------------------------------
@@ -1303,15 +1320,18 @@ cdef class Book:
 
     def best_bid(self):
         """Best bid price in ticks, or None.  O(1)."""
+        self._idle_c()
         return None if self.core.best[BID] < 0 else self.core.lo + self.core.best[BID]
 
     def best_ask(self):
         """Best ask price in ticks, or None.  O(1)."""
+        self._idle_c()
         return None if self.core.best[ASK] < 0 else self.core.lo + self.core.best[ASK]
 
     def levels(self, int side):
         """Zero-copy read-only numpy view (``LEVEL_DTYPE``: head, tail, qty, count) of every level of a side,
         indexed by ``price - lo``."""
+        self._idle_c()
         if side != BID and side != ASK:
             raise ValueError("side must be 0 (BID) or 1 (ASK)")
         v = self._levels_arr[side].view()
@@ -1320,6 +1340,7 @@ cdef class Book:
 
     def depth(self, int side, Py_ssize_t n):
         """The best ``n`` levels of ``side`` as a ``DEPTH_DTYPE`` array (price, qty, count), best first."""
+        self._idle_c()
         cdef Py_ssize_t k = 0
         cdef int64_t lv
         if side != BID and side != ASK:
@@ -1339,6 +1360,7 @@ cdef class Book:
 
     def queue(self, int side, price_t price):
         """The L3 FIFO at one level as an ``L3_DTYPE`` array (oid, account, qty), oldest first."""
+        self._idle_c()
         cdef int64_t idx = price - self.core.lo
         cdef Py_ssize_t k = 0
         cdef int32_t s
@@ -1359,6 +1381,7 @@ cdef class Book:
 
     def order(self, oid_t oid):
         """``(side, price, qty, account)`` of a resting order, or None.  O(1)."""
+        self._idle_c()
         cdef int32_t s = _map_find(&self.core, oid)
         if s < 0:
             return None
@@ -1367,6 +1390,7 @@ cdef class Book:
 
     def check(self) -> None:
         """Run the full invariant scan (only in a ``LOWLAT_DEBUG`` build; a no-op otherwise)."""
+        self._idle_c()
         book_check_c(&self.core)
 
 
@@ -1433,6 +1457,16 @@ cdef class Engine:
         self._by_symbol[symbol] = bk
         return bk
 
+    cdef int _acquire_c(self) except -1:
+        # mark every book busy for a nogil batch (checked and set under the GIL, so it cannot race)
+        cdef Py_ssize_t k
+        for k in range(self._n):
+            if self._cores[k].busy:
+                raise RuntimeError("a book of this Engine is being used by a batch in another thread")
+        for k in range(self._n):
+            self._cores[k].busy = 1
+        return 0
+
     def __getitem__(self, symbol) -> Book:
         return self._by_symbol[symbol]
 
@@ -1472,6 +1506,7 @@ cdef class Engine:
             raise ValueError("events_out is empty")
         out = &events_out[0]
         # each book writes straight into events_out at the running offset; its own buffer is restored after
+        self._acquire_c()
         for k in range(self._n):
             self._cores[k].ev_n = 0
         try:
@@ -1554,6 +1589,7 @@ cdef class Engine:
         if latency_ns is not None and latency_ns.shape[0] > 0:
             fr.lat = &latency_ns[0]
             fr.lat_n = latency_ns.shape[0]
+        self._acquire_c()
         try:
             with nogil:
                 _run_frames(&fr, <const char*>&frames[0], n)
@@ -1573,4 +1609,5 @@ cdef int _restore_events(Book bk) except -1:
     bk.core.ev_cap = evs.shape[0]
     bk.core.ev_n = 0
     bk.core.overflow = 0
+    bk.core.busy = 0
     return 0

@@ -265,3 +265,30 @@ def test_c_constants_mirror_python_enums():
     assert [k.value for k in B.EventKind] == list(range(1, 9))
     assert [c.value for c in B.Command] == [0, 1, 2, 3]
     assert B.COMMAND_DTYPE.itemsize == 48 and B.EVENT_DTYPE.itemsize == 80
+
+
+def test_calls_from_another_thread_during_a_nogil_batch_are_refused_not_raced():
+    import threading
+
+    b = B.Book(0, 1 << 12, 1 << 16)
+    n = 200_000
+    cmds = np.zeros(n, B.COMMAND_DTYPE)
+    cmds["oid"] = np.arange(1, n + 1)
+    cmds["op"] = np.where(np.arange(n) % 2, B.Command.CANCEL, B.Command.NEW)
+    cmds["oid"][1::2] = cmds["oid"][::2]
+    cmds["price"] = 100 + np.arange(n) % 50
+    cmds["qty"] = 1
+    cmds["stp"] = -1
+    out = np.zeros(4 * n, B.EVENT_DTYPE)
+    refused = []
+    t = threading.Thread(target=lambda: b.apply_batch(cmds, out))
+    t.start()
+    while t.is_alive():
+        try:
+            b.submit(10**9, 0, 10, 1)
+            b.cancel(10**9)
+        except RuntimeError:
+            refused.append(1)
+    t.join()
+    assert b.n_orders == 0  # the batch ran to completion, our own order was added and cancelled
+    b.check()
