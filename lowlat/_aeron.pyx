@@ -235,7 +235,10 @@ cdef class Client:
         self.close()
 
 
+# no_gc_clear: the cyclic GC must never drop `client` before __dealloc__ released our Aeron object
+# (closing it needs the client's conductor alive).
 @cython.final
+@cython.no_gc_clear
 cdef class Publication:
     """A publication (``Client.add_publication``).  ``offer`` is non-blocking and returns Aeron's result."""
 
@@ -386,7 +389,10 @@ cdef int _on_message(void* ctx, const uint8_t* buf, int32_t length, int32_t sess
     return 0
 
 
+# no_gc_clear: the cyclic GC must never drop `client` before __dealloc__ released our Aeron object
+# (closing it needs the client's conductor alive).
 @cython.final
+@cython.no_gc_clear
 cdef class Subscription:
     """A subscription (``Client.add_subscription``).
 
