@@ -113,8 +113,9 @@ class KafkaSubscription(QueueSubscription):
                     self._commit_acks(asynchronous=True)
             self._commit_acks(asynchronous=False)
         except BaseException as e:  # noqa: BLE001 - logged; iteration ends
-            log.error("kafka consumer on %r failed: %s", self.subject, e)
-            call(self.close_nowait)
+            log.error("kafka consumer on %r stopped: %s", self.subject, e)
+            with contextlib.suppress(RuntimeError):  # the event loop may be closed already
+                call(self.close_nowait)
         finally:
             c.close()
 
@@ -126,7 +127,7 @@ class KafkaSubscription(QueueSubscription):
                 self._c.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in acks.items()],
                                asynchronous=asynchronous)
             except KafkaException as e:  # e.g. partitions lost in a rebalance: they are redelivered
-                self._loop.call_soon_threadsafe(setattr, self, "commit_error", e)
+                self.commit_error = e  # read by the next ack() on the loop
 
     def _push(self, batch: list[Any]) -> None:  # event loop: raw confluent-kafka messages -> Message
         if self._sink is not None:
