@@ -47,8 +47,10 @@ cdef struct RingC:
     bint multi                 # MPSC: claim with CAS on the shared tail; SPSC: plain store
     bint closed                # close() was called; memory may still be mapped for live views
     bint hdr_only_zero         # slot mode with stride | cap: only header words need zeroing on release
+    uint64_t p_tail            # SPSC: next write position (published to the shared tail per call)
     uint64_t p_head            # producer's cached consumer position (refreshed when it looks full)
     uint64_t c_head            # consumer position (the shared head mirrors it)
+    uint64_t c_tail            # SPSC: consumer's cached copy of the shared tail
     uint64_t c_peek_end        # end of the span handed out by try_peek/peek_batch, 0 = none
     uint64_t c_peek_n          # records in that span
     uint64_t claim_pos         # position of the record handed out by claim(), valid if claim_len >= 0

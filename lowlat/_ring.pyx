@@ -93,6 +93,7 @@ cdef enum:
     MAX_CAPACITY = 1 << 29
     PID_CHECK_NS = 10000000          # 10 ms between liveness checks of a stalled writer
     WAIT_CHUNK_NS = 50000000         # blocking calls come back for signals every 50 ms
+    GIL_SPIN_POLLS = 128             # BusySpinIdle: polls before releasing the GIL (a few µs at most)
 
 RING_LAYOUT_VERSION = RING_VERSION
 HEADER_SIZE = RING_HDR_SIZE
@@ -416,10 +417,20 @@ cdef inline uint64_t ring_frame(const RingC* r, uint64_t n) noexcept nogil:
     return (n + 15) & ~(<uint64_t>7)
 
 
+cdef inline void ring_psync(RingC* r) noexcept nogil:
+    # SPSC: take the write position from the shared tail (a line only the producer writes, so this
+    # is a cache hit); lets a new producer object (e.g. after a restart) continue where the last stopped.
+    if not r.multi:
+        r.p_tail = ll_load_relaxed(r.base + OFF_TAIL)
+
+
 cdef inline uint64_t ring_claim(RingC* r, uint64_t frame) noexcept nogil:
-    # Reserve `frame` bytes (plus filler if they would cross the end of the data area) and mark them
-    # pending with our pid.  Returns the record's position, or LL_NO_POS when the consumer has not
-    # freed enough room.  Precondition: frame <= r.max_frame (so frame + filler < capacity).
+    # Reserve `frame` bytes (plus filler if they would cross the end of the data area).  Returns the
+    # record's position, or LL_NO_POS when the consumer has not freed enough room.
+    # Precondition: frame <= r.max_frame (so frame + filler < capacity); SPSC: ring_psync() done.
+    # MPSC: CAS on the shared tail, then a *pending* header with our pid, so a consumer stalled here
+    #       knows whose slot it is and how long it is.
+    # SPSC: nothing is shared until ring_spsc_publish() moves the tail.
     cdef uint64_t tail, off, pad, need
     cdef char* tail_p = r.base + OFF_TAIL
     if r.multi:
@@ -438,42 +449,52 @@ cdef inline uint64_t ring_claim(RingC* r, uint64_t frame) noexcept nogil:
                     return LL_NO_POS
             if ll_cas(tail_p, &tail, tail + need):
                 break
-    else:
-        # Re-read the shared tail (a line only producers write) so a producer object can take over
-        # from an earlier one, e.g. after a restart.
-        tail = ll_load_relaxed(tail_p)
-        off = tail & r.mask
-        pad = r.cap - off
-        if pad >= frame:
-            pad = 0
-        need = pad + frame
+        if pad:
+            ll_store_release(r.data + off, pad | LL_HDR_PAD | LL_HDR_COMMITTED)
+            tail += pad
+        ll_store_relaxed(r.data + (tail & r.mask), frame | (<uint64_t>ll_pid() << 32))
+        return tail
+    tail = r.p_tail
+    off = tail & r.mask
+    pad = r.cap - off
+    if pad >= frame:
+        pad = 0
+    need = pad + frame
+    if tail + need - r.p_head > r.cap:
+        r.p_head = ll_load_acquire(r.base + OFF_HEAD)
         if tail + need - r.p_head > r.cap:
-            r.p_head = ll_load_acquire(r.base + OFF_HEAD)
-            if tail + need - r.p_head > r.cap:
-                return LL_NO_POS
-        ll_store_relaxed(tail_p, tail + need)
+            return LL_NO_POS
     if pad:
-        ll_store_release(r.data + off, pad | LL_HDR_PAD | LL_HDR_COMMITTED)
+        ll_store_relaxed(r.data + off, pad | LL_HDR_PAD | LL_HDR_COMMITTED)
         tail += pad
-    # Pending header first: a consumer stalled here can tell who owns the slot and how long it is.
-    ll_store_relaxed(r.data + (tail & r.mask), frame | (<uint64_t>ll_pid() << 32))
+    r.p_tail = tail + frame
     return tail
 
 
 cdef inline void ring_commit(RingC* r, uint64_t pos, uint64_t frame, uint64_t n) noexcept nogil:
-    # The release store makes the payload visible before the header says "committed".
-    ll_store_release(r.data + (pos & r.mask), frame | LL_HDR_COMMITTED | (n << 32))
+    # MPSC: the release store makes the payload visible before the header says "committed".
+    # SPSC: a plain header; ring_spsc_publish()'s release store of the tail publishes it.
+    if r.multi:
+        ll_store_release(r.data + (pos & r.mask), frame | LL_HDR_COMMITTED | (n << 32))
+    else:
+        ll_store_relaxed(r.data + (pos & r.mask), frame | LL_HDR_COMMITTED | (n << 32))
+
+
+cdef inline void ring_spsc_publish(RingC* r, uint64_t k) noexcept nogil:
+    # SPSC: everything written below p_tail becomes visible at once (one tail store per batch).
+    ll_store_relaxed(r.base + OFF_PUSHED, ll_load_relaxed(r.base + OFF_PUSHED) + k)
+    ll_store_release(r.base + OFF_TAIL, r.p_tail)
 
 
 cdef inline void ring_count_pushed(RingC* r, uint64_t k) noexcept nogil:
     if r.multi:
         ll_fetch_add(r.base + OFF_PUSHED, k)
     else:
-        ll_store_relaxed(r.base + OFF_PUSHED, ll_load_relaxed(r.base + OFF_PUSHED) + k)
+        ring_spsc_publish(r, k)
 
 
 cdef inline bint ring_write(RingC* r, const char* src, uint64_t n) noexcept nogil:
-    # Precondition: n <= r.max_payload.
+    # Precondition: n <= r.max_payload; SPSC: ring_psync() done.
     cdef uint64_t frame = ring_frame(r, n)
     cdef uint64_t pos = ring_claim(r, frame)
     if pos == LL_NO_POS:
@@ -502,21 +523,34 @@ cdef Py_ssize_t ring_write_batch(RingC* r, void** bufs, uint64_t* lens, Py_ssize
 
 
 cdef inline uint64_t ring_next(RingC* r, uint64_t head, uint64_t* pos) noexcept nogil:
-    # From *pos, skip committed filler and stop at the first record (returns its header, *pos = its
-    # position) or at a slot not committed yet (returns 0, *pos = that slot).  Returns LL_HDR_CORRUPT
-    # for a header no lowlat producer writes, so torn or hostile shared memory never reads out of bounds.
+    # From *pos (head = where this read started), skip committed filler and stop at the first record
+    # (returns its header, *pos = its position) or where nothing is readable yet (returns 0, *pos =
+    # that slot).  Returns LL_HDR_CORRUPT for a header no lowlat producer writes, so torn or hostile
+    # shared memory never makes us read out of bounds.
     cdef uint64_t p = pos[0], h, frame, n, off
     while True:
         if p - head >= r.cap:
             # A batch read a whole ring ahead of the (not yet released) head: what lies here is
-            # this batch's own first records, still committed.  Producers cannot be past this point.
+            # this batch's own first records.  Producers cannot be past this point.
             pos[0] = p
             return 0
         off = p & r.mask
-        h = ll_load_acquire(r.data + off)
-        if not (h & LL_HDR_COMMITTED):
-            pos[0] = p
-            return 0
+        if r.multi:
+            h = ll_load_acquire(r.data + off)
+            if not (h & LL_HDR_COMMITTED):
+                pos[0] = p
+                return 0
+        else:
+            # SPSC: the tail says what is published; reload it only when we caught up with it.
+            if <int64_t>(r.c_tail - p) <= 0:
+                r.c_tail = ll_load_acquire(r.base + OFF_TAIL)
+                if <int64_t>(r.c_tail - p) <= 0:
+                    pos[0] = p
+                    return 0
+            h = ll_load_relaxed(r.data + off)
+            if not (h & LL_HDR_COMMITTED):
+                pos[0] = p
+                return LL_HDR_CORRUPT
         frame = h & LL_HDR_FRAME_MASK
         if h & LL_HDR_PAD:
             if frame == 0 or frame & 7 or frame > r.cap or p + frame - head > r.cap:
@@ -545,7 +579,9 @@ cdef inline void ring_release(RingC* r, uint64_t end, uint64_t nrec) noexcept no
     cdef uint64_t p = r.c_head, off, n, first
     if end == p:
         return
-    if r.hdr_only_zero:
+    if not r.multi:
+        pass                        # SPSC reads only below the tail: stale bytes are never looked at
+    elif r.hdr_only_zero:
         # Slot mode with stride | capacity: headers only ever sit at multiples of the stride.
         while p < end:
             ll_store_relaxed(r.data + (p & r.mask), 0)
@@ -568,9 +604,11 @@ cdef inline void ring_release(RingC* r, uint64_t end, uint64_t nrec) noexcept no
 cdef void ring_check_stall(RingC* r, uint64_t pos) noexcept nogil:
     # Called when the slot at `pos` is not committed.  Notices a producer that claimed this slot and
     # died before publishing, and turns its slot into filler (see the module docstring).
-    cdef uint64_t tail = ll_load_acquire(r.base + OFF_TAIL)
-    cdef uint64_t h, frame, q, step
+    cdef uint64_t tail, h, frame, q, step
     cdef int64_t now
+    if not r.multi:
+        return                      # SPSC: an unpublished record is simply not there yet
+    tail = ll_load_acquire(r.base + OFF_TAIL)
     if <int64_t>(tail - pos) <= 0:
         r.stall_since = 0          # simply empty
         return
@@ -709,7 +747,7 @@ cdef class _Ring:
         if stride:
             self.r.max_frame = stride
             self.r.max_payload = slot
-            self.r.hdr_only_zero = cap % stride == 0
+            self.r.hdr_only_zero = self.r.multi and cap % stride == 0
         else:
             self.r.max_frame = cap // 2
             self.r.max_payload = cap // 2 - 8
@@ -836,6 +874,7 @@ cdef class _Ring:
         self.check_open_c()
         if self.r.claim_len >= 0:
             raise RingError("publish() or abort() the outstanding claim() first")
+        ring_psync(&self.r)
         cdef int rel = _get_buf(data, &view, &p, &n)
         try:
             if n > self.r.max_payload:
@@ -872,6 +911,7 @@ cdef class _Ring:
         self.check_open_c()
         if self.r.claim_len >= 0:
             raise RingError("publish() or abort() the outstanding claim() first")
+        ring_psync(&self.r)
         cdef int rel = _get_buf(data, &view, &p, &n)
         try:
             if n > self.r.max_payload:
@@ -937,6 +977,7 @@ cdef class _Ring:
         self.check_open_c()
         if self.r.claim_len >= 0:
             raise RingError("publish() or abort() the outstanding claim() first")
+        ring_psync(&self.r)
         seq = buffers if isinstance(buffers, (list, tuple)) else list(buffers)
         n = len(seq)
         if n == 0:
@@ -984,6 +1025,7 @@ cdef class _Ring:
         self.check_open_c()
         if self.r.claim_len >= 0:
             raise RingError("claim(): the previous claim was not published or aborted")
+        ring_psync(&self.r)
         if size < 0 or <uint64_t>size > self.r.max_payload:
             raise ValueError(f"claim of {size} bytes: must be 0..max_record_size ({self.r.max_payload})")
         frame = ring_frame(&self.r, <uint64_t>size)
@@ -1013,13 +1055,9 @@ cdef class _Ring:
             raise ValueError(f"publish({size}) is larger than the claimed {self.r.claim_len} bytes")
         frame = self.r.claim_frame
         if not self.r.multi and not self.r.stride:
-            # SPSC owns the tail: give back the unused part of the frame, zeroed (the caller may have
-            # written there, and a later header can land in it).
+            # SPSC owns the tail: publish only the frame the final size needs.
             frame = ring_frame(&self.r, <uint64_t>size)
-            if frame < self.r.claim_frame:
-                memset(self.r.data + ((self.r.claim_pos + frame) & self.r.mask), 0,
-                       self.r.claim_frame - frame)
-            ll_store_relaxed(self.r.base + OFF_TAIL, self.r.claim_pos + frame)
+            self.r.p_tail = self.r.claim_pos + frame
         ring_commit(&self.r, self.r.claim_pos, frame, <uint64_t>size)
         ring_count_pushed(&self.r, 1)
         self.r.claim_len = -1
@@ -1030,9 +1068,7 @@ cdef class _Ring:
         if self.r.claim_len < 0:
             return
         if not self.r.multi:
-            # SPSC: nobody else moved the tail, so roll it back; zero what the caller may have written.
-            memset(self.r.data + (self.r.claim_pos & self.r.mask), 0, self.r.claim_frame)
-            ll_store_relaxed(self.r.base + OFF_TAIL, self.r.claim_pos)
+            pass        # SPSC: the tail never moved; the next producer call re-reads it (ring_psync)
         else:
             ll_store_release(self.r.data + (self.r.claim_pos & self.r.mask),
                              self.r.claim_frame | LL_HDR_PAD | LL_HDR_COMMITTED)
@@ -1051,6 +1087,14 @@ cdef class _Ring:
             return 1
         ring_check_stall(&self.r, p)
         cfg = _idle_cfg(idle)
+        if cfg.kind == LL_IDLE_BUSY and timeout != 0:
+            # The spinning side: poll a little with the GIL held before paying for the GIL hand-off
+            # (~0.1-0.2 µs each way), which would otherwise dominate a sub-µs wait.
+            for _ in range(GIL_SPIN_POLLS):
+                ll_cpu_relax()
+                p = self.r.c_head
+                if ring_next(&self.r, self.r.c_head, &p) != 0:
+                    return 1
         deadline = _deadline(timeout)
         self.mem.exports += 1
         try:

@@ -26,43 +26,54 @@ class RefRing:
         self.max = slot if slot else cap // 2 - 8
         self.q: deque[list] = deque()       # [payload | None, span bytes]
         self.tail = 0
+        self.claimed = 0
 
     @property
     def used(self) -> int:
         return sum(span for _, span in self.q)
 
-    def _reserve(self, frame: int) -> bool:
+    def _reserve(self, frame: int):
+        """Room for `frame` (plus filler to the end of the data area if it would not fit there)?
+        Returns the filler size, or None when full."""
         off = self.tail % self.cap
         pad = self.cap - off if self.cap - off < frame else 0
         if self.used + pad + frame > self.cap:
+            return None
+        return pad
+
+    def push(self, m: bytes) -> bool:
+        frame = _frame(len(m), self.stride)
+        pad = self._reserve(frame)
+        if pad is None:
             return False
         if pad:
             self.q.append([None, pad])
+        self.q.append([m, frame])
         self.tail += pad + frame
         return True
 
-    def push(self, m: bytes) -> bool:
-        if not self._reserve(_frame(len(m), self.stride)):
-            return False
-        self.q.append([m, _frame(len(m), self.stride)])
-        return True
-
     def claim(self, size: int) -> bool:
-        return self._reserve(_frame(size, self.stride))
+        pad = self._reserve(_frame(size, self.stride))
+        self.claimed = pad
+        if pad and self.multi:          # MPSC: the claim (and its filler) is visible at once
+            self.q.append([None, pad])
+        return pad is not None
 
     def publish(self, size: int, claimed: int, m: bytes) -> None:
         frame = _frame(claimed, self.stride)
-        if not self.multi and not self.stride:      # SPSC hands back the unused frame
-            self.tail -= frame - _frame(size, self.stride)
-            frame = _frame(size, self.stride)
+        if not self.multi:
+            if not self.stride:         # SPSC publishes only the frame the final size needs
+                frame = _frame(size, self.stride)
+            if self.claimed:
+                self.q.append([None, self.claimed])
         self.q.append([m, frame])
+        self.tail += self.claimed + frame
 
     def abort(self, claimed: int) -> None:
-        frame = _frame(claimed, self.stride)
-        if self.multi:
-            self.q.append([None, frame])
-        else:
-            self.tail -= frame
+        if self.multi:                  # MPSC: the claimed slot turns into filler
+            self.q.append([None, _frame(claimed, self.stride)])
+            self.tail += self.claimed + _frame(claimed, self.stride)
+        # SPSC: nothing was published; the tail stays
 
     def _drop_filler(self) -> None:
         while self.q and self.q[0][0] is None:

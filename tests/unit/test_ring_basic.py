@@ -358,13 +358,15 @@ def test_close_is_idempotent_and_views_survive_close():
     assert len(r) == 0
 
 
-def test_corrupt_header_in_shared_memory_raises_not_crashes(shm_name):
-    r = SpscRing(1024, name=shm_name)
+@pytest.mark.parametrize("cls", RINGS)
+def test_corrupt_header_in_shared_memory_raises_not_crashes(cls, shm_name):
+    r = cls(1024, name=shm_name)
     try:
         with open(f"/dev/shm/{shm_name}", "r+b") as f:
             f.seek(_ring.HEADER_SIZE)
             # committed record claiming a 1 GB payload
             f.write(((1 << 31) | 16 | ((1 << 30) << 32)).to_bytes(8, "little"))
+        _bump_shared_tail(shm_name, 16)
         with pytest.raises(RingError, match="corrupt record header"):
             r.try_pop()
         with pytest.raises(RingError, match="corrupt"):
@@ -445,9 +447,20 @@ def _bump_shared_tail(name: str, nbytes: int) -> None:
         f.write((tail + nbytes).to_bytes(8, "little"))
 
 
-@pytest.mark.parametrize("cls", RINGS)
-def test_claim_without_header_is_skipped_after_dead_producer_timeout(cls, shm_name):
-    r = cls(1024, name=shm_name, dead_producer_timeout=0.05)
+def test_spsc_tail_moved_without_record_is_reported_as_corrupt(shm_name):
+    # an SPSC producer publishes by moving the tail after the record: a tail over zeros is foreign
+    r = SpscRing(1024, name=shm_name)
+    try:
+        _bump_shared_tail(shm_name, 24)
+        with pytest.raises(RingError, match="corrupt"):
+            r.try_pop()
+    finally:
+        r.close()
+        r.unlink()
+
+
+def test_mpsc_claim_without_header_is_skipped_after_dead_producer_timeout(shm_name):
+    r = MpscRing(1024, name=shm_name, dead_producer_timeout=0.05)
     try:
         r.try_push(b"before")
         _bump_shared_tail(shm_name, 24)
