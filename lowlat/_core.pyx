@@ -89,7 +89,7 @@ cdef inline object _str(const char* s, Py_ssize_t n, bint cache):
     global _sym_cache_len, _sym_cache_obj
     if s == NULL:
         return None
-    if cache and n == _sym_cache_len and memcmp(s, _sym_cache, n) == 0:
+    if cache and n == _sym_cache_len and v_eq(s, _sym_cache, n):
         return _sym_cache_obj
     try:
         r = PyUnicode_DecodeUTF8(s, n, NULL)
