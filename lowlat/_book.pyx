@@ -374,6 +374,11 @@ cdef qty_t _match(BookCore* b, oid_t oid, uint64_t account, int side, bint marke
         while s >= 0 and leaves > 0:
             m = &b.orders[s]
             nxt = m.next
+            # a sweep walks makers in FIFO order: start loading the next one, and this one's id-map
+            # bucket (erased if it fills), while the fill below is computed and its event written
+            if nxt >= 0:
+                ll_prefetch(&b.orders[nxt])
+            ll_prefetch(&b.map[_hash(b, m.oid)])
             if mode != STP_NONE and m.account == account:
                 if mode == STP_CANCEL_NEWEST:
                     stop = True
