@@ -78,7 +78,7 @@ def _demo(args: argparse.Namespace) -> int:
     env_defaults: dict[str, Any] = {}
     import os
 
-    for k, v in (("rate", 10000.0), ("duration_s", 3.0)):
+    for k, v in (("rate", 5000.0), ("duration_s", 3.0)):
         if "LOWLAT_" + k.upper() not in os.environ:
             env_defaults[k] = v
     cfg = _cfg(args, "demo", log_level="ERROR", **env_defaults)
@@ -161,7 +161,7 @@ def add_commands(sub: Any) -> None:
                        description="Run the validator and matching services and a load generator for a few "
                                    "seconds; print a latency report and write a PNG latency plot.")
     _common(p)
-    _load_flags(p, rate=10000, seconds=3)
+    _load_flags(p, rate=5000, seconds=3)
     p.add_argument("--plot", default="lowlat-demo-latency.png", help="PNG path (default %(default)s)")
     p.add_argument("--no-plot", action="store_true", help="do not write the PNG")
     p.add_argument("--no-progress", action="store_true", help="no progress display")
