@@ -197,11 +197,22 @@ class NatsTransport(Transport):
                 await nc.close()
 
     async def flush(self, timeout: float | None = None) -> None:
+        """Return once the server has processed everything published before (one PING/PONG)."""
         self._check_open()
         try:
-            await self._nc.flush(timeout=timeout or 10)
+            await self._roundtrip(timeout or 10)
         except Exception as e:
             raise _map_error(e, "flush") from e
+
+    async def _roundtrip(self, timeout: float = 10) -> None:
+        # nats-py's flush() writes its PING straight to the socket while earlier commands (SUB, PUB) may still
+        # sit in its pending buffer, so the PONG can come back before the server saw them (seen as a rare
+        # "no responders" right after serve()).  Push the buffer out first, then PING.
+        nc = self._nc
+        flush_pending = getattr(nc, "_flush_pending", None)
+        if flush_pending is not None:
+            await flush_pending(force_flush=True)
+        await nc.flush(timeout=timeout)
 
     @property
     def client(self) -> Any:
@@ -246,7 +257,7 @@ class NatsTransport(Transport):
             nsub = await self._nc.subscribe(subject, queue=queue or "", cb=cb,
                                             pending_msgs_limit=sub.max_pending,
                                             pending_bytes_limit=sub.max_pending_bytes)
-            await self._nc.flush()
+            await self._roundtrip()
         except Exception as e:
             raise _map_error(e, "subscribe") from e
         sub._nsub = nsub
@@ -292,7 +303,7 @@ class NatsTransport(Transport):
                 log.exception("serve(%r): handler failed", subject)
 
         nsub = await nc.subscribe(subject, queue=queue or "", cb=cb)
-        await nc.flush()
+        await self._roundtrip()
 
         async def _wait() -> None:
             try:
