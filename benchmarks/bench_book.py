@@ -27,12 +27,12 @@ import time
 from collections import deque
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # no idle BLAS threads competing for the 2 cores
-import numpy as np  # noqa: E402
+import numpy as np
 
 _ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path[:0] = [_ROOT, os.path.join(_ROOT, "tests")]  # the checkout (in-place build) and tests/reference
 
-from lowlat._book import COMMAND_DTYPE, EVENT_DTYPE, Book, Command, EventKind  # noqa: E402
+from lowlat._book import COMMAND_DTYPE, EVENT_DTYPE, Book, EventKind
 
 N_CMDS = int(os.environ.get("LOWLAT_BENCH_N", "1000000"))
 LO, N_TICKS, MID = 0, 1 << 16, 1 << 15
@@ -99,7 +99,7 @@ def _gen(kind: str, n: int, seed: int) -> np.ndarray:
             op_c[i], side_c[i], px_c[i], qty_c[i], tif_c[i], acct_c[i] = 0, side, price, qty, tif, acct_r[i]
         else:
             oid = live[int(pick_r[i] * len(live))]
-            s, p, q, _ = book.order(oid)
+            _s, p, q, _ = book.order(oid)
             if op == "cancel":
                 book.cancel(oid)
                 op_c[i] = 1
@@ -344,7 +344,7 @@ def nautilus_deltas(cmds):
         n, n_ev = book.apply_batch(cmds[done:], out)
         done += n
         for e in out[:n_ev].tolist():
-            seq, oid, maker, tid, acct, price, qty, leaves, aux, bk, kind, side, reason, _ = e
+            _seq, oid, maker, _tid, _acct, price, qty, leaves, aux, _bk, kind, side, _reason, _ = e
             if kind == EventKind.FILL:
                 s, p, _ = rest[maker]
                 if aux:
@@ -438,30 +438,30 @@ def report() -> None:
               f"cancel {ops[1]}; modify {ops[2]}); loaded/generated in {time.perf_counter() - t:.1f}s")
         rows = []
         _, n_ev, _ = run_batch(cmds)
-        rows.append(("lowlat batch (Book.apply_batch, nogil)", len(cmds), *_best(lambda _: run_batch(cmds)[0], 7)))
+        rows.append(("lowlat batch (Book.apply_batch, nogil)", len(cmds), *_best(lambda _: run_batch(cmds)[0], 7)))  # noqa: B023
         lat = np.zeros(len(cmds), np.int64)
         run_batch(cmds, lat)
         pct = _hdr(lat)
         fr_n = min(len(cmds), FRAMES_PREFIX)
         frames = encode_frames(cmds[:fr_n])
         rows.append((f"lowlat FlatBuffer frames (Book.apply_frames: verify+decode+match, first {fr_n})", fr_n,
-                     *_best(lambda _: run_frames(frames), 5)))
+                     *_best(lambda _: run_frames(frames), 5)))  # noqa: B023
         rows.append(("lowlat per-call (one submit/cancel/modify call each)", len(cmds),
-                     *_best(run_per_call, 3, lambda: per_call_args(cmds)[1])))
+                     *_best(run_per_call, 3, lambda: per_call_args(cmds)[1])))  # noqa: B023
         rows.append(("SortedDict+deque pure-Python engine", len(cmds),
-                     *_best(run_per_call, 2, lambda: python_calls(SortedDictBook(), cmds))))
+                     *_best(run_per_call, 2, lambda: python_calls(SortedDictBook(), cmds))))  # noqa: B023
         from reference.ref_engine import RefBook
 
         rows.append((f"reference engine, tests/reference (first {REF_PREFIX} cmds)", REF_PREFIX,
                      *_best(run_per_call, 1, lambda: python_calls(RefBook(LO, N_TICKS, MAX_ORDERS),
-                                                                 cmds[:REF_PREFIX]))))
+                                                                 cmds[:REF_PREFIX]))))  # noqa: B023
         try:
             import nautilus_trader
 
             deltas = nautilus_deltas(cmds)
-            w, c = _best(run_nautilus, 2, lambda: nautilus_calls(deltas))
-            rows.append((f"NautilusTrader {nautilus_trader.__version__} L3 OrderBook: {len(deltas)} pre-built "
-                         "deltas, no matching (rate per delta)", len(deltas), w, c))
+            w, c = _best(run_nautilus, 2, lambda: nautilus_calls(deltas))  # noqa: B023
+            rows.append(((f"NautilusTrader {nautilus_trader.__version__} L3 OrderBook: {len(deltas)} pre-built "
+                         "deltas, no matching (rate per delta)"), len(deltas), w, c))
         except ImportError as exc:
             print(f"(NautilusTrader not measured: {exc})")
         print(f"events written by lowlat: {n_ev}")

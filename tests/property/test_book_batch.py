@@ -37,14 +37,14 @@ def to_array(cmds):
 def per_call(book, c):
     op = int(c["op"])
     if op == Command.NEW:
-        r = book.submit(int(c["oid"]), int(c["side"]), int(c["price"]), int(c["qty"]), int(c["account"]),
+        book.submit(int(c["oid"]), int(c["side"]), int(c["price"]), int(c["qty"]), int(c["account"]),
                         int(c["order_type"]), int(c["tif"]), bool(c["post_only"]), int(c["stp"]))
     elif op == Command.CANCEL:
-        r = book.cancel(int(c["oid"]))
+        book.cancel(int(c["oid"]))
     elif op == Command.MODIFY:
-        r = book.modify(int(c["oid"]), int(c["price"]), int(c["qty"]))
+        book.modify(int(c["oid"]), int(c["price"]), int(c["qty"]))
     elif op == Command.MASS_CANCEL:
-        r = book.mass_cancel(int(c["account"]))
+        book.mass_cancel(int(c["account"]))
     else:
         return None
     return book.last_events().copy()

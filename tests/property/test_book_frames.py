@@ -34,7 +34,7 @@ def encode(cmd, symbol="XYZ"):
     if op == 0:
         msg = core.OrderMsg(id=oid, symbol=symbol, price=px * TICK, quantity=qty, side=side, timestamp=0,
                             order_type=ot, time_in_force=tif, post_only=po, account=acct,
-                            client_order_id=None, stp=0 if stp < 0 else stp)
+                            client_order_id=None, stp=max(stp, 0))
     elif op == 1:
         msg = core.Cancel(order_id=oid, symbol=symbol, account=acct)
     elif op == 2:
@@ -69,7 +69,7 @@ def test_frames_equal_numpy_batch(cmds, stp):
     lat = np.zeros(len(cmds) + 1, np.int64)
     n_frames, used, n_ev = a.apply_frames(frames, out_a, lat)
     assert (n_frames, used) == (len(cmds), len(frames))
-    n_cmd, n_ev_b = b.apply_batch(to_array(cmds), out_b)
+    _n_cmd, n_ev_b = b.apply_batch(to_array(cmds), out_b)
     assert norm(out_a[:n_ev]) == norm(out_b[:n_ev_b])
     assert a.depth(0, N).tolist() == b.depth(0, N).tolist() and a.depth(1, N).tolist() == b.depth(1, N).tolist()
     assert (lat[: len(cmds)] >= 0).all()
@@ -100,7 +100,7 @@ def test_off_tick_and_missing_fields_are_rejects():
                                             timestamp=0))
     no_qty = order_without_quantity(3, (LO + 2) * TICK)
     out = np.zeros(64, EVENT_DTYPE)
-    n, used, n_ev = b.apply_frames(core.frame([good, off, no_qty]), out)
+    n, _used, n_ev = b.apply_frames(core.frame([good, off, no_qty]), out)
     ev = out[:n_ev]
     assert n == 3
     assert ev[ev["kind"] == EventKind.REJECTED]["reason"].tolist() == [Reject.OFF_TICK, Reject.MISSING_FIELD]

@@ -9,9 +9,9 @@ import numpy as np
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from reference.ref_engine import ACCEPTED, CANCELED, EXPIRED, FILL, MODIFIED, RefBook
 
 from lowlat._book import EVENT_DTYPE, Book
-from reference.ref_engine import ACCEPTED, CANCELED, EXPIRED, FILL, MODIFIED, RefBook
 
 LO, N, MAX_ORDERS = 100, 12, 6  # a small pool so BOOK_FULL is reached
 

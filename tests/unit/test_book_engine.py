@@ -26,7 +26,7 @@ def test_price_time_priority_fifo_and_partial_fill():
     b.submit(1, SELL, 110, 5, account=1)
     b.submit(2, SELL, 110, 5, account=2)
     b.submit(3, SELL, 109, 5, account=3)
-    r, filled, n = b.submit(4, BUY, 110, 12, account=9)
+    r, filled, _n = b.submit(4, BUY, 110, 12, account=9)
     assert (r, filled) == (0, 12)
     ev = b.last_events()
     fills = ev[ev["kind"] == K.FILL]
