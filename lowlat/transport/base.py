@@ -439,7 +439,7 @@ class Transport(abc.ABC):
                         if asyncio.iscoroutine(out) or isinstance(out, asyncio.Future):
                             out = await out
                         if out is not None and msg.reply:
-                            await msg.respond(out)
+                            await msg.respond(out)  # type: ignore[arg-type]  # awaited above
                     except TransportClosedError:
                         return
                     except Exception:  # a failing handler must not kill the worker; the requester times out

@@ -204,7 +204,7 @@ class InprocTransport(Transport):
     async def subscribe(self, subject: str, *, queue: str | None = None, **options: Any) -> Subscription:
         self._check_open()
         validate_subject(subject, wildcards=True)
-        opts = {k: self.options[k] for k in ("max_pending", "max_pending_bytes", "on_slow_consumer")
+        opts: dict[str, Any] = {k: self.options[k] for k in ("max_pending", "max_pending_bytes", "on_slow_consumer")
                 if k in self.options}
         opts.update(options)
         sub = _InprocSub(subject, queue, on_unsubscribe=self._forget, **opts)
@@ -373,7 +373,7 @@ class _ShmServe:
         if asyncio.iscoroutine(out) or isinstance(out, asyncio.Future):
             self._loop.create_task(self._finish(msg, out))
         elif out is not None and msg.reply:
-            self._t._send(msg.reply, out, None, None)
+            self._t._send(msg.reply, out, None, None)  # type: ignore[arg-type]
         return True
 
     async def _finish(self, msg: Message, aw: Any) -> None:
@@ -439,8 +439,10 @@ class ShmTransport(Transport):
             with open(tmp, "w") as f:
                 json.dump(entry, f)
             os.replace(tmp, path)
-            g = struct.unpack_from("<Q", self._gen_map, 0)[0]
-            struct.pack_into("<Q", self._gen_map, 0, g + 1)
+            gm = self._gen_map
+            assert gm is not None  # connect() mapped it
+            g = struct.unpack_from("<Q", gm, 0)[0]
+            struct.pack_into("<Q", gm, 0, g + 1)
 
     def _reload(self, gen: int) -> None:
         from .._ring import MpscRing
@@ -782,7 +784,7 @@ class ShmTransport(Transport):
     async def subscribe(self, subject: str, *, queue: str | None = None, **options: Any) -> Subscription:
         self._check_open()
         validate_subject(subject, wildcards=True)
-        opts = {k: self.options[k] for k in ("max_pending", "max_pending_bytes", "on_slow_consumer")
+        opts: dict[str, Any] = {k: self.options[k] for k in ("max_pending", "max_pending_bytes", "on_slow_consumer")
                 if k in self.options}
         opts.update(options)
         sub = _ShmSub(subject, queue, on_unsubscribe=self._forget, **opts)

@@ -243,7 +243,7 @@ class NatsTransport(Transport):
     async def subscribe(self, subject: str, *, queue: str | None = None, **options: Any) -> Subscription:
         self._check_open()
         validate_subject(subject, wildcards=True)
-        opts = {k: self.options[k] for k in ("max_pending", "max_pending_bytes", "on_slow_consumer")
+        opts: dict[str, Any] = {k: self.options[k] for k in ("max_pending", "max_pending_bytes", "on_slow_consumer")
                 if k in self.options}
         opts.update(options)
         sub = _NatsSub(subject, queue, on_unsubscribe=self._unsub, **opts)
@@ -264,7 +264,7 @@ class NatsTransport(Transport):
         self._subs[nsub._id] = sub
         return sub
 
-    async def _unsub(self, sub: _NatsSub) -> None:
+    async def _unsub(self, sub: Any) -> None:
         if sub._nsub is not None:
             self._subs.pop(sub._nsub._id, None)
             if self._nc is not None and not self._nc.is_closed:
@@ -298,7 +298,7 @@ class NatsTransport(Transport):
                 if asyncio.iscoroutine(out) or isinstance(out, asyncio.Future):
                     out = await out
                 if out is not None and m.reply:
-                    await nc.publish(m.reply, _as_bytes_like(out))
+                    await nc.publish(m.reply, _as_bytes_like(out))  # type: ignore[arg-type]
             except Exception:
                 log.exception("serve(%r): handler failed", subject)
 

@@ -86,7 +86,7 @@ def zmq_endpoints(url: str, rr_port: int | None = None) -> tuple[str, str]:
 def zmq_prefix(pattern: str) -> bytes:
     """The zmq SUB prefix for a NATS-style pattern: everything before the first wildcard token."""
     toks = pattern.split(".")
-    out = []
+    out: list[str] = []
     for t in toks:
         if t in ("*", ">"):
             return (".".join(out) + ".").encode() if out else b""
@@ -401,7 +401,7 @@ class ZmqTransport(Transport):
         validate_subject(subject, wildcards=True)
         if queue:
             raise TransportError("zmq adapter has no queue groups (PUB/SUB fans out to every subscriber)")
-        opts = {k: self.options[k] for k in ("max_pending", "max_pending_bytes", "on_slow_consumer")
+        opts: dict[str, Any] = {k: self.options[k] for k in ("max_pending", "max_pending_bytes", "on_slow_consumer")
                 if k in self.options}
         opts.update(options)
         sub = QueueSubscription(subject, None, on_unsubscribe=self._unsub, **opts)
