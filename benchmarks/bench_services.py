@@ -259,13 +259,70 @@ def test_pipelined_validator_throughput_nats(benchmark, nats_url):
     assert res.answered == res.sent  # correctness, not speed
 
 
+@pytest.mark.benchmark(group="services.validator_cpu", disable_gc=True)
+@pytest.mark.parametrize("batch", [1, 64, 1024])
+def test_validator_service_cost_per_order(benchmark, batch):
+    """CPU cost of ``ValidatorService.handle`` per order (inproc replies, no wire), next to the bare core work it
+    wraps (``validate_many`` + ``read_order`` + result encoding) in the same run: what the service layer adds."""
+    from lowlat import _core
+    from lowlat.services import ServiceConfig, ValidatorService
+    from lowlat.services import _wire
+    from lowlat.transport import connect
+    from lowlat.transport.base import Message
+
+    payloads = _orders()
+    loop = asyncio.new_event_loop()
+    url = f"inproc://cpu-{uuid.uuid4().hex[:6]}"
+    t = connect(url)
+    loop.run_until_complete(t.connect())
+    v = ValidatorService(ServiceConfig(transport=url, batch_max=max(batch, 1)))
+    loop.run_until_complete(v.start(t))
+    sink = loop.run_until_complete(t.subscribe("sink", max_pending=1 << 22))
+    msgs = [Message("orders.in", payloads[i % 256], None, "sink", t) for i in range(batch)]
+    bufs = [m.data for m in msgs]
+    codes = np.zeros(max(batch, 1), dtype=np.uint8)
+    validator = v.validator
+    reps = max(1, 4096 // batch)
+
+    def bare():
+        for _ in range(reps):
+            validator.validate_many(bufs, codes)
+            _wire.encode_results(bufs, codes[:batch].tolist(), 1)
+
+    async def _service():
+        for _ in range(reps):
+            await v.handle("orders.in", msgs)
+            while sink.get_nowait() is not None:
+                pass
+
+    def service():
+        loop.run_until_complete(_service())  # one loop entry per round: its ~40 us is not per order
+
+    t0 = time.process_time()
+    for _ in range(20):
+        bare()
+    bare_us = (time.process_time() - t0) / (20 * reps * batch) * 1e6
+    benchmark.pedantic(service, rounds=20, iterations=1, warmup_rounds=2)
+    svc_us = benchmark.stats.stats.min / (reps * batch) * 1e6
+    loop.run_until_complete(t.close())
+    loop.close()
+    row = {"case": f"validator CPU batch={batch}", "service_us_per_order": svc_us, "bare_us_per_order": bare_us,
+           "orders_per_s_one_core": 1e6 / svc_us}
+    benchmark.extra_info.update(row)
+    RESULTS.append(row)
+    del _core
+
+
 def test_zz_print_table():
     """Print what BENCHMARKS.md records (run with -s)."""
     if not RESULTS:
         pytest.skip("no results")
     print("\n\n== services benchmarks ==")
     for r in RESULTS:
-        if "validator" in r:
+        if "service_us_per_order" in r:
+            print(f"{r['case']:<24} service {r['service_us_per_order']:.2f} us/order (min of 20) | bare core work "
+                  f"{r['bare_us_per_order']:.2f} us/order | {r['orders_per_s_one_core']:,.0f} orders/s per core")
+        elif "validator" in r:
             print(f"{r['case']:<24} validator p50 {r['validator']['p50_us']:8.1f} us  p99 "
                   f"{r['validator']['p99_us']:8.1f} us | {r['peer_name']} p50 {r['peer']['p50_us']:8.1f} us  p99 "
                   f"{r['peer']['p99_us']:8.1f} us | lowlat echo p50 {r['lowlat_echo']['p50_us']:8.1f} us | "
