@@ -472,7 +472,7 @@ cdef inline reject_t _v_check(const VRule* rules, const VSlot* slots, Py_ssize_t
     # The rules, in the documented order (Validator docstring; tests/reference/ref_validator.py mirrors it).
     cdef Py_ssize_t ri
     cdef const VRule* r
-    cdef double t
+    cdef double t, rt
     if (present & (FBP_ORDER_ID | FBP_ORDER_SYMBOL | FBP_ORDER_QUANTITY)) != \
             (FBP_ORDER_ID | FBP_ORDER_SYMBOL | FBP_ORDER_QUANTITY):
         return REJ_MISSING_FIELD
@@ -503,7 +503,10 @@ cdef inline reject_t _v_check(const VRule* rules, const VSlot* slots, Py_ssize_t
     t = px * r.inv_tick
     # Beyond 2**51 ticks a double has (almost) no fraction left to check: not a usable tick price.  Below it,
     # (t + 1.5 * 2**52) - 1.5 * 2**52 is rint(t) (round half even) without a libm call (no SSE4.1 needed).
-    if not (t < 2251799813685248.0) or fabs(t - ((t + 6755399441055744.0) - 6755399441055744.0)) > 1e-6:
+    # A positive price below half a tick rounds to 0 ticks: not a positive multiple of the tick either (found by
+    # tests/property/test_fuzz_fb.py: a Cancel read as an Order had price 3e-323).
+    rt = (t + 6755399441055744.0) - 6755399441055744.0
+    if not (t < 2251799813685248.0) or rt < 1.0 or fabs(t - rt) > 1e-6:
         return REJ_OFF_TICK
     if px < r.band_lo or px > r.band_hi:
         return REJ_PRICE_OUT_OF_BAND
@@ -519,7 +522,8 @@ cdef class Validator:
     Check order (the first failing check gives the code): MALFORMED (buffer fails verification),
     MISSING_FIELD (id, symbol, quantity absent; price absent on a non-MARKET order), UNKNOWN_SYMBOL, BAD_SIDE,
     BAD_ORDER_TYPE, BAD_TIME_IN_FORCE, BAD_QUANTITY (0), OFF_LOT, QTY_BELOW_MIN, QTY_ABOVE_MAX; then, for
-    non-MARKET orders only: BAD_PRICE (not finite or <= 0), OFF_TICK, PRICE_OUT_OF_BAND, NOTIONAL_TOO_LARGE.
+    non-MARKET orders only: BAD_PRICE (not finite or <= 0), OFF_TICK (not a whole number >= 1 of ticks),
+    PRICE_OUT_OF_BAND, NOTIONAL_TOO_LARGE.
     The object is immutable after construction and safe to share between threads.
     """
 

@@ -136,7 +136,7 @@ def ref_validate(o: dict, present: set, rules: dict[str, RefRules]) -> Reject:
     if math.isnan(px) or px <= 0 or math.isinf(px):
         return Reject.BAD_PRICE
     ticks = px * (1.0 / r.tick_size)
-    if not ticks < 2.0**51 or abs(ticks - round(ticks)) > 1e-6:
+    if not ticks < 2.0**51 or round(ticks) < 1 or abs(ticks - round(ticks)) > 1e-6:
         return Reject.OFF_TICK
     if px < r.band_lo or px > r.band_hi:
         return Reject.PRICE_OUT_OF_BAND

@@ -48,6 +48,8 @@ def order(**kw):
     ({"price": math.inf}, Reject.BAD_PRICE),
     ({"price": 100.255}, Reject.OFF_TICK),
     ({"price": 1e300}, Reject.OFF_TICK),
+    ({"price": 0.004}, Reject.OFF_TICK),                          # 0 ticks: not a positive multiple
+    ({"price": 5e-324}, Reject.OFF_TICK),
     ({"price": 94.99}, Reject.PRICE_OUT_OF_BAND),
     ({"price": 105.01}, Reject.PRICE_OUT_OF_BAND),
     ({"price": 105.0, "quantity": 5000}, Reject.NOTIONAL_TOO_LARGE),
