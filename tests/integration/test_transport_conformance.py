@@ -327,6 +327,10 @@ async def test_peer_publish_reaches_subscriber(ep: Endpoint):
     async with ep.connect() as t, ep.connect(peer=True) as t2:
         sub = await t.subscribe("conf.peer")
         sub2 = await t2.subscribe("conf.peer")
+        # Interest registered on one connection is not visible to a publisher on another until the
+        # server has processed it: NATS (like nats-py's docs) needs a flush round trip in between.
+        await t.flush()
+        await t2.flush()
         await t2.publish("conf.peer", b"from-peer")
         await t.publish("conf.peer", b"from-server")
         await t2.flush()
