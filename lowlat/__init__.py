@@ -92,3 +92,6 @@ from ._ring import (  # noqa: F401
     SpscRing,
     YieldingIdle,
 )
+
+# --- transports: lowlat.connect(url) picks the adapter by scheme (clients are optional extras) ---
+from .transport import connect  # noqa: E402,F401
