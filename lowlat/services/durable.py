@@ -212,6 +212,8 @@ async def run_validator(cfg: ServiceConfig, *, durable: str = "validators", ack_
                     psub = None  # bind the durable again
                     await asyncio.sleep(0.2)
                 continue
+            if not msgs:  # fetch can come back empty (e.g. a status message while the cluster fails over)
+                continue
             from ..transport import Message
 
             batch = [Message(m.subject, m.data, m.headers, None, t, m.ack) for m in msgs]
