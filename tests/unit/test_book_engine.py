@@ -193,7 +193,7 @@ def test_id_map_survives_long_churn():
     # add/cancel churn with ever-new ids: backward-shift deletion leaves no tombstones behind
     b = B.Book(0, 1000, 256)
     live = []
-    for oid in range(1, 200_000):
+    for oid in range(1, 100_000):
         assert b.submit(oid, oid & 1, 400 + (oid & 1) * 100 + oid % 50, 1)[0] == 0
         live.append(oid)
         if len(live) > 200:
