@@ -292,3 +292,18 @@ def test_calls_from_another_thread_during_a_nogil_batch_are_refused_not_raced():
     t.join()
     assert b.n_orders == 0  # the batch ran to completion, our own order was added and cancelled
     b.check()
+
+
+@pytest.mark.debugbuild
+@pytest.mark.skipif(not B.DEBUG, reason="the invariant scan is compiled in only with LOWLAT_DEBUG=1")
+def test_debug_build_invariant_scan_catches_a_corrupted_level():
+    b = make()
+    b.submit(1, BUY, 105, 7)
+    b.check()
+    v = b.levels(BUY)
+    v.flags.writeable = True  # reach behind the read-only view on purpose
+    v[5]["qty"] = 8
+    with pytest.raises(AssertionError, match="level totals"):
+        b.check()
+    with pytest.raises(AssertionError):
+        b.submit(2, BUY, 104, 1)  # every command runs the scan in a debug build
