@@ -1204,11 +1204,13 @@ cdef class Book:
                         _prefetch_id(b, &commands[i + 24])
                     if i + 10 < n:
                         _prefetch_order(b, &commands[i + 10])
-                    need = book_event_bound_c(b, &commands[i])
-                    if need > b.ev_cap - b.ev_n:
-                        if b.ev_n == 0:
-                            rc = -1
-                        break
+                    # cheap sufficient test first (any command writes <= 3 * live orders + 8 events)
+                    if b.ev_cap - b.ev_n < 3 * b.n_live + 16:
+                        need = book_event_bound_c(b, &commands[i])
+                        if need > b.ev_cap - b.ev_n:
+                            if b.ev_n == 0:
+                                rc = -1
+                            break
                     if timed:
                         t0 = _now_ns()
                         book_apply_c(b, &commands[i], &filled)
@@ -1540,11 +1542,12 @@ cdef class Engine:
                     if i + 10 < n and commands[i + 10].book < <uint64_t>self._n:
                         _prefetch_order(self._cores[commands[i + 10].book], &commands[i + 10])
                     b = self._cores[commands[i].book]
-                    need = book_event_bound_c(b, &commands[i])
-                    if need > cap - n_ev:
-                        if n_ev == 0:
-                            rc = -1
-                        break
+                    if cap - n_ev < 3 * b.n_live + 16:
+                        need = book_event_bound_c(b, &commands[i])
+                        if need > cap - n_ev:
+                            if n_ev == 0:
+                                rc = -1
+                            break
                     b.ev = out + n_ev
                     b.ev_cap = cap - n_ev
                     b.ev_n = 0
