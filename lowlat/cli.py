@@ -111,11 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
     _demo_flags(d)
     d.set_defaults(func=validate_demo)
     try:
-        from lowlat.services._cli import add_commands
+        from lowlat.services._cli import add_commands as _add
     except ImportError:
-        add_commands = None
-    if add_commands is not None:
-        add_commands(sub)
+        _add = None  # type: ignore[assignment]
+    if _add is not None:
+        _add(sub)
     else:
         d2 = sub.add_parser("demo", help="same as validate-demo (the services package is not installed)")
         _demo_flags(d2)

@@ -33,7 +33,7 @@ class _Template:
     def __init__(self, tname: str, symbol: str | None) -> None:
         import struct
 
-        spec = _core._FB_TABLES[tname]
+        spec = getattr(_core, "_FB_TABLES")[tname]  # the generated schema spec (fbs/gen_slots.py)
         enc = getattr(_core, "encode_" + _SNAKE[tname])
         self.names = [f[0] for f in spec if f[1] in _FMT]
         sample: dict[str, Any] = {n: (True if k == "bool" else 1) for n, k, _s, _d in spec if k in _FMT}
@@ -116,8 +116,8 @@ def order_timestamp(buf: Any) -> int:
 
 
 def order_symbol(buf: Any) -> str:
-    """The order's symbol (the caller validated the buffer already)."""
-    return _read_order(buf)[1]
+    """The order's symbol (the caller validated the buffer already, so it is present)."""
+    return _read_order(buf)[1] or ""
 
 
 def encode_results(bufs: list[Any], codes: list[int], ts_ns: int) -> list[bytes]:
@@ -195,10 +195,10 @@ def order_to_command(buf: Any, cmds: np.ndarray, k: int, index: dict[str, int], 
     except DecodeError:
         early.append((0, "", 0, int(Reject.MALFORMED)))
         return 0
-    sym = o.symbol
+    sym = o.symbol or ""
     bi = index.get(sym)
     if bi is None:
-        early.append((o.id, sym or "", o.account, int(Reject.UNKNOWN_SYMBOL)))
+        early.append((o.id, sym, o.account, int(Reject.UNKNOWN_SYMBOL)))
         return 0
     otype = int(o.order_type)
     if otype == 0:
