@@ -14,13 +14,16 @@ from typing import Any
 
 from .config import DEFAULT_TRANSPORT, ServiceConfig, load_config
 
-__all__ = ["add_commands"]
+__all__ = ["add_commands", "SERVE_TRANSPORT"]
+
+#: default of ``serve`` and ``loadgen``: the embedded transport that spans processes (no broker)
+SERVE_TRANSPORT = "shm://lowlat"
 
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--transport", "--url", dest="transport", metavar="URL",
-                   help=f"transport URL (default {DEFAULT_TRANSPORT}; e.g. nats://127.0.0.1:4222, shm://name, "
-                        "zmq+tcp://127.0.0.1:5555)")
+                   help=f"transport URL (demo: {DEFAULT_TRANSPORT}; serve/loadgen: shm://lowlat; e.g. "
+                        "nats://127.0.0.1:4222, zmq+tcp://127.0.0.1:5555)")
     p.add_argument("--config", metavar="FILE", help="TOML config file (also $LOWLAT_CONFIG)")
     p.add_argument("--bind", action="store_true", default=None,
                    help="ZeroMQ: be the hub (bind the URL); other processes connect")
@@ -56,13 +59,10 @@ def _load_flags(p: argparse.ArgumentParser, *, rate: float | None = None, second
 
 
 def _cfg(args: argparse.Namespace, service: str, **defaults: Any) -> ServiceConfig:
+    """Flags > LOWLAT_* env > config file > ``defaults`` (per command) > ServiceConfig defaults."""
     keys = [f for f in ServiceConfig.__dataclass_fields__ if hasattr(args, f)]
     overrides = {k: getattr(args, k) for k in keys}
-    for k, v in defaults.items():
-        if overrides.get(k) is None:
-            overrides[k] = v
-    cfg = load_config(service, path=getattr(args, "config", None), overrides=overrides)
-    return cfg
+    return load_config(service, path=getattr(args, "config", None), overrides=overrides, defaults=defaults)
 
 
 def _setup_logging(cfg: ServiceConfig) -> None:
@@ -75,13 +75,7 @@ def _setup_logging(cfg: ServiceConfig) -> None:
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    env_defaults: dict[str, Any] = {}
-    import os
-
-    for k, v in (("rate", 5000.0), ("duration_s", 3.0)):
-        if "LOWLAT_" + k.upper() not in os.environ:
-            env_defaults[k] = v
-    cfg = _cfg(args, "demo", log_level="ERROR", **env_defaults)
+    cfg = _cfg(args, "demo", log_level="ERROR", rate=5000.0, duration_s=3.0)
     _setup_logging(cfg)
     plot = None if args.no_plot else args.plot
     out = asyncio.run(run_demo(cfg, plot=plot, progress=not args.no_progress))
@@ -95,7 +89,8 @@ def _demo(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from .runtime import run_services
 
-    cfg = _cfg(args, args.service)
+    # separate processes need a transport that spans processes: the embedded default here is shm://
+    cfg = _cfg(args, args.service, transport=SERVE_TRANSPORT)
     _setup_logging(cfg)
     if args.service == "validator":
         from .validator import ValidatorService
@@ -130,7 +125,7 @@ async def _loadgen_run(cfg: ServiceConfig, progress: bool) -> Any:
 def _loadgen(args: argparse.Namespace) -> int:
     from .demo import format_report, plot_latency
 
-    cfg = _cfg(args, "loadgen")
+    cfg = _cfg(args, "loadgen", transport=SERVE_TRANSPORT)
     _setup_logging(cfg)
     res = asyncio.run(_loadgen_run(cfg, not args.no_progress))
     if args.json:

@@ -124,7 +124,8 @@ def _apply(cfg: dict[str, Any], values: Mapping[str, Any], origin: str) -> None:
 
 
 def load_config(service: str | None = None, *, path: str | None = None, env: Mapping[str, str] | None = None,
-                overrides: Mapping[str, Any] | None = None) -> ServiceConfig:
+                overrides: Mapping[str, Any] | None = None,
+                defaults: Mapping[str, Any] | None = None) -> ServiceConfig:
     """Build a ``ServiceConfig`` from defaults, a TOML file, ``LOWLAT_*`` env vars and explicit overrides.
 
     Parameters
@@ -133,6 +134,7 @@ def load_config(service: str | None = None, *, path: str | None = None, env: Map
     path : config file; defaults to ``$LOWLAT_CONFIG`` when set.
     env : environment mapping (default ``os.environ``).
     overrides : CLI flag values; ``None`` values are ignored (flag not given).
+    defaults : per-command defaults that replace the dataclass defaults (lowest precedence).
 
     Raises
     ------
@@ -140,6 +142,8 @@ def load_config(service: str | None = None, *, path: str | None = None, env: Map
     """
     env = os.environ if env is None else env
     cfg: dict[str, Any] = {}
+    if defaults:
+        _apply(cfg, defaults, "defaults")
     path = path or env.get("LOWLAT_CONFIG")
     if path:
         with open(path, "rb") as f:

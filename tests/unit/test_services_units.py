@@ -41,6 +41,12 @@ def test_config_precedence_flags_over_env_over_file(tmp_path):
     assert load_config("matcher", path=str(f), env={}).batch_max == 7
 
 
+def test_command_defaults_are_the_lowest_precedence():
+    c = load_config("demo", env={"LOWLAT_LOG_LEVEL": "DEBUG"}, defaults={"log_level": "ERROR", "rate": 5000.0})
+    assert c.log_level == "DEBUG" and c.rate == 5000.0
+    assert load_config(env={}, overrides={"rate": 7.0}, defaults={"rate": 5000.0}).rate == 7.0
+
+
 def test_config_rejects_unknown_keys_and_bad_values(tmp_path):
     f = tmp_path / "bad.toml"
     f.write_text("batchmax = 3\n")
