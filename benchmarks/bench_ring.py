@@ -26,7 +26,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from lowlat import BusySpinIdle, SpscRing, YieldingIdle  # noqa: E402
+from lowlat import BusySpinIdle, SpscRing, YieldingIdle
 
 MSG = bytes(range(64))
 BATCH = 256
@@ -258,14 +258,20 @@ class Peer:
                     if try_pop() is not None:
                         got += 1
         elif self.kind == "pyring":
+            deadline = time.monotonic() + 60
             if mode == "batched":
                 while got < n:
-                    got += len(r.pop_many(4096))
+                    k = len(r.pop_many(4096))
+                    got += k
+                    if not k and time.monotonic() > deadline:
+                        raise RuntimeError(f"pyring stuck: got {got}/{n}, head {r.head}, tail {r.tail_cache}")
             else:
                 try_pop = r.try_pop
                 while got < n:
                     if try_pop() is not None:
                         got += 1
+                    elif time.monotonic() > deadline:
+                        raise RuntimeError(f"pyring stuck: got {got}/{n}, head {r.head}, tail {r.tail_cache}")
         elif self.kind == "faster-fifo":
             if mode == "batched":
                 while got < n:

@@ -1,12 +1,13 @@
 from collections.abc import Iterable
 from typing import Any, Final, final
 
-from typing_extensions import Buffer, Self
+from typing_extensions import Buffer, Self, disjoint_base
 
 RING_LAYOUT_VERSION: Final[int]
 HEADER_SIZE: Final[int]
 RECORD_HEADER_SIZE: Final[int]
 
+@disjoint_base
 class IdleStrategy: ...
 
 @final
@@ -31,6 +32,7 @@ class BackoffIdle(IdleStrategy):
     @property
     def max_park_ns(self) -> int: ...
 
+@disjoint_base
 class _Ring:
     def __init__(
         self,

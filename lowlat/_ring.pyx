@@ -19,19 +19,27 @@ padded to 8 bytes (variable mode) or to the slot stride ``align8(8 + slot_size)`
     bit   31     COMMITTED
     bits 32..63  payload length when committed; the writer's pid while pending
 
-Protocol: a producer reserves ``frame`` bytes (SPSC: plain store of the tail; MPSC: CAS on the tail),
-writes a *pending* header carrying its pid, copies the payload, then release-stores the committed
-header.  The consumer acquire-loads the header at its head: a zero or pending header means "not
-yet", so a half-written record is never visible.  After reading, the consumer zeroes the consumed bytes
-(so stale bytes never look like a header on the next lap) and release-stores the head; producers
-acquire-load the head before reusing the space.
+SPSC protocol: the producer writes header and payload below its private tail, then release-stores the
+shared tail (once per call, so a batch is published with one store); the consumer acquire-loads the tail
+and reads only below it, then release-stores the head.  A producer killed mid-write never moved the tail:
+the partial record is invisible, and the next producer object continues from the shared tail.
 
-A producer that dies between claim and publish leaves a pending (or, in a window of a few
+MPSC protocol: a producer reserves ``frame`` bytes with a CAS on the tail, writes a *pending* header
+carrying its pid, copies the payload, then release-stores the committed header.  The consumer
+acquire-loads the header at its head: a zero or pending header means "not yet", so a half-written record
+is never visible.  After reading, the consumer zeroes the consumed bytes (so stale bytes never look like
+a header on the next lap) and release-stores the head; producers acquire-load the head before reusing
+the space.
+
+A MPSC producer that dies between claim and publish leaves a pending (or, in a window of a few
 instructions right after the CAS, still zero) header.  The consumer stalls there.  While stalled it
 checks the pid in a pending header every 10 ms; if that process is gone (or a zombie) the record is
 turned into padding and skipped, and ``dead_records`` counts it.  A zero header is skipped after
 ``dead_producer_timeout`` seconds (a live producer descheduled that long between its CAS and its
 next store would be skipped too; pass None to never do that).
+
+Broadcast: see BroadcastRing (Agrona's BroadcastTransmitter/Receiver scheme: tail intent, seqlock-style
+validation after copying).
 """
 
 cimport cython
@@ -44,7 +52,9 @@ from libc.errno cimport EEXIST, ENOENT, errno
 from libc.stdint cimport int64_t, uint32_t, uint64_t, uintptr_t
 from libc.string cimport memcpy, memset
 from posix.fcntl cimport O_CREAT, O_EXCL, O_RDWR
-from posix.mman cimport MAP_FAILED, MAP_SHARED, PROT_READ, PROT_WRITE, mmap, munmap, shm_open, shm_unlink
+from posix.mman cimport (
+    MAP_FAILED, MAP_POPULATE, MAP_SHARED, PROT_READ, PROT_WRITE, mmap, munmap, shm_open, shm_unlink,
+)
 from posix.stat cimport fstat, struct_stat
 from posix.unistd cimport close as c_close, ftruncate
 
@@ -168,6 +178,8 @@ cdef _Mem _heap_mem(size_t size):
     if m.heap == NULL:
         raise MemoryError()
     m.base = <char*>((<uintptr_t>m.heap + 127) & ~(<uintptr_t>127))
+    # Touch every page now (calloc'd pages are mapped lazily) so the first lap has no page faults.
+    memset(m.base, 0, size)
     m.size = size
     m.mapped = True
     return m
@@ -198,7 +210,7 @@ cdef _Mem _shm_create(object name, size_t size):
         c_close(fd)
         shm_unlink(path)
         raise RingError(f"cannot size shared memory {name!r} to {size} bytes: {os.strerror(err)}")
-    p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+    p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0)
     err = errno
     c_close(fd)
     if p == MAP_FAILED:
@@ -234,7 +246,7 @@ cdef _Mem _shm_attach(object name, int kind):
             c_close(fd)
             raise RingError(f"cannot stat shared memory {name!r}: {os.strerror(err)}")
         if st.st_size >= RING_HDR_SIZE:
-            p = mmap(NULL, <size_t>st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+            p = mmap(NULL, <size_t>st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0)
             err = errno
             c_close(fd)
             if p == MAP_FAILED:

@@ -20,8 +20,8 @@ from lowlat import (
     RingFullError,
     SpscRing,
     YieldingIdle,
+    _ring,
 )
-from lowlat import _ring
 
 RINGS = [SpscRing, MpscRing]
 
