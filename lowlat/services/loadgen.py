@@ -39,6 +39,8 @@ __all__ = ["LoadGenerator", "LoadResult", "OrderFactory"]
 
 log = logging.getLogger("lowlat.services.loadgen")
 
+_INBOX_SCHEMES = frozenset({"inproc", "shm", "nats", "tls", "zmq+tcp", "zmq+ipc", "zmq+inproc"})
+
 # deliberately invalid orders (cycled through when reject_ratio > 0): what each breaks
 _BAD_KINDS = ("qty_zero", "off_band", "unknown_symbol", "off_tick", "qty_above_max")
 
@@ -195,16 +197,29 @@ class LoadGenerator:
                 while (m := get_nowait()) is not None:
                     self._on_result(m.data, pc())
 
+    async def _one_request(self, payload: bytes) -> None:
+        try:
+            reply = await self.t.request(self.cfg.orders_subject, payload, timeout=self.answer_timeout)
+        except Exception:  # noqa: BLE001 - timeouts/no responders are counted (as unanswered), not raised mid-run
+            return
+        self._on_result(reply.data, time.perf_counter_ns())
+
     # --- run ---
     async def run(self) -> LoadResult:
         cfg = self.cfg
         pipeline = cfg.mode == "pipeline"
         subs: list[Any] = []
         collectors: list[asyncio.Task[None]] = []
+        from ..transport import scheme_of
         from ..transport.base import new_inbox
 
+        # request mode without a task per request: publish with reply=<our inbox> where the adapter routes replies
+        # as plain subjects; elsewhere (Kafka, Aeron: replies ride their own request machinery) use request()
+        inbox_ok = scheme_of(self.t.url) in _INBOX_SCHEMES
         inbox = new_inbox("_INBOX.lowlat.loadgen")
-        for subj in (cfg.validated_subject, cfg.rejected_subject) if pipeline else (inbox,):
+        collect = (cfg.validated_subject, cfg.rejected_subject) if pipeline else (inbox,) if inbox_ok else ()
+        inflight: set[asyncio.Task[None]] = set()
+        for subj in collect:
             s = await self.t.subscribe(subj, max_pending=max(65536, min(self.total, 1 << 20)))
             subs.append(s)
             collectors.append(asyncio.get_running_loop().create_task(self._collect(s)))
@@ -233,10 +248,15 @@ class LoadGenerator:
                 payloads.append(order(j, due_ns + wall_offset))
             if pipeline:
                 await self.t.publish_batch(cfg.orders_subject, payloads)
-            else:
+            elif inbox_ok:
                 subj = cfg.orders_subject
                 for p in payloads:
                     await publish(subj, p, reply=inbox)  # type: ignore[call-arg]
+            else:
+                for p in payloads:
+                    task = asyncio.get_running_loop().create_task(self._one_request(p))
+                    inflight.add(task)
+                    task.add_done_callback(inflight.discard)
             self.sent_at[i:due] = pc()
             if due - i > 64:
                 await asyncio.sleep(0)  # a long slice: let replies in before building the next one
@@ -251,6 +271,8 @@ class LoadGenerator:
         except TimeoutError:
             pass
         end = pc()
+        if inflight:
+            await asyncio.gather(*inflight, return_exceptions=True)
         for c in collectors:
             c.cancel()
         await asyncio.gather(*collectors, return_exceptions=True)
