@@ -17,21 +17,32 @@ from __future__ import annotations
 import os
 import sys
 
-import atheris
-import numpy as np
+# A _core built with clang -fsanitize=fuzzer-no-link (coverage-guided mode, see README.md) needs libFuzzer's
+# coverage callbacks: atheris.Setup() loads its libFuzzer core, with RTLD_GLOBAL so that lowlat, imported only
+# AFTER Setup (in main), resolves them.
+sys.setdlopenflags(sys.getdlopenflags() | os.RTLD_GLOBAL)
+import atheris  # noqa: E402
+import numpy as np  # noqa: E402
 
 # run from a checkout without installing: the repository root is two levels up
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-with atheris.instrument_imports(include=["lowlat"]):
-    import lowlat
-
-VALIDATOR = lowlat.Validator([lowlat.InstrumentRules("AAPL", tick_size=0.01), lowlat.InstrumentRules("BTC-USD")])
-DECODERS = (lowlat.read_order, lowlat.decode_order, lowlat.decode_cancel, lowlat.decode_modify,
-            lowlat.decode_mass_cancel, lowlat.decode_command, lowlat.command_type, lowlat.decode_execution_report,
-            lowlat.decode_trade, lowlat.decode_l2_update, lowlat.decode_book_snapshot,
-            lowlat.decode_validation_result, lowlat.decode_order_msg, lowlat.count_frames)
+lowlat = VALIDATOR = DECODERS = None
 OUT = np.zeros(1 << 16, np.uint8)
+
+
+def _load() -> None:
+    global lowlat, VALIDATOR, DECODERS
+    with atheris.instrument_imports(include=["lowlat"]):
+        import lowlat as _lowlat
+    lowlat = _lowlat
+    VALIDATOR = lowlat.Validator([lowlat.InstrumentRules("AAPL", tick_size=0.01),
+                                  lowlat.InstrumentRules("BTC-USD")])
+    DECODERS = (lowlat.read_order, lowlat.decode_order, lowlat.decode_cancel, lowlat.decode_modify,
+                lowlat.decode_mass_cancel, lowlat.decode_command, lowlat.command_type,
+                lowlat.decode_execution_report, lowlat.decode_trade, lowlat.decode_l2_update,
+                lowlat.decode_book_snapshot, lowlat.decode_validation_result, lowlat.decode_order_msg,
+                lowlat.count_frames)
 
 
 def seeds() -> list[bytes]:
@@ -71,6 +82,8 @@ def test_one_input(data: bytes) -> None:
 
 
 def main() -> None:
+    atheris.Setup(sys.argv, test_one_input)
+    _load()
     corpus = [a for a in sys.argv[1:] if not a.startswith("-")]
     for d in corpus:
         os.makedirs(d, exist_ok=True)
@@ -78,7 +91,6 @@ def main() -> None:
             for i, s in enumerate(seeds()):
                 with open(os.path.join(d, f"seed-{i}"), "wb") as f:
                     f.write(s)
-    atheris.Setup(sys.argv, test_one_input)
     atheris.Fuzz()
 
 
