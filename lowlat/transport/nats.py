@@ -149,6 +149,7 @@ class NatsTransport(Transport):
         user_err = kw.pop("error_cb", None)
 
         async def error_cb(e: Exception) -> None:
+            self._last_error = e  # nats-py reports the real cause (auth, TLS) here and then raises NoServersError
             if isinstance(e, nats.errors.SlowConsumerError):
                 self.slow_consumers += 1
                 sub = self._subs.get(e.sid)
@@ -163,10 +164,23 @@ class NatsTransport(Transport):
         kw.setdefault("allow_reconnect", True)
         kw.setdefault("max_reconnect_attempts", 5)
         kw.setdefault("connect_timeout", 5)
+        self._last_error: Exception | None = None
+        # nats-py can wait forever on a server that demands TLS from a client without a TLS context: bound the
+        # whole initial connect by what the options allow (unbounded only for infinite attempts)
+        tries = kw["max_reconnect_attempts"]
+        budget = None if tries < 0 else (kw["connect_timeout"] + kw.get("reconnect_time_wait", 2)) * (tries + 1) + 1
         try:
-            self._nc = await nats.connect(servers=servers, error_cb=error_cb, **kw)
-        except Exception as e:
-            raise TransportError(f"cannot connect to {self.url}: {e!r}") from e
+            self._nc = await asyncio.wait_for(nats.connect(servers=servers, error_cb=error_cb, **kw), budget)
+        except Exception as e:  # noqa: BLE001 - auth/TLS/refused all become TransportError with the cause
+            last = self._last_error
+            why = f" (last error: {last!r})" if last is not None and last is not e else ""
+            raise TransportError(f"cannot connect to {self.url}: {e!r}{why}") from e
+        if ctx is not None and self._nc._transport._io_writer.get_extra_info("ssl_object") is None:
+            # nats-py silently stays in plaintext when the server does not offer TLS: fail closed instead
+            await self._nc.close()
+            self._nc = None
+            raise TransportError(f"cannot connect to {self.url}: TLS was requested but the server does not offer "
+                                 "it (refusing plaintext)")
         self._closed = False
 
     async def close(self) -> None:
