@@ -5,11 +5,11 @@ multiprocessing.Queue, 64-byte messages, Python producer -> Python consumer, all
 
 Groups ``ring.throughput.batched`` / ``ring.throughput.single`` time one round = N messages (see
 ``extra_info['msg_per_s']``); ``ring.rtt`` times one ping-pong round trip per benchmark round (the median is
-the p50 RTT).  The machine has 2 shared cores, so at most ONE side busy-spins: in the throughput runs the
-consumer spins (``BusySpinIdle`` / a Python poll loop) and the producer calls sched_yield when the ring is
-full (``YieldingIdle``); in the RTT run the echo side spins (``BusySpinIdle``) and the pinging side uses
-the default ``BackoffIdle`` (10 pause-polls, then sched_yield, then sleep).  The peers use the same split
-(faster-fifo and multiprocessing.Queue block in the kernel instead).
+the p50 RTT).  The machine has 2 shared cores, so at most ONE side busy-spins.  Throughput runs: nobody
+spins -- the consumer waits with the default ``BackoffIdle`` (10 pause-polls, 5 sched_yields, then sleeps
+1 µs doubling to 1 ms) and the producer calls sched_yield when the ring is full (``YieldingIdle``).  RTT run:
+the echo side busy-spins (``BusySpinIdle``), the pinging side uses the default ``BackoffIdle``.  The pure-Python
+peer uses the same strategies written in Python; faster-fifo and multiprocessing.Queue block in the kernel.
 """
 
 from __future__ import annotations
@@ -116,6 +116,26 @@ class PyRing:
             self.head = h + k
             struct.pack_into("Q", buf, self.HEAD, h + k)
         return out
+
+
+class PyBackoff:
+    """The pure-Python peer's copy of BackoffIdle(): 10 polls, 5 sched_yields, then sleeps 1 µs..1 ms."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        self.n, self.park = 0, 1e-6
+
+    def idle(self):
+        self.n += 1
+        if self.n <= 10:
+            return
+        if self.n <= 15:
+            os.sched_yield()
+            return
+        time.sleep(self.park)
+        self.park = min(self.park * 2, 1e-3)
 
 
 # ---- producer / echo children (forked) -----------------------------------------------------------
@@ -244,34 +264,45 @@ class Peer:
         got = 0
         r = self.req
         if self.kind == "lowlat":
+            wait = r.wait_readable                  # default BackoffIdle, GIL released
             if mode == "batched":
-                pop_batch, wait = r.pop_batch, r.wait_readable
+                pop_batch = r.pop_batch
                 while got < n:
                     b = pop_batch(4096)
                     if b:
                         got += len(b)
                     else:
-                        wait(5.0, SPIN)
+                        wait(5.0)
             else:
                 try_pop = r.try_pop
                 while got < n:
                     if try_pop() is not None:
                         got += 1
+                    else:
+                        wait(5.0)
         elif self.kind == "pyring":
             deadline = time.monotonic() + 60
+            idle = PyBackoff()
             if mode == "batched":
                 while got < n:
                     k = len(r.pop_many(4096))
                     got += k
-                    if not k and time.monotonic() > deadline:
-                        raise RuntimeError(f"pyring stuck: got {got}/{n}, head {r.head}, tail {r.tail_cache}")
+                    if k:
+                        idle.reset()
+                    else:
+                        idle.idle()
+                        if time.monotonic() > deadline:
+                            raise RuntimeError(f"pyring stuck: got {got}/{n}, head {r.head}")
             else:
                 try_pop = r.try_pop
                 while got < n:
                     if try_pop() is not None:
                         got += 1
-                    elif time.monotonic() > deadline:
-                        raise RuntimeError(f"pyring stuck: got {got}/{n}, head {r.head}, tail {r.tail_cache}")
+                        idle.reset()
+                    else:
+                        idle.idle()
+                        if time.monotonic() > deadline:
+                            raise RuntimeError(f"pyring stuck: got {got}/{n}, head {r.head}")
         elif self.kind == "faster-fifo":
             if mode == "batched":
                 while got < n:
@@ -307,7 +338,7 @@ class Peer:
 
 
 PEERS = ["lowlat", "pyring", "faster-fifo", "mp.Queue"]
-N = {"lowlat": 1_000_000, "pyring": 300_000, "faster-fifo": 200_000, "mp.Queue": 50_000}
+N = {"lowlat": 2_000_000, "pyring": 300_000, "faster-fifo": 100_000, "mp.Queue": 30_000}
 
 
 @pytest.fixture(scope="module")
@@ -332,8 +363,8 @@ def test_throughput(benchmark, peers, kind, mode):
     peer = peers(kind)
     n = N[kind] if mode == "batched" else N[kind] // 2
     benchmark.group = f"ring.throughput.{mode}"
-    benchmark.extra_info.update(messages=n, msg_bytes=len(MSG), spinning_side="consumer",
-                                producer_idle="sched_yield when full")
+    benchmark.extra_info.update(messages=n, msg_bytes=len(MSG), spinning_side="none",
+                                consumer_idle="BackoffIdle()", producer_idle="YieldingIdle when full")
     benchmark.pedantic(peer.consume, args=(mode, n), rounds=5, warmup_rounds=1, iterations=1)
     rate = n / benchmark.stats.stats.median
     benchmark.extra_info["msg_per_s"] = rate

@@ -102,7 +102,6 @@ cdef class BroadcastRing:
     cdef char* data            # first data byte
     cdef readonly uint64_t capacity   # data bytes, power of two
     cdef uint64_t mask         # capacity - 1
-    cdef uint64_t p_tail       # producer's tail (mirrored by the shared tail word)
     cdef _Mem mem              # owner of the memory
     cdef readonly object name  # shared-memory name, None for heap rings
     cdef bint owner            # this object created the memory

@@ -1343,7 +1343,6 @@ cdef class BroadcastRing:
         self.data = self.mem.base + RING_HDR_SIZE
         self.capacity = cap
         self.mask = cap - 1
-        self.p_tail = ll_load_acquire(self.base + OFF_BC_TAIL)
 
     @classmethod
     def attach(cls, name):
@@ -1404,7 +1403,8 @@ cdef class BroadcastRing:
             if n > self.capacity // 8 - 8:
                 raise ValueError(f"record of {n} bytes exceeds max_record_size {self.capacity // 8 - 8}")
             frame = (n + 15) & ~(<uint64_t>7)
-            tail = self.p_tail
+            # From the shared tail (a line only the producer writes): another object may have published.
+            tail = ll_load_relaxed(self.base + OFF_BC_TAIL)
             off = tail & self.mask
             pad = self.capacity - off
             if pad >= frame:
@@ -1420,7 +1420,6 @@ cdef class BroadcastRing:
             ll_store_relaxed(self.data + off, frame | (n << 32))
             memcpy(self.data + off + 8, src, n)
             ll_store_relaxed(self.base + OFF_BC_LATEST, tail)
-            self.p_tail = tail + frame
             ll_store_release(self.base + OFF_BC_TAIL, tail + frame)
         finally:
             if rel:

@@ -18,7 +18,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
 
-from lowlat import MpscRing, SpscRing, YieldingIdle
+from lowlat import BroadcastRing, LappedError, MpscRing, SpscRing, YieldingIdle
 
 pytestmark = pytest.mark.integration
 
@@ -76,6 +76,13 @@ def _produce_forever(kind: str, name: str, tag: int) -> None:
             time.sleep(0)
             continue
         seq += 1
+
+
+def _broadcast(name: str, n: int) -> None:
+    ring = BroadcastRing.attach(name)
+    for seq in range(n):                        # as fast as possible: receivers get lapped
+        ring.publish(record(1, seq))
+    ring.close()
 
 
 def _half_write(kind: str, name: str, tag: int) -> None:
@@ -234,6 +241,42 @@ def test_producers_sigkilled_at_random_points_never_tear_records(shm_name, kind)
         ring.unlink()
 
 
+def test_broadcast_receivers_never_see_torn_records_when_lapped(shm_name):
+    n = 300_000
+    ring = BroadcastRing(1 << 12, name=shm_name)       # tiny: the publisher laps the receivers
+    quiet = ring.receiver(raise_on_lap=False)
+    loud = ring.receiver()
+    p = _spawn("bcast", "-", shm_name, n)
+    try:
+        last = {id(quiet): -1, id(loud): -1}
+        laps = 0
+        deadline = time.monotonic() + 60
+        while last[id(quiet)] < n - 1 or last[id(loud)] < n - 1:
+            assert time.monotonic() < deadline, f"timed out at {last}"
+            idle = True
+            for rx in (quiet, loud):
+                try:
+                    m = rx.try_recv()
+                except LappedError:
+                    laps += 1
+                    continue
+                if m is None:
+                    continue
+                idle = False
+                tag, seq = check(m)                     # intact, whatever the producer overwrote
+                assert tag == 1 and seq > last[id(rx)], (seq, last[id(rx)])
+                last[id(rx)] = seq
+            if idle:
+                assert p.poll() in (None, 0)
+                time.sleep(0)
+        assert p.wait(timeout=30) == 0
+        assert laps == loud.lapped_count               # every lap was reported, once
+    finally:
+        _kill(p)
+        ring.close()
+        ring.unlink()
+
+
 def test_attach_from_another_process_sees_missing_name_error():
     code = ("import lowlat\ntry:\n lowlat.SpscRing.attach('llxproc-missing-x')\n"
             "except lowlat.RingError as e: print('RingError', e)")
@@ -248,6 +291,8 @@ if __name__ == "__main__":
         _produce(kind, name, int(rest[0]), int(rest[1]), int(rest[2]))
     elif role == "forever":
         _produce_forever(kind, name, int(rest[0]))
+    elif role == "bcast":
+        _broadcast(name, int(rest[0]))
     elif role == "halfwrite":
         _half_write(kind, name, int(rest[0]))
     else:
