@@ -214,6 +214,14 @@ class BatchService:
             try:
                 # stop intake: nothing new is delivered to us.  drain() keeps what is already pending (we answer
                 # it); plain unsubscribe() would discard it, so it is only the fallback.
+                nsub = getattr(sub, "_nsub", None)  # lowlat.transport.nats: the nats-py subscription
+                if nsub is not None and hasattr(nsub, "drain"):
+                    # nats-py's drain: UNSUB, flush (so the server sent everything it will send us), then
+                    # deliver what nats-py still holds; without it those messages are dropped unacknowledged
+                    try:
+                        await asyncio.wait_for(nsub.drain(), timeout)
+                    except Exception as e:  # noqa: BLE001 - fall back to the adapter's own drain below
+                        log.error("nats drain failed", extra={"service": self.name, "error": repr(e)})
                 drain = getattr(sub, "drain", None)
                 await (drain() if drain is not None else sub.unsubscribe())
             except Exception:  # noqa: BLE001 - a closed transport already dropped it

@@ -165,12 +165,17 @@ def restore_book(book: Any, st: BookState) -> None:
         _restore_public(book, st)
 
 
-def restore_engine(snap: Snapshot, engine: Any = None, *, default_stp: int = 0) -> Any:
-    """Rebuild an ``Engine`` from ``snap`` (or fill the empty books of ``engine``, matched by symbol)."""
+def restore_engine(snap: Snapshot, engine: Any = None, *, default_stp: int = 0, event_capacity: int = -1) -> Any:
+    """Rebuild an ``Engine`` from ``snap`` (or fill the empty books of ``engine``, matched by symbol).
+
+    ``event_capacity`` is passed to new books (default: the book's own default, 3 rows per order slot, which
+    costs 240 B per slot to allocate; callers that only use ``apply_batch`` can pass e.g. 65536).
+    """
     if engine is None:
         engine = _book.Engine(default_stp)
         for st in snap.books:
-            engine.add_book(st.symbol, st.lo, st.n_ticks, st.max_orders, st.tick_size, st.default_stp)
+            engine.add_book(st.symbol, st.lo, st.n_ticks, st.max_orders, st.tick_size, st.default_stp,
+                            event_capacity)
     for st in snap.books:
         restore_book(engine[st.symbol], st)
     return engine
