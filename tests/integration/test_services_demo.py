@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+import uuid
+
 import pytest
 from _services_util import Proc, service
 
@@ -55,7 +57,8 @@ def test_python_dash_m_lowlat_runs_the_demo(tmp_path):
 
 def test_bench_table_on_embedded_transports(tmp_path):
     png = tmp_path / "bench.png"
-    p = service("bench", "--transports", "inproc://bench-t,shm://bench-t", "--round-trips", "200", "--count",
+    name = f"bench-{uuid.uuid4().hex[:8]}"
+    p = service("bench", "--transports", f"inproc://{name},shm://{name}", "--round-trips", "200", "--count",
                 "2000", "--plot", str(png))
     assert p.wait(120) == 0, p.output
     lines = [ln for ln in p.output.splitlines() if ln.startswith(("inproc://", "shm://"))]
