@@ -31,12 +31,16 @@ import numpy as np
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [_HERE, os.path.join(_HERE, "..")]
 
-import bench_book as bb  # noqa: E402  (workloads + the pure-Python peer engine)
+import bench_book as bb
 
-from lowlat._book import COMMAND_DTYPE, Book, Engine  # noqa: E402
-from lowlat.services.journal import FileJournal, replay_into  # noqa: E402
-from lowlat.services.snapshot import (SnapshotStore, decode_snapshot, dump_engine, encode_snapshot,  # noqa: E402
-                                      restore_engine)
+from lowlat._book import COMMAND_DTYPE, Book, Engine
+from lowlat.services.journal import FileJournal, replay_into
+from lowlat.services.snapshot import (
+    SnapshotStore,
+    decode_snapshot,
+    dump_engine,
+    restore_engine,
+)
 
 N_RESTING = int(os.environ.get("LOWLAT_BENCH_RESTING", "1000000"))
 RECORD = 4096
@@ -112,7 +116,7 @@ def report() -> None:
         size = (d / "journal.llj").stat().st_size
         best = min(replay_lowlat(j)[0] for _ in range(5))
         _, n, e_rep = replay_lowlat(j)
-        ref_s, _, ref_book = bb.run_batch(cmds)  # uninterrupted run: the replay must land on the same book
+        _, _, ref_book = bb.run_batch(cmds)  # uninterrupted run: the replay must land on the same book
         same = np.array_equal(dump_engine(e_rep).books[0].orders, dump_engine_book(ref_book))
         peer = min(replay_peer(cmds[:PEER_PREFIX]) for _ in range(2))
         print(f"replay: {n:,} commands, journal {size / 1e6:.1f} MB, best {best * 1e3:.1f} ms = "

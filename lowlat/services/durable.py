@@ -32,7 +32,7 @@ from .. import _core
 from ..errors import DecodeError, TransportError
 from .config import ServiceConfig, load_config
 
-__all__ = ["IdempotentPublisher", "msg_id_for", "ensure_streams", "run_validator", "run_matcher", "STREAMS"]
+__all__ = ["STREAMS", "IdempotentPublisher", "ensure_streams", "msg_id_for", "run_matcher", "run_validator"]
 
 log = logging.getLogger("lowlat.services.durable")
 
@@ -148,7 +148,7 @@ class IdempotentPublisher:
 
 async def ensure_streams(t: Any, cfg: ServiceConfig, *, replicas: int = 1, duplicate_window: float = 600.0) -> None:
     """Create the file-backed streams of the durable pipeline (idempotent)."""
-    import nats.js.api as api
+    from nats.js import api
 
     subjects = {"ORDERS": [cfg.orders_subject], "MATCH": [f"{cfg.match_prefix}.>"],
                 "RESULTS": [cfg.validated_subject, cfg.rejected_subject], "EXEC": [f"{cfg.exec_prefix}.>"]}
@@ -179,7 +179,7 @@ async def run_validator(cfg: ServiceConfig, *, durable: str = "validators", ack_
                         stop: asyncio.Event | None = None, transport: Any = None, ready: Any = None,
                         **options: Any) -> dict[str, int]:
     """At-least-once validator on the ``ORDERS`` stream until ``stop``; returns counters."""
-    import nats.js.api as api
+    from nats.js import api
 
     from .validator import ValidatorService
 
@@ -236,7 +236,7 @@ async def run_matcher(cfg: ServiceConfig, workdir: str | Path, *, shard: str = "
                       replicas: int = 1, **options: Any) -> dict[str, Any]:
     """Matcher for ``cfg.symbols`` reading ``MATCH`` by position, journal ``JOURNAL_<shard>``, snapshots in
     ``workdir``; restores itself first.  Returns counters and the recovery report."""
-    import nats.js.api as api
+    from nats.js import api
 
     from .journal import DurableMatcher, JetStreamJournal
     from .snapshot import SnapshotStore
@@ -256,7 +256,7 @@ async def run_matcher(cfg: ServiceConfig, workdir: str | Path, *, shard: str = "
         try:
             rec = await m.recover()
             break
-        except Exception:  # noqa: BLE001 - broker not ready yet
+        except Exception:
             log.exception("recover failed; retrying")
             await asyncio.sleep(0.5)
     await pub.commit()

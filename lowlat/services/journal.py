@@ -41,7 +41,7 @@ from .config import ServiceConfig
 from .matcher import MatcherService
 from .snapshot import Snapshot, SnapshotStore, dump_engine, restore_engine
 
-__all__ = ["encode_record", "decode_record", "FileJournal", "JetStreamJournal", "replay_into", "DurableMatcher"]
+__all__ = ["DurableMatcher", "FileJournal", "JetStreamJournal", "decode_record", "encode_record", "replay_into"]
 
 log = logging.getLogger("lowlat.services.journal")
 
@@ -167,7 +167,7 @@ class JetStreamJournal:
 
     async def ensure(self) -> None:
         """Create the stream if needed and read its last position."""
-        import nats.js.api as api
+        from nats.js import api
 
         await self.t.js_add_stream(self.name, [self.subject], storage=api.StorageType.FILE,
                                    num_replicas=self.replicas, duplicate_window=self.duplicate_window)
@@ -196,7 +196,7 @@ class JetStreamJournal:
         return ack.seq
 
     async def replay(self, after: int = 0, batch: int = 256) -> AsyncIterator[tuple[int, int, np.ndarray]]:
-        import nats.js.api as api
+        from nats.js import api
 
         js = self.t.jetstream
         info = await js.stream_info(self.name)

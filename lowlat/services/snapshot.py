@@ -33,8 +33,18 @@ import numpy as np
 from .. import _book
 from ..errors import DecodeError
 
-__all__ = ["SNAP_ORDER_DTYPE", "BookState", "Snapshot", "dump_book", "dump_engine", "restore_book",
-           "restore_engine", "encode_snapshot", "decode_snapshot", "SnapshotStore"]
+__all__ = [
+    "SNAP_ORDER_DTYPE",
+    "BookState",
+    "Snapshot",
+    "SnapshotStore",
+    "decode_snapshot",
+    "dump_book",
+    "dump_engine",
+    "encode_snapshot",
+    "restore_book",
+    "restore_engine",
+]
 
 MAGIC = b"LLSNAP01"
 #: one resting order; ``stp`` -1 = the book's default mode

@@ -171,7 +171,7 @@ class NatsTransport(Transport):
         budget = None if tries < 0 else (kw["connect_timeout"] + kw.get("reconnect_time_wait", 2)) * (tries + 1) + 1
         try:
             self._nc = await asyncio.wait_for(nats.connect(servers=servers, error_cb=error_cb, **kw), budget)
-        except Exception as e:  # noqa: BLE001 - auth/TLS/refused all become TransportError with the cause
+        except Exception as e:  # auth/TLS/refused all become TransportError with the cause
             last = self._last_error
             why = f" (last error: {last!r})" if last is not None and last is not e else ""
             raise TransportError(f"cannot connect to {self.url}: {e!r}{why}") from e

@@ -21,7 +21,7 @@ import pytest
 
 from ._util import LOOPBACK, free_port, stop, wait_port
 
-__all__ = ["NatsNode", "NatsCluster", "start_cluster", "nats_node", "nats_cluster"]
+__all__ = ["NatsCluster", "NatsNode", "nats_cluster", "nats_node", "start_cluster"]
 
 
 @dataclass
@@ -53,7 +53,7 @@ class NatsNode:
                          f"routes: [{routes}] }}")
         return "\n".join(lines) + "\n"
 
-    def start(self, wait: bool = True) -> "NatsNode":
+    def start(self, wait: bool = True) -> NatsNode:
         conf = self.workdir / "nats.conf"
         conf.write_text(self.config())
         log = open(self.workdir / "nats.log", "ab")
@@ -156,7 +156,7 @@ def _wait_js_ready(nodes: list[NatsNode], timeout: float = 30.0) -> None:
         if asyncio.run(probe()):
             return
         time.sleep(0.3)
-    raise RuntimeError("NATS cluster: JetStream has no meta leader after %ss:\n%s" % (timeout, nodes[0].log()[-2000:]))
+    raise RuntimeError(f"NATS cluster: JetStream has no meta leader after {timeout}s:\n{nodes[0].log()[-2000:]}")
 
 
 @pytest.fixture

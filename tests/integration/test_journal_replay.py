@@ -14,7 +14,13 @@ import pytest
 from lowlat import _core
 from lowlat._book import COMMAND_DTYPE, Book
 from lowlat.services import ServiceConfig
-from lowlat.services.journal import DurableMatcher, FileJournal, JetStreamJournal, decode_record, encode_record
+from lowlat.services.journal import (
+    DurableMatcher,
+    FileJournal,
+    JetStreamJournal,
+    decode_record,
+    encode_record,
+)
 from lowlat.services.matcher import MatcherService
 from lowlat.services.snapshot import SnapshotStore, dump_engine
 from lowlat.transport import Message

@@ -35,7 +35,7 @@ def scrape(port: int) -> dict[str, float]:
     out = {}
     for name in ("lowlat_slow_consumer_dropped_total", "lowlat_throttled_total", "lowlat_pending",
                  "lowlat_pending_limit", "lowlat_slow_consumer_events_total"):
-        m = re.search(rf'^{name}\{{service="validator"\}} (\S+)$', body, re.M)
+        m = re.search(rf'^{name}\{{service="validator"\}} (\S+)$', body, re.MULTILINE)
         out[name] = float(m.group(1)) if m else float("nan")
     return out
 

@@ -9,8 +9,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lowlat import COMMAND_DTYPE, EVENT_DTYPE, DecodeError, Engine
-from lowlat.services.snapshot import (SnapshotStore, decode_snapshot, dump_engine, encode_snapshot,
-                                      restore_engine)
+from lowlat.services.snapshot import (
+    SnapshotStore,
+    decode_snapshot,
+    dump_engine,
+    encode_snapshot,
+    restore_engine,
+)
 
 LO, N, CAP = 1000, 64, 4096
 HAS_RESTORE = hasattr(Engine().add_book("X", 0, 1, 1), "restore")
