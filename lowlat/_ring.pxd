@@ -93,6 +93,7 @@ cdef class _Ring:
     cdef Py_ssize_t nbufs      # scratch capacity, entries
     cdef int check_open_c(self) except -1
     cdef int wait_readable_c(self, object timeout, object idle) except -1
+    cdef object try_pop_c(self)
     cdef int grow_scratch_c(self, Py_ssize_t n) except -1
 
 

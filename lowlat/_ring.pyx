@@ -1091,6 +1091,7 @@ cdef class _Ring:
         # 1 readable, 0 timed out.  GIL released while waiting, signals checked every 50 ms.
         cdef uint64_t p
         cdef int rc
+        cdef uint32_t spins, k
         cdef ll_idle_t cfg
         cdef int64_t deadline, until
         ring_csync(&self.r)
@@ -1101,8 +1102,11 @@ cdef class _Ring:
         cfg = _idle_cfg(idle)
         if cfg.kind == LL_IDLE_BUSY and timeout != 0:
             # The spinning side: poll a little with the GIL held before paying for the GIL hand-off
-            # (~0.1-0.2 µs each way), which would otherwise dominate a sub-µs wait.
-            for _ in range(GIL_SPIN_POLLS):
+            # (~0.1-0.2 µs each way), which would otherwise dominate a sub-µs wait.  Only for
+            # BusySpinIdle: BackoffIdle's spin phase is short (10 pauses ~ 0.3 µs here), and the GIL
+            # hand-off in front of it usefully lengthens it before the first sched_yield.
+            spins = GIL_SPIN_POLLS
+            for k in range(spins):
                 ll_cpu_relax()
                 p = self.r.c_head
                 if ring_next(&self.r, self.r.c_head, &p) != 0:
@@ -1209,6 +1213,9 @@ cdef class _Ring:
 
     def try_pop(self):
         """Copy out and consume the next record; None if nothing is readable.  Cost: one bytes object."""
+        return self.try_pop_c()
+
+    cdef object try_pop_c(self):
         cdef uint64_t p, h
         cdef object out
         self.check_open_c()
@@ -1243,11 +1250,11 @@ cdef class _Ring:
         TimeoutError
             Nothing arrived within ``timeout`` (the builtin TimeoutError, as ``queue``/nats-py).
         """
-        cdef object out = self.try_pop()
+        cdef object out = self.try_pop_c()
         while out is None:
             if self.wait_readable_c(timeout, idle) == 0:
                 raise TimeoutError(f"no record within {timeout} s")
-            out = self.try_pop()
+            out = self.try_pop_c()
         return out
 
     def pop_batch(self, Py_ssize_t max_n):
