@@ -737,7 +737,7 @@ cdef class Validator:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# The other messages: a spec-driven codec (generated specs in _fbs_specs.pxi).  Not the hot path (~1-3 us per
+# The other messages: a spec-driven codec (generated specs in _fbs_specs.pxi).  Not the hot path (~3-6 us per
 # message); each message decodes to a named tuple whose fields are the schema's, in schema order.
 
 cdef dict _SCALAR_FMT = {"u8": ("<B", 1), "i8": ("<b", 1), "bool": ("<?", 1), "u16": ("<H", 2),
@@ -777,38 +777,33 @@ cdef dict _COMMAND_OF = {OrderMsg: CommandType.ORDER, Cancel: CommandType.CANCEL
 cdef tuple _COMMAND_TABLES = (None,) + _FB_UNIONS["Command"]
 
 
-cdef inline void _pad(bytearray out, Py_ssize_t align, Py_ssize_t extra=0):
-    cdef Py_ssize_t k = (align - (len(out) + extra) % align) % align   # cdivision: keep it >= 0
-    if k:
-        out.extend(bytes(k))
+# Encoding plan per (table, which optional strings/vectors/union are present), computed once: the vtable bytes,
+# the table's inline size and one struct.Struct that packs the whole table (soffset, scalars, offset
+# placeholders) in one call.  Inline layout as flatc's builders align it: soffset at 0, one 4-byte field at 4 (if
+# any), 8-byte fields from 8, then 4/2/1-byte fields; tables start 8-aligned, strings 4-aligned, struct vector
+# elements aligned to the struct.  Every scalar is written (so readers never fall back to defaults); absent
+# strings/vectors/union values are left out of the vtable.
+cdef dict _PLANS = {}
 
 
-def _build_table(bytearray out, str tname, values) -> int:
-    # Append the table `tname` (vtable first, then the table, then what its offsets point to) to `out`;
-    # return the table's position.  `values` maps field name -> value (missing/None strings stay absent).
+cdef tuple _plan(str tname, tuple present):
+    cdef Py_ssize_t ri = 0, maxslot = 2, cur, off
     spec = _FB_TABLES[tname]
-    scal = []       # (slot, size, fmt, value)
-    refs = []       # (slot, kind, value)
-    maxslot = 2
+    scal = []       # (slot, size, struct code, key): key = field name, or ref index (int)
+    refs = []       # (slot, kind, name)
     for name, kind, slot, dflt in spec:
-        if kind.startswith("utype:"):
-            cmd = values.get("cmd")
-            v = _COMMAND_OF[type(cmd)] if cmd is not None else 0
-        else:
-            v = values.get(name, dflt)
         if kind in _SCALAR_FMT:
             fmt, size = _SCALAR_FMT[kind]
-            scal.append((slot, size, fmt, v))
-        elif v is not None:
-            refs.append((slot, kind, v))
-            scal.append((slot, 4, "<I", 0))
+            scal.append((slot, size, fmt[1], name))
         else:
-            continue
+            ri += 1
+            if not present[ri - 1]:
+                continue
+            scal.append((slot, 4, "I", len(refs)))
+            refs.append((slot, kind, name))
         maxslot = max(maxslot, slot)
-    # Inline layout: soffset at 0, then one 4-byte field at 4 (if any), 8-byte fields from 8, then 4/2/1.
     place = {}
     fours = [f for f in scal if f[1] == 4]
-    cur = 4
     if fours:
         place[fours[0][0]] = 4
     cur = 8
@@ -818,48 +813,98 @@ def _build_table(bytearray out, str tname, values) -> int:
                 place[f[0]] = cur
                 cur += size
     tsize = cur
-    _pad(out, 2)
-    vt = len(out)
     vsize = maxslot + 2
     vtab = bytearray(vsize)
     _struct.pack_into("<HH", vtab, 0, vsize, tsize)
-    for slot, off in place.items():
-        _struct.pack_into("<H", vtab, slot, off)
-    out.extend(vtab)
-    _pad(out, 8)
-    tpos = len(out)
-    out.extend(bytes(tsize))
-    _struct.pack_into("<i", out, tpos, tpos - vt)
-    for slot, size, fmt, v in scal:
-        _struct.pack_into(fmt, out, tpos + place[slot], v)
-    for slot, kind, v in refs:
-        fpos = tpos + place[slot]
+    for slot, o in place.items():
+        _struct.pack_into("<H", vtab, slot, o)
+    fmt = "<i"
+    cur = 4
+    keys = []
+    for slot, size, code, key in sorted(scal, key=lambda f: place[f[0]]):
+        off = place[slot]
+        if off > cur:
+            fmt += f"{off - cur}x"
+        fmt += code
+        keys.append(key)
+        cur = off + size
+    if tsize > cur:
+        fmt += f"{tsize - cur}x"
+    return (bytes(vtab), tsize, _struct.Struct(fmt), tuple(keys),
+            tuple((place[slot], kind, name) for slot, kind, name in refs))
+
+
+cdef tuple _emit(str tname, dict values, Py_ssize_t base):
+    # Bytes of [vtable][pad][table][referenced objects] to be placed at absolute offset `base` (4-aligned);
+    # returns (chunk, absolute table position).
+    cdef Py_ssize_t tpos, pos, k
+    present = tuple(values.get(name) is not None for name, kind, slot, d in _FB_TABLES[tname]
+                    if kind not in _SCALAR_FMT)
+    plan = _PLANS.get((tname, present))
+    if plan is None:
+        plan = _PLANS[(tname, present)] = _plan(tname, present)
+    vtab, tsize, st, keys, refs = plan
+    tpos = base + len(vtab)
+    tpos += (8 - tpos % 8) % 8
+    parts = [vtab, bytes(tpos - base - len(vtab)), None]
+    pos = tpos + tsize
+    ref_off = []
+    for off, kind, name in refs:
+        v = values[name]
         if kind == "str":
             data = v.encode() if isinstance(v, str) else bytes(v)
-            _pad(out, 4)
-            p = len(out)
-            out.extend(_struct.pack("<I", len(data)) + data + b"\0")
+            k = (4 - pos % 4) % 4
+            parts.append(bytes(k))
+            pos += k
+            ref_off.append(pos - (tpos + off))
+            ln = len(data)
+            parts.append(_struct.pack("<I", ln) + data + bytes(1 + (4 - (ln + 1) % 4) % 4))
+            pos += 4 + ln + 1 + (4 - (ln + 1) % 4) % 4
         elif kind.startswith("vec:"):
             ssize, salign, sfields = _FB_STRUCTS[kind[4:]]
-            _pad(out, max(4, salign), 4)
-            p = len(out)
-            out.extend(_struct.pack("<I", len(v)))
-            for item in v:
-                elem = bytearray(ssize)
-                for (fname, fkind, foff), fv in zip(sfields, item):
-                    _struct.pack_into(_SCALAR_FMT[fkind][0], elem, foff, fv)
-                out.extend(elem)
+            k = (salign - (pos + 4) % salign) % salign
+            parts.append(bytes(k))
+            pos += k
+            ref_off.append(pos - (tpos + off))
+            sst = _struct_packer(kind[4:])
+            items = list(v)
+            parts.append(_struct.pack("<I", len(items)) + b"".join(sst.pack(*item) for item in items))
+            pos += 4 + ssize * len(items)
         else:   # union member table
-            p = _build_table(out, _COMMAND_TABLES[values["cmd_type_value"]], v._asdict())
-        _struct.pack_into("<I", out, fpos, p - fpos)
-    return tpos
+            sub, sub_tpos = _emit(_COMMAND_TABLES[values["cmd_type_value"]], dict(zip(v._fields, v)), pos)
+            ref_off.append(sub_tpos - (tpos + off))
+            parts.append(sub)
+            pos += len(sub)
+    args = [values[key] if isinstance(key, str) else ref_off[key] for key in keys]
+    try:
+        parts[2] = st.pack(tpos - base, *args)
+    except _struct.error as e:
+        raise ValueError(f"{tname}: a field value does not fit its schema type: {e}") from None
+    return b"".join(parts), tpos
+
+
+cdef dict _STRUCT_PACKERS = {}
+
+
+cdef object _struct_packer(str sname):
+    st = _STRUCT_PACKERS.get(sname)
+    if st is None:
+        ssize, salign, sfields = _FB_STRUCTS[sname]
+        fmt, cur = "<", 0
+        for fname, fkind, foff in sfields:
+            if foff > cur:
+                fmt += f"{foff - cur}x"
+            fmt += _SCALAR_FMT[fkind][0][1]
+            cur = foff + _SCALAR_FMT[fkind][1]
+        if ssize > cur:
+            fmt += f"{ssize - cur}x"
+        st = _STRUCT_PACKERS[sname] = _struct.Struct(fmt)
+    return st
 
 
 cdef bytes _encode_root(str tname, dict values):
-    out = bytearray(4)
-    tpos = _build_table(out, tname, values)
-    _struct.pack_into("<I", out, 0, tpos)
-    return bytes(out)
+    chunk, tpos = _emit(tname, values, 4)
+    return _struct.pack("<I", tpos) + chunk
 
 
 cdef object _load(const char* p, str kind):
@@ -949,7 +994,7 @@ def encode_message(msg) -> bytes:
     ``ValidationResult``, ``ExecutionReport``, ``Trade``, ``L2Update``, ``BookSnapshot``) as its FlatBuffer."""
     for tname, cls in _TUPLES.items():
         if type(msg) is cls:
-            return _encode_root(tname, msg._asdict())
+            return _encode_root(tname, dict(zip(msg._fields, msg)))
     raise TypeError(f"encode_message: not a lowlat message tuple: {type(msg).__name__}")
 
 
@@ -960,7 +1005,8 @@ def encode_command(cmd, *, uint64_t sequence=0) -> bytes:
     if ctype is None:
         raise TypeError(f"encode_command: expected OrderMsg, Cancel, Modify or MassCancel, not "
                         f"{type(cmd).__name__}")
-    return _encode_root("CommandMsg", {"cmd": cmd, "cmd_type_value": int(ctype), "sequence": sequence})
+    return _encode_root("CommandMsg", {"cmd": cmd, "cmd_type": int(ctype), "cmd_type_value": int(ctype),
+                                       "sequence": sequence})
 
 
 def decode_command(buf):
