@@ -184,7 +184,7 @@ def test_producer_killed_after_claim_never_exposes_half_written_record(shm_name,
             t_end = time.monotonic() + 0.3
             while time.monotonic() < t_end:      # stalled at the claimed slot: nothing readable
                 assert ring.try_pop() is None
-        _kill(dead)
+        dead.send_signal(signal.SIGKILL)        # not reaped yet: a zombie must count as dead too
         if kind == "spsc":
             procs.append(_spawn("produce", kind, shm_name, 2, 1000, 100))
         got = _drain(ring, procs[1:], {2: 1000}, time.monotonic() + 30)

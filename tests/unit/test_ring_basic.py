@@ -495,3 +495,43 @@ def test_pending_claim_of_live_process_is_never_skipped():
     mv[:] = b"finished"
     r.publish()
     assert r.pop(timeout=1) == b"finished" and r.dead_records == 0
+
+
+def test_blocking_pop_runs_signal_handlers():
+    import signal
+
+    class Interrupted(Exception):
+        pass
+
+    def handler(signum, frame):
+        raise Interrupted
+
+    old = signal.signal(signal.SIGALRM, handler)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.1)
+        t0 = time.monotonic()
+        with pytest.raises(Interrupted):
+            SpscRing(1024).pop()                 # no timeout: only the signal ends the wait
+        assert time.monotonic() - t0 < 2
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+@pytest.mark.parametrize("cls", RINGS)
+def test_close_from_another_thread_ends_blocking_calls(cls):
+    r = cls(128)
+    errs = []
+
+    def waiter():
+        try:
+            r.pop(timeout=10)
+        except RingError as e:
+            errs.append(e)
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    time.sleep(0.05)
+    r.close()
+    t.join(5)
+    assert not t.is_alive() and len(errs) == 1 and "closed" in str(errs[0])
