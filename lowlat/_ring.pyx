@@ -1299,7 +1299,9 @@ cdef class SpscRing(_Ring):
     ``name=None`` allocates on the heap (threads of one process); a name creates (``create=True``)
     or attaches to (``create=False`` / ``attach(name)``) POSIX shared memory ``/dev/shm/<name>``.
 
-    Exactly one thread/process may produce and one may consume at a time."""
+    Exactly one thread/process may produce and one may consume at a time.  A producer killed mid-write
+    never published (the tail moves after the record), so nothing is skipped and ``dead_producer_timeout``
+    has no effect here (it is accepted so both classes take the same arguments)."""
 
 
 @cython.final
