@@ -6,9 +6,9 @@
 
 import msgspec
 import pytest
+from conftest import MsgspecOrder, OfficialOrder, official_build
 
 import lowlat
-from conftest import MsgspecOrder, OfficialOrder, official_build
 
 pytestmark = pytest.mark.benchmark(disable_gc=True, warmup=True)
 

@@ -9,9 +9,9 @@ import math
 
 import numpy as np
 import pytest
+from conftest import SYMBOLS, OfficialOrder
 
 import lowlat
-from conftest import SYMBOLS, OfficialOrder
 
 pytestmark = pytest.mark.benchmark(disable_gc=True, warmup=True)
 RULES = [lowlat.InstrumentRules(s, tick_size=0.01, lot_size=10, min_qty=10, max_qty=100_000, ref_price=100.0,

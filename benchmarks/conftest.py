@@ -96,6 +96,10 @@ def lowlat_buf(one_order):
 
 def pytest_benchmark_update_machine_info(config, machine_info):
     gov = "/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"
-    machine_info["governor"] = open(gov).read().strip() if os.path.exists(gov) else "n/a (VM)"
+    if os.path.exists(gov):
+        with open(gov) as f:
+            machine_info["governor"] = f.read().strip()
+    else:
+        machine_info["governor"] = "n/a (VM)"
     machine_info["python"] = platform.python_version()
     machine_info["lowlat_debug_build"] = bool(lowlat.DEBUG)

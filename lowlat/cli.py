@@ -16,7 +16,7 @@ import sys
 import time
 from collections import Counter
 
-__all__ = ["main", "build_parser", "validate_demo"]
+__all__ = ["build_parser", "main", "validate_demo"]
 
 DEFAULT_SYMBOLS = ("AAPL", "MSFT", "GOOG", "AMZN")
 

@@ -21,8 +21,8 @@ import sys
 # coverage callbacks: atheris.Setup() loads its libFuzzer core, with RTLD_GLOBAL so that lowlat, imported only
 # AFTER Setup (in main), resolves them.
 sys.setdlopenflags(sys.getdlopenflags() | os.RTLD_GLOBAL)
-import atheris  # noqa: E402
-import numpy as np  # noqa: E402
+import atheris
+import numpy as np
 
 # run from a checkout without installing: the repository root is two levels up
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))

@@ -5,9 +5,9 @@ import math
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from reference.ref_validator import DEFAULTS, ORDER_FIELDS, official_build_order, official_read_order
 
 import lowlat
-from reference.ref_validator import DEFAULTS, ORDER_FIELDS, official_build_order, official_read_order
 
 u64 = st.integers(0, 2**64 - 1)
 i8 = st.integers(-128, 127)
@@ -24,8 +24,8 @@ partial_orders = orders.flatmap(lambda d: st.sets(st.sampled_from(list(d))).map(
 
 
 def _same(a: dict, b: dict) -> bool:
-    for k in a:
-        x, y = a[k], b[k]
+    for k, x in a.items():
+        y = b[k]
         if isinstance(x, float) and math.isnan(x):
             if not (isinstance(y, float) and math.isnan(y)):
                 return False

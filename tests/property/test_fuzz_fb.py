@@ -16,9 +16,9 @@ import struct
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_fb_hostile import SEEDS, G, _exercise, needs_guard
 
 import lowlat
-from test_fb_hostile import SEEDS, G, _exercise, needs_guard
 
 BUDGET = int(os.environ.get("LOWLAT_FUZZ_EXAMPLES", "1500"))
 FUZZ = settings(max_examples=BUDGET, deadline=None, suppress_health_check=list(HealthCheck))

@@ -5,10 +5,10 @@ import math
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from reference.ref_validator import RefRules, official_build_order, official_read_order, ref_validate
 
 import lowlat
 from lowlat import InstrumentRules, Validator
-from reference.ref_validator import RefRules, official_build_order, official_read_order, ref_validate
 
 SYMS = ["AAPL", "BTC-USD", "€URO", "X"]
 

@@ -3,10 +3,10 @@
 import flatbuffers
 import pytest
 from flatbuffers import number_types as N
+from reference.ref_validator import ORDER_FIELDS, official_build_table, official_read_table, official_table
 
 import lowlat
 from lowlat import CommandType, DecodeError
-from reference.ref_validator import ORDER_FIELDS, official_build_table, official_read_table, official_table
 
 MSGS = [
     lowlat.ValidationResult(7, True, 0, 123, "AAPL"),

@@ -4,13 +4,14 @@ import struct
 
 import numpy as np
 import pytest
+from reference.ref_validator import DEFAULTS, official_build_order, official_read_order
 
 import lowlat
 from lowlat import DecodeError, OrderType, Side, StpMode, TimeInForce
-from reference.ref_validator import DEFAULTS, official_build_order, official_read_order
 
-FULL = dict(id=2**64 - 1, symbol="ÄPL€", price=101.25, quantity=2**32 - 1, side=1, timestamp=1_700_000_000_123,
-            order_type=1, time_in_force=2, post_only=True, account=77, client_order_id="cl-1", stp=4)
+FULL = {"id": 2**64 - 1, "symbol": "ÄPL€", "price": 101.25, "quantity": 2**32 - 1, "side": 1,
+        "timestamp": 1_700_000_000_123, "order_type": 1, "time_in_force": 2, "post_only": True, "account": 77,
+        "client_order_id": "cl-1", "stp": 4}
 
 
 def _lowlat_encode(d):
@@ -31,7 +32,7 @@ def test_encode_then_read_all_fields():
 
 
 def test_lowlat_bytes_read_by_official_package():
-    got, present = official_read_order(_lowlat_encode(FULL))
+    got, _present = official_read_order(_lowlat_encode(FULL))
     assert got == FULL
 
 

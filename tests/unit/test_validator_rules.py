@@ -4,10 +4,10 @@ import math
 
 import numpy as np
 import pytest
+from reference.ref_validator import official_build_order
 
 import lowlat
 from lowlat import DecodeError, InstrumentRules, Reject, Validator
-from reference.ref_validator import official_build_order
 
 RULES = [
     InstrumentRules("AAPL", tick_size=0.01, lot_size=10, min_qty=10, max_qty=10_000, ref_price=100.0, band=0.05,
@@ -19,7 +19,7 @@ V = Validator(RULES)
 
 
 def order(**kw):
-    d = dict(id=1, symbol="AAPL", price=100.25, quantity=100, side=0, timestamp=1)
+    d = {"id": 1, "symbol": "AAPL", "price": 100.25, "quantity": 100, "side": 0, "timestamp": 1}
     d.update(kw)
     extra = {k: d.pop(k) for k in list(d) if k not in ("id", "symbol", "price", "quantity", "side", "timestamp")}
     return lowlat.encode_order(d["id"], d["symbol"], d["price"], d["quantity"], d["side"], d["timestamp"],
