@@ -94,6 +94,17 @@ async def bare_zmq():
         else:
             await s.send_multipart([f[0], b"%d" % n])
 
+def sync_shm(idle):
+    # serve_sync: a plain-Python worker polling its ring, no event loop (the shm latency path)
+    import signal, threading
+    from lowlat._ring import BackoffIdle
+    from lowlat.transport.inproc import ShmTransport
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *a: stop.set())
+    with ShmTransport(url) as t:
+        print("ready", flush=True)
+        t.serve_sync("bench.echo", lambda m: m.data, stop=stop, idle=eval(idle) if idle else None)
+
 def bare_ring():
     from lowlat._ring import MpscRing
     req = MpscRing.attach(url + "-req")
@@ -113,6 +124,8 @@ elif mode == "zmq":
     asyncio.run(bare_zmq())
 elif mode == "ring":
     bare_ring()
+elif mode == "shm-sync":
+    sync_shm(sys.argv[3] if len(sys.argv) > 3 else "")
 '''
 
 
@@ -135,8 +148,8 @@ def stop_server(proc: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
-    url = proc.args[-1] if proc.args[-1].startswith("shm://") else (proc.args[-2] if len(proc.args) > 1 else "")
-    if isinstance(url, str) and url.startswith("shm://"):  # the bus directory outlives its members by design
+    url = next((a for a in proc.args if isinstance(a, str) and a.startswith("shm://")), "")
+    if url:  # the bus directory outlives its members by design
         import shutil
 
         from lowlat.transport.inproc import shm_root
@@ -318,6 +331,23 @@ async def tp_bare_zmq(addr: str, size: int) -> float:
         s.close()
 
 
+def rtt_sync_shm(url: str, size: int, idle) -> hdrh.HdrHistogram:
+    from lowlat.transport.inproc import ShmTransport
+
+    h = hist()
+    payload = os.urandom(size)
+    with ShmTransport(url) as t:
+        req = t.request_sync
+        for _ in range(RTT_WARM):
+            req("bench.echo", payload, timeout=5, idle=idle)
+        pc = time.perf_counter_ns
+        for _ in range(RTT_N):
+            t0 = pc()
+            req("bench.echo", payload, timeout=5, idle=idle)
+            h.record_value(pc() - t0)
+    return h
+
+
 def rtt_bare_ring(name: str, size: int):
     from lowlat._ring import MpscRing
 
@@ -433,11 +463,32 @@ def test_throughput_zmq(benchmark, tmp_path, pin, kind, impl, size):
 # --- embedded: shm across processes (thread wake-up / spinning server) and the bare ring floor; inproc ---
 
 @pytest.mark.benchmark(group="transport.rtt.shm", disable_gc=True)
-@pytest.mark.parametrize("impl", ["bare-ring", "lowlat", "lowlat-spin-server", "lowlat-spin-client"])
+@pytest.mark.parametrize("impl", ["bare-ring", "lowlat-sync", "lowlat-async-client-sync-server", "lowlat",
+                                  "lowlat-spin-server", "lowlat-spin-client"])
 @pytest.mark.parametrize("size", SIZES)
 def test_rtt_shm(benchmark, pin, impl, size):
+    """``lowlat-sync``: ``request_sync`` against ``serve_sync`` in another process (both ``sync_idle()``: spin
+    ≈200 µs then park; pinned: both ``BackoffIdle()``, as one core cannot host a spinning waiter and its peer).
+    ``lowlat-async-client-sync-server``: the asyncio ``request()`` with ``spin_us=200`` against ``serve_sync``."""
     if impl == "lowlat-spin-server" and pin:
         pytest.skip("a spinning server pinned to the client's core starves the client (time slices)")
+    if impl in ("lowlat-sync", "lowlat-async-client-sync-server"):
+        name = f"bench{uuid.uuid4().hex[:6]}"
+        url = f"shm://{name}"
+        idle_src = "BackoffIdle()" if pin else ""
+        proc = start_server("shm-sync", url, idle_src or None, pin)
+        try:
+            if impl == "lowlat-sync":
+                from lowlat._ring import BackoffIdle
+
+                idle = BackoffIdle() if pin else None
+                h = measure(benchmark, lambda: rtt_sync_shm(url, size, idle))
+            else:
+                h = measure(benchmark, lambda: asyncio.run(rtt_lowlat(url, {"spin_us": 200}, size)))
+        finally:
+            stop_server(proc)
+        finish_rtt(benchmark, h, "shm", impl, pin, size)
+        return
     name = f"bench{uuid.uuid4().hex[:6]}"
     if impl == "bare-ring":
         from lowlat._ring import MpscRing
