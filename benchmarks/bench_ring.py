@@ -386,3 +386,40 @@ def test_rtt(benchmark, peers, kind):
     assert peer.conn.recv() == "done"
     RESULTS[("rtt", kind)] = benchmark.stats.stats.median * 1e6
     benchmark.extra_info["rtt_p50_us"] = RESULTS[("rtt", kind)]
+
+
+# ---- in-process cost per record (no second core involved): scalar vs batch vs the deque model ------
+
+@pytest.mark.parametrize("n", [1, 64, 4096])
+@pytest.mark.parametrize("impl", ["scalar", "batch", "deque"])
+def test_push_pop_inprocess(benchmark, impl, n):
+    """One round = push n 64-byte records, then pop them all.  ``scalar`` = try_push/try_pop per record,
+    ``batch`` = one push_batch + one pop_batch, ``deque`` = collections.deque (the model; no framing,
+    no shared memory)."""
+    from collections import deque
+
+    msgs = [MSG] * n
+    ring = SpscRing(1 << 20)
+    if impl == "scalar":
+        try_push, try_pop = ring.try_push, ring.try_pop
+
+        def run():
+            for m in msgs:
+                try_push(m)
+            for _ in msgs:
+                try_pop()
+    elif impl == "batch":
+        def run():
+            ring.push_batch(msgs)
+            ring.pop_batch(n)
+    else:
+        d = deque()
+
+        def run():
+            d.extend(msgs)
+            for _ in msgs:
+                d.popleft()
+    benchmark.group = "ring.push_pop"
+    benchmark.extra_info["records_per_round"] = n
+    benchmark.pedantic(run, rounds=300 if n == 4096 else 3000, warmup_rounds=20, iterations=1)
+    benchmark.extra_info["ns_per_record"] = benchmark.stats.stats.median / n * 1e9
