@@ -468,23 +468,19 @@ def test_throughput_zmq(benchmark, tmp_path, pin, kind, impl, size):
 @pytest.mark.parametrize("size", SIZES)
 def test_rtt_shm(benchmark, pin, impl, size):
     """``lowlat-sync``: ``request_sync`` against ``serve_sync`` in another process (both ``sync_idle()``: spin
-    ≈200 µs then park; pinned: both ``BackoffIdle()``, as one core cannot host a spinning waiter and its peer).
-    ``lowlat-async-client-sync-server``: the asyncio ``request()`` with ``spin_us=200`` against ``serve_sync``."""
+    ≈5 µs, yield, then park; no side busy-spins, so pinned runs use the same strategy).
+    ``lowlat-async-client-sync-server``: the asyncio ``request()`` (doorbell wake-up) against ``serve_sync``."""
     if impl == "lowlat-spin-server" and pin:
         pytest.skip("a spinning server pinned to the client's core starves the client (time slices)")
     if impl in ("lowlat-sync", "lowlat-async-client-sync-server"):
         name = f"bench{uuid.uuid4().hex[:6]}"
         url = f"shm://{name}"
-        idle_src = "BackoffIdle()" if pin else ""
-        proc = start_server("shm-sync", url, idle_src or None, pin)
+        proc = start_server("shm-sync", url, None, pin)
         try:
             if impl == "lowlat-sync":
-                from lowlat._ring import BackoffIdle
-
-                idle = BackoffIdle() if pin else None
-                h = measure(benchmark, lambda: rtt_sync_shm(url, size, idle))
-            else:
-                h = measure(benchmark, lambda: asyncio.run(rtt_lowlat(url, {"spin_us": 200}, size)))
+                h = measure(benchmark, lambda: rtt_sync_shm(url, size, None))
+            else:  # no client spin: the server already polls (one poller at most)
+                h = measure(benchmark, lambda: asyncio.run(rtt_lowlat(url, {}, size)))
         finally:
             stop_server(proc)
         finish_rtt(benchmark, h, "shm", impl, pin, size)
