@@ -79,6 +79,17 @@ cdef struct MapEntry:             # one bucket of the order-id map; 16 bytes
     uint64_t key                  # order id
     int64_t slot                  # order pool slot, -1 = empty bucket
 
+cdef struct RestingOrder:         # one row of RESTING_DTYPE (Book.resting_orders / Book.restore); 40 bytes
+    oid_t oid                     # order id
+    uint64_t account              # owner id (STP)
+    price_t price                 # ticks
+    qty_t qty                     # lots open
+    int8_t side                   # BID / ASK
+    int8_t stp                    # STP override, -1 = book default
+    uint8_t post_only             # 0 / 1
+    uint8_t _pad
+    uint32_t _pad2
+
 cdef struct BookCore:
     price_t lo                    # ticks: lowest price of the band; level index = price - lo
     int64_t n_ticks               # band width (levels per side)

@@ -78,10 +78,15 @@ ORDER_DTYPE = np.dtype([
 MAP_DTYPE = np.dtype([("key", "<u8"), ("slot", "<i8")], align=True)
 DEPTH_DTYPE = np.dtype([("price", "<i8"), ("qty", "<i8"), ("count", "<i8")])
 L3_DTYPE = np.dtype([("oid", "<u8"), ("account", "<u8"), ("qty", "<i8")])
+RESTING_DTYPE = np.dtype([
+    ("oid", "<u8"), ("account", "<u8"), ("price", "<i8"), ("qty", "<i8"), ("side", "i1"), ("stp", "i1"),
+    ("post_only", "u1"), ("_pad", "u1"), ("_pad2", "<u4")], align=True)
 
 if (COMMAND_DTYPE.itemsize != sizeof(BookCommand) or EVENT_DTYPE.itemsize != sizeof(BookEvent)
         or LEVEL_DTYPE.itemsize != sizeof(Level) or MAP_DTYPE.itemsize != sizeof(MapEntry) or ORDER_DTYPE.itemsize != sizeof(Order)):
     raise ImportError("lowlat._book: numpy dtypes do not match the C struct layouts")
+if RESTING_DTYPE.itemsize != sizeof(RestingOrder):
+    raise ImportError("lowlat._book: RESTING_DTYPE does not match the C struct layout")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -1399,6 +1404,125 @@ cdef class Book:
         """Run the full invariant scan (only in a ``LOWLAT_DEBUG`` build; a no-op otherwise)."""
         self._idle_c()
         book_check_c(&self.core)
+
+    # --- snapshot / restore (issue 8: recovery) ------------------------------------------------------
+
+    def resting_orders(self):
+        """Every resting order in priority order, as a ``RESTING_DTYPE`` array (oid, account, price, qty, side,
+        stp, post_only): bids best price first, then asks best price first; FIFO (oldest first) inside a level.
+        With ``seq`` and ``trade_id`` this is the book's whole state (see :meth:`restore`).  O(orders + levels)."""
+        cdef BookCore* b = &self.core
+        cdef int side
+        cdef int64_t lv
+        cdef int32_t s
+        cdef Py_ssize_t k = 0
+        self._idle_c()
+        out = np.zeros(b.n_live, RESTING_DTYPE)
+        if b.n_live == 0:
+            return out
+        cdef RestingOrder[::1] o = out
+        with nogil:
+            for side in range(2):
+                lv = b.best[side]
+                while lv >= 0:
+                    s = b.levels[side][lv].head
+                    while s >= 0:
+                        o[k].oid = b.orders[s].oid
+                        o[k].account = b.orders[s].account
+                        o[k].price = b.orders[s].price
+                        o[k].qty = b.orders[s].qty
+                        o[k].side = b.orders[s].side
+                        o[k].stp = b.orders[s].stp
+                        o[k].post_only = b.orders[s].post_only
+                        k += 1
+                        s = b.orders[s].next
+                    lv = _next_opp(b, side, lv)
+        return out
+
+    def restore(self, const unsigned char[::1] orders not None, uint64_t seq, uint64_t trade_id) -> None:
+        """Load a saved state into this empty, unused book: resting orders (``RESTING_DTYPE`` rows as bytes, in
+        priority order as :meth:`resting_orders` returns them) and the event sequence / trade-id counters.
+
+        No events are written.  Raises ``ValueError`` (book not empty, row size, more rows than slots, a side,
+        price, quantity or STP mode out of range, a duplicate id, or a crossed result) and then leaves the book
+        empty.  Cost: O(rows), one nogil loop (~30-60 ns per order).
+        """
+        cdef BookCore* b = &self.core
+        cdef Py_ssize_t n, i
+        cdef const RestingOrder* r
+        cdef int32_t slot
+        cdef Order* o
+        cdef int rc = 0
+        self._idle_c()
+        if b.n_live or b.seq or b.trade_id:
+            raise ValueError("restore needs an empty, unused book")
+        if orders.shape[0] % sizeof(RestingOrder):
+            raise ValueError(f"orders: {orders.shape[0]} bytes is not a whole number of RESTING_DTYPE rows")
+        n = orders.shape[0] // sizeof(RestingOrder)
+        if n > b.max_orders:
+            raise ValueError(f"{n} orders do not fit in max_orders={b.max_orders}")
+        with nogil:
+            for i in range(n):
+                r = <const RestingOrder*>&orders[i * sizeof(RestingOrder)]
+                if ((r.side != BID and r.side != ASK) or r.qty <= 0 or r.price < b.lo
+                        or r.price - b.lo >= b.n_ticks or r.stp < -1 or r.stp > STP_DECREMENT_AND_CANCEL
+                        or r.post_only > 1):
+                    rc = -1
+                    break
+                if _map_find(b, r.oid) >= 0:
+                    rc = -2
+                    break
+                slot = b.free_head
+                o = &b.orders[slot]
+                b.free_head = o.next
+                o.oid = r.oid
+                o.account = r.account
+                o.price = r.price
+                o.qty = r.qty
+                o.side = r.side
+                o.stp = r.stp
+                o.post_only = r.post_only
+                _map_insert(b, r.oid, slot)
+                _level_push(b, r.side, r.price - b.lo, slot)
+            if rc == 0 and b.best[BID] >= 0 and b.best[ASK] >= 0 and b.best[BID] >= b.best[ASK]:
+                rc = -3
+            if rc == 0:
+                b.seq = seq
+                b.trade_id = trade_id
+        if rc != 0:
+            self._reset_arrays()  # back to the empty book it was (every live order is from this call)
+        if rc == -1:
+            raise ValueError(f"restore: row {i} has a side, price, quantity, STP mode or post_only out of range")
+        if rc == -2:
+            raise ValueError(f"restore: row {i} repeats an order id")
+        if rc == -3:
+            raise ValueError("restore: the orders cross (best bid >= best ask)")
+        if LOWLAT_DEBUG:
+            book_check_c(b)
+
+    def _reset_arrays(self) -> None:
+        # the state __cinit__ builds, for an error path of restore (not a hot path: numpy over every array)
+        cdef BookCore* b = &self.core
+        for side in range(2):
+            lv = self._levels_arr[side]
+            lv["head"] = -1
+            lv["tail"] = -1
+            lv["qty"] = 0
+            lv["count"] = 0
+        self._bits_arr[:] = 0
+        self._map_arr["key"] = 0
+        self._map_arr["slot"] = -1
+        ords = self._orders_arr
+        ords.view(np.uint8)[:] = 0
+        ords["next"] = np.arange(1, b.max_orders + 1, dtype=np.int32)
+        ords["next"][b.max_orders - 1] = -1
+        ords["prev"] = -1
+        b.free_head = 0
+        b.best[0] = -1
+        b.best[1] = -1
+        b.n_live = 0
+        b.n_side[0] = 0
+        b.n_side[1] = 0
 
 
 @cython.final

@@ -38,7 +38,7 @@ import numpy as np
 from .. import _book
 from ..errors import DecodeError, TransportError
 from .config import ServiceConfig
-from .matcher import MatcherService
+from .matcher import ExecStatus, MatcherService
 from .snapshot import Snapshot, SnapshotStore, dump_engine, restore_engine
 
 __all__ = ["DurableMatcher", "FileJournal", "JetStreamJournal", "decode_record", "encode_record", "replay_into"]
@@ -278,9 +278,18 @@ class DurableMatcher(MatcherService):
         return pos
 
     def snapshot(self) -> Snapshot:
+        # the read side's state of resting orders is in the book except what was filled so far (cum qty):
+        # keep that for partially filled ones so maker reports after a restart carry the right cum
+        cum: dict[str, dict[str, int]] = {}
+        for s, rm in self.read.items():
+            mine = cum[s] = {}
+            for oid in self.engine[s].resting_orders()["oid"].tolist():
+                st = rm.orders.get(oid)
+                if st is not None and st[4]:
+                    mine[str(oid)] = st[4]
         meta = {"md_seq": {s: rm.md_seq for s, rm in self.read.items()},
                 "trades": {s: rm.trades for s, rm in self.read.items()},
-                "input_pos": self._jr.last_input_pos}
+                "cum": cum, "input_pos": self._jr.last_input_pos}
         return dump_engine(self.engine, self._jr.last_pos, meta)
 
     def save_snapshot(self) -> None:
@@ -313,6 +322,11 @@ class DurableMatcher(MatcherService):
                                             for i in idx})
                 rm.md_seq = snap.meta.get("md_seq", {}).get(sym, 0)
                 rm.trades = snap.meta.get("trades", {}).get(sym, 0)
+                cum = snap.meta.get("cum", {}).get(sym, {})
+                for oid, acct, px, qty, side in zip(*(book.resting_orders()[f].tolist()
+                                                      for f in ("oid", "account", "price", "qty", "side"))):
+                    c = cum.get(str(oid), 0)
+                    rm.order(oid, [ExecStatus.PARTIALLY_FILLED if c else ExecStatus.NEW, side, px, qty, c, acct, 0])
         t1 = time.perf_counter()
         now = time.time_ns()
         out: tuple[dict[str, list[bytes]], dict[str, list[bytes]], dict[str, list[bytes]]] = ({}, {}, {})
