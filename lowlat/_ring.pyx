@@ -1017,6 +1017,62 @@ cdef class _Ring:
             done = ring_write_batch(&self.r, self.bufs, self.lens, n)
         return done
 
+    def try_push_parts(self, parts):
+        """Copy one record made of several buffers (e.g. header + subject + payload) if there is room,
+        without concatenating them in Python first.  Cost: one claim + one memcpy per part.
+
+        Parameters
+        ----------
+        parts : sequence of bytes-like
+            The record is their concatenation; at most ``max_record_size`` bytes in total.
+
+        Returns
+        -------
+        bool
+            False when the ring is full (nothing was written).
+        """
+        cdef Py_ssize_t i, n
+        cdef uint64_t total = 0, frame, pos
+        cdef char* dst
+        cdef list held = []
+        cdef Py_buffer view
+        cdef memoryview mv
+        self.check_open_c()
+        if self.r.claim_len >= 0:
+            raise RingError("publish() or abort() the outstanding claim() first")
+        seq = parts if isinstance(parts, (list, tuple)) else list(parts)
+        n = len(seq)
+        self.grow_scratch_c(n if n > 0 else 1)
+        for i in range(n):
+            item = seq[i]
+            if PyBytes_CheckExact(item):
+                self.bufs[i] = <void*>PyBytes_AS_STRING(item)
+                self.lens[i] = <uint64_t>PyBytes_GET_SIZE(item)
+            else:
+                mv = memoryview(item)
+                if not mv.c_contiguous:
+                    raise ValueError("try_push_parts: buffers must be C-contiguous")
+                held.append(mv)
+                PyObject_GetBuffer(mv, &view, PyBUF_SIMPLE)
+                self.bufs[i] = view.buf
+                self.lens[i] = <uint64_t>view.len
+                PyBuffer_Release(&view)     # mv still holds the underlying export
+            total += self.lens[i]
+        if total > self.r.max_payload:
+            raise ValueError(f"record of {total} bytes exceeds max_record_size {self.r.max_payload}")
+        ring_psync(&self.r)
+        frame = ring_frame(&self.r, total)
+        pos = ring_claim(&self.r, frame)
+        if pos == LL_NO_POS:
+            return False
+        dst = self.r.data + (pos & self.r.mask) + 8
+        for i in range(n):
+            memcpy(dst, self.bufs[i], self.lens[i])
+            dst += self.lens[i]
+        ring_commit(&self.r, pos, frame, total)
+        ring_count_pushed(&self.r, 1)
+        return True
+
     def claim(self, Py_ssize_t size):
         """Reserve room for one record of ``size`` bytes and return a writable memoryview of it.
 

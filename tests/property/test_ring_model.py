@@ -120,6 +120,13 @@ class RingMachine(RuleBasedStateMachine):
         m = self._fit(m)
         assert self.ring.try_push(m) == self.ref.push(m)
 
+    @rule(parts=st.lists(st.binary(max_size=40), max_size=5))
+    def try_push_parts(self, parts):
+        whole = b"".join(parts)
+        if len(whole) > self.ref.max:
+            return
+        assert self.ring.try_push_parts(parts) == self.ref.push(whole)
+
     @rule(ms=st.lists(payloads, max_size=12))
     def push_batch(self, ms):
         ms = [self._fit(m) for m in ms]

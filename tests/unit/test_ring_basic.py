@@ -111,6 +111,19 @@ def test_accepts_any_contiguous_buffer(cls):
 
 
 @pytest.mark.parametrize("cls", RINGS)
+def test_try_push_parts_writes_the_concatenation(cls):
+    r = cls(256)
+    assert r.try_push_parts([b"hdr:", memoryview(b"subject"), bytearray(b":"), b"payload"])
+    assert r.try_push_parts(())
+    assert r.try_pop() == b"hdr:subject:payload" and r.try_pop() == b""
+    with pytest.raises(ValueError):
+        r.try_push_parts([b"x" * 100, b"y" * (r.max_record_size - 99)])
+    while r.try_push_parts([b"a" * 20, b"b" * 20]):
+        pass
+    assert r.pop_batch(10) == [b"a" * 20 + b"b" * 20] * 4    # 4 x 48-byte frames filled it
+
+
+@pytest.mark.parametrize("cls", RINGS)
 def test_push_batch_stops_when_full_and_keeps_order(cls):
     r = cls(256)
     n = r.push_batch([bytes([i]) * 24 for i in range(20)])   # 32-byte frames
