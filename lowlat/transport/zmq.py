@@ -12,9 +12,16 @@ URL's address (fan-out) and a ``ROUTER`` socket at the request address: ``port +
   publishes to it and the hub routes it back through the ``ROUTER`` to that ``DEALER``.  ``serve`` on the hub
   runs the handler inline in the ROUTER reader (no extra hop).  (DEALER/ROUTER for requests, PUB/SUB for fan-out.)
 
-Wire format (pure functions ``encode_meta``/``decode_meta``, unit-tested): data frames are
-``[subject, meta, payload]``; ``meta`` is empty, or ``reply`` + ``"\\n"`` + ``"key:value"`` lines for headers.
+Wire format (pure functions ``encode_meta``/``decode_meta``, unit-tested): ``meta`` is empty, or ``reply`` +
+``"\\n"`` + ``"key:value"`` lines for headers.  Fan-out (XPUB -> SUB) frames are ``[subject, meta, payload]``
+(the subject frame first, so libzmq's SUB prefix filter applies).  Peer -> hub (DEALER -> ROUTER) is
+``[b"P" + subject (+ b" " + meta), payload]`` and hub -> peer replies are ``[subject (+ b" " + meta), payload]``:
+two frames like a bare DEALER/ROUTER echo (subjects never contain whitespace, so the first space splits).
 Received payloads are the ``zmq.Frame``'s buffer (``memoryview``, zero-copy).
+
+Hot path (why it is close to bare pyzmq): sends go straight to a synchronous shadow of the socket with
+``NOBLOCK`` (no ``zmq.asyncio`` Future per send; on ``EAGAIN`` they fall back to the awaitable send); the hub
+drains its ROUTER with non-blocking receives before it awaits; validated subjects are cached.
 
 Not provided by design: queue groups (every SUB gets every message: run one serve() per subject on the hub),
 fast "no responders" (a request nobody serves times out).  ``max_pending``/``max_pending_bytes`` apply to our
@@ -57,6 +64,8 @@ __all__ = ["ZmqTransport", "decode_meta", "encode_meta", "zmq_endpoints", "zmq_p
 log = logging.getLogger("lowlat.transport.zmq")
 
 _EMPTY = b""
+_SPACE = b" "
+_BIG = 65536  # payloads from this size are sent zero-copy (copy=False); smaller ones are cheaper to copy
 _SYNC = b"\x00sync."
 _REPLY = "_ZR."
 _LOCAL = "_ZL."
@@ -110,6 +119,11 @@ class _ServeSink:
         except Exception:
             log.exception("serve(%r): handler failed", self.subject)
             return True
+        tp = type(out)
+        if tp is bytes or tp is memoryview or tp is bytearray:  # common case first: skip the awaitable checks
+            if msg.reply:
+                self._t._hub_route(msg.reply, _EMPTY, out)
+            return True
         if asyncio.iscoroutine(out) or isinstance(out, asyncio.Future):
             self._loop.create_task(self._finish(msg, out))
         elif out is not None and msg.reply:
@@ -151,6 +165,11 @@ class ZmqTransport(Transport):
         self._interest: set[bytes] = set()          # hub: SUB prefixes XPUB reported (first sub/last unsub)
         self._interest_cache: dict[str, bool] = {}
         self._ids = itertools.count(1)
+        self._valid: set[str] = set()  # subjects already validated (publish hot path), bounded
+        self._ident_s = self._identity.decode()
+        self._router_busy = False      # hub: _router_loop is processing (no asyncio recv pending on ROUTER)
+        self._router_sync: Any = None  # synchronous shadows of the asyncio sockets (same libzmq socket)
+        self._dealer_sync: Any = None
         self._closed = True  # until connect()
 
     # --- lifecycle ---
@@ -177,12 +196,14 @@ class ZmqTransport(Transport):
                 self._router = self._socket(zmq.ROUTER)
                 self._router.router_mandatory = False
                 self._router.bind(self.rr_addr)
+                self._router_sync = zmq.Socket.shadow(self._router.underlying)
                 self._spawn(self._xpub_loop(), "lowlat-zmq-xpub")
                 self._spawn(self._router_loop(), "lowlat-zmq-router")
             else:
                 self._dealer = self._socket(zmq.DEALER)
                 self._dealer.identity = self._identity
                 self._dealer.connect(self.rr_addr)
+                self._dealer_sync = zmq.Socket.shadow(self._dealer.underlying)
                 # no permanent reader: a waiting request()/flush() reads the DEALER itself (see _await_reply)
         except zmq.ZMQError as e:
             await self.close()
@@ -201,6 +222,7 @@ class ZmqTransport(Transport):
             if not fut.done():
                 fut.set_exception(TransportClosedError("transport closed while waiting for a reply"))
         self._waiting.clear()
+        self._router_sync = self._dealer_sync = None  # shadows do not own the socket
         for name in ("_xpub", "_router", "_dealer"):
             s = getattr(self, name)
             if s is not None:
@@ -226,7 +248,7 @@ class ZmqTransport(Transport):
         fut = asyncio.get_running_loop().create_future()
         self._waiting[token] = fut
         try:
-            await self._dealer.send_multipart([b"F", token.encode()])
+            await self._dealer.send_multipart([b"F" + token.encode(), _EMPTY])
             async with asyncio.timeout(timeout or self.sync_timeout):
                 await self._await_reply(fut)
         except TimeoutError:
@@ -239,7 +261,15 @@ class ZmqTransport(Transport):
         """Deliver one message published by anyone: reply routing, local subscriptions, XPUB fan-out."""
         if subject.startswith(_REPLY):
             ident = subject[4:].partition(".")[0].encode()
-            self._router.send_multipart([ident, subject.encode(), meta, payload], copy=False)
+            head = subject.encode() + _SPACE + meta if meta else subject.encode()
+            # ROUTER never blocks (a full peer queue drops, router_mandatory is off), so a NOBLOCK send on the
+            # shadow cannot fail with EAGAIN; it skips zmq.asyncio's Future.  Only safe while no asyncio recv
+            # is pending on the ROUTER (edge-triggered FD): true inline in _router_loop; else use the wrapper.
+            rs = self._router_sync
+            if self._router_busy and rs is not None:
+                rs.send_multipart([ident, head, payload], zmq.NOBLOCK, copy=memoryview(payload).nbytes < _BIG)
+            else:
+                self._router.send_multipart([ident, head, payload], copy=False)
             return
         if subject.startswith(_LOCAL):
             fut = self._waiting.pop(subject, None)
@@ -248,7 +278,12 @@ class ZmqTransport(Transport):
             return
         plain, groups = self._routes.route(subject)
         if plain or groups:
-            reply, headers = decode_meta(meta) if meta else (None, None)
+            if not meta:
+                reply = headers = None
+            elif b"\n" not in meta:  # reply subject only (requests): no header parsing
+                reply, headers = meta.decode(), None
+            else:
+                reply, headers = decode_meta(meta)
             for s in plain:
                 s._deliver(Message(subject, payload, headers, reply, self))
             for members in groups:
@@ -270,18 +305,40 @@ class ZmqTransport(Transport):
 
     async def _router_loop(self) -> None:
         router = self._router
+        shadow = self._router_sync
+        again = zmq.Again
+        noblock = zmq.NOBLOCK
         while True:
+            # Drain what is queued with non-blocking receives on the shadow (no Future per message); await
+            # through zmq.asyncio only when the queue is empty.  While we run here no asyncio recv is pending on
+            # the ROUTER, so direct socket calls cannot swallow an edge of its FD.
+            self._router_busy = False
             frames = await router.recv_multipart(copy=False)
-            try:
-                op = frames[1].bytes
-                if op == b"P" and len(frames) == 5:
-                    self._hub_route(frames[2].bytes.decode(), frames[3].bytes, frames[4].buffer)
-                elif op == b"F" and len(frames) == 3:  # flush: echo the token back
-                    router.send_multipart([frames[0].bytes, frames[2].bytes, _EMPTY, _EMPTY])
-                else:
-                    log.warning("zmq hub: dropped malformed frame set (%d frames)", len(frames))
-            except (ValueError, UnicodeDecodeError, IndexError) as e:
-                log.warning("zmq hub: dropped malformed message: %s", e)
+            self._router_busy = True
+            while True:
+                try:
+                    if len(frames) == 3:
+                        head = frames[1].bytes
+                        op = head[:1]
+                        if op == b"P":
+                            subj, _, meta = head[1:].partition(_SPACE)
+                            if not subj:
+                                raise ValueError("empty subject")
+                            self._hub_route(subj.decode(), meta, frames[2].buffer)
+                        elif op == b"F":  # flush: echo the token back
+                            shadow.send_multipart([frames[0].bytes, head[1:], _EMPTY], noblock)
+                        else:
+                            log.warning("zmq hub: dropped message with unknown op %r", op)
+                    else:
+                        log.warning("zmq hub: dropped malformed frame set (%d frames)", len(frames))
+                except (ValueError, UnicodeDecodeError, IndexError) as e:
+                    log.warning("zmq hub: dropped malformed message: %s", e)
+                if self._closed:
+                    return
+                try:
+                    frames = shadow.recv_multipart(noblock, copy=False)
+                except again:
+                    break
 
     async def _xpub_loop(self) -> None:
         xpub = self._xpub
@@ -298,18 +355,19 @@ class ZmqTransport(Transport):
 
     # --- peer side ---
     def _dispatch_reply(self, frames: list[Any]) -> None:
-        if len(frames) != 3:
+        if len(frames) != 2:
             return
-        subject = frames[0].bytes.decode(errors="replace")
+        subj, _, meta = frames[0].bytes.partition(_SPACE)
+        subject = subj.decode(errors="replace")
         fut = self._waiting.pop(subject, None)
         if fut is None or fut.done():
             return  # a late reply (its request timed out): dropped
         try:
-            _, headers = decode_meta(frames[1].bytes) if frames[1].bytes else (None, None)
+            _, headers = decode_meta(meta) if meta else (None, None)
         except ValueError as e:
             fut.set_exception(TransportError(f"malformed reply on {subject!r}: {e}"))
             return
-        fut.set_result(Message(subject, frames[2].buffer, headers, None, self))
+        fut.set_result(Message(subject, frames[1].buffer, headers, None, self))
 
     async def _await_reply(self, fut: asyncio.Future[Message]) -> Message:
         """Wait for ``fut`` (a reply routed to our DEALER).
@@ -376,12 +434,29 @@ class ZmqTransport(Transport):
         if self._closed:
             raise TransportClosedError("ZmqTransport is closed")
         meta = encode_meta(reply, headers) if (reply or headers) else _EMPTY
-        if self.bind:
+        if subject not in self._valid:
             validate_subject(subject)
+            if len(self._valid) > 4096:
+                self._valid.clear()
+            self._valid.add(subject)
+        if self.bind:
             self._hub_route(subject, meta, payload)
         else:
-            validate_subject(subject)
-            await self._dealer.send_multipart([b"P", subject.encode(), meta, payload], copy=False)
+            await self._peer_send(b"P" + subject.encode() + _SPACE + meta if meta else b"P" + subject.encode(),
+                                  payload)
+
+    async def _peer_send(self, head: bytes, payload: Buffer) -> None:
+        # DEALER send.  Fast path: NOBLOCK on the synchronous shadow (no zmq.asyncio Future), allowed only while
+        # no asyncio recv is pending on the DEALER (a direct call could consume the FD edge that recv waits
+        # for).  EAGAIN (high-water mark) or a pending reader: the awaitable send, which waits for room.
+        ds = self._dealer_sync
+        if self._reader is None and ds is not None:
+            try:
+                ds.send_multipart([head, payload], zmq.NOBLOCK, copy=memoryview(payload).nbytes < _BIG)
+                return
+            except zmq.Again:
+                pass
+        await self._dealer.send_multipart([head, payload], copy=False)
 
     async def publish_batch(self, subject: str, payloads: Sequence[Buffer]) -> None:
         if self._closed:
@@ -391,10 +466,10 @@ class ZmqTransport(Transport):
             for p in payloads:
                 self._hub_route(subject, _EMPTY, p)
         else:
-            s = subject.encode()
-            send = self._dealer.send_multipart
+            head = b"P" + subject.encode()
+            send = self._peer_send
             for p in payloads:
-                await send([b"P", s, _EMPTY, p], copy=False)
+                await send(head, p)
 
     async def subscribe(self, subject: str, *, queue: str | None = None, **options: Any) -> Subscription:
         self._check_open()
@@ -434,7 +509,7 @@ class ZmqTransport(Transport):
                       headers: Headers | None = None) -> Message:
         self._check_open()
         n = next(self._ids)
-        inbox = f"{_LOCAL}{n}" if self.bind else f"{_REPLY}{self._identity.decode()}.{n}"
+        inbox = f"{_LOCAL}{n}" if self.bind else f"{_REPLY}{self._ident_s}.{n}"
         fut: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         self._waiting[inbox] = fut
         try:
