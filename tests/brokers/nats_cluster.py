@@ -132,7 +132,7 @@ def start_cluster(binary: str, workdir: Path, n: int = 3, name: str = "lowlat") 
 
 
 def _wait_js_ready(nodes: list[NatsNode], timeout: float = 30.0) -> None:
-    """Block until the JetStream meta group has a leader (a stream can be created)."""
+    """Block until clustered JetStream can place a stream on every node (meta leader elected, peers known)."""
     import asyncio
 
     import nats
@@ -144,7 +144,10 @@ def _wait_js_ready(nodes: list[NatsNode], timeout: float = 30.0) -> None:
         except Exception:  # noqa: BLE001
             return False
         try:
-            await nc.jetstream().account_info()
+            # a meta leader AND every peer known: an R<n> stream can be placed (then removed again)
+            js = nc.jetstream()
+            await js.add_stream(name="LOWLAT_PROBE", subjects=["lowlat.probe"], num_replicas=len(nodes))
+            await js.delete_stream("LOWLAT_PROBE")
             return True
         except Exception:  # noqa: BLE001
             return False

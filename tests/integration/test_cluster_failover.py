@@ -114,7 +114,7 @@ def test_jetstream_r3_node_kill_loses_nothing(nats_cluster, tmp_path):
     shards = {"A": ("AAPL",), "B": ("MSFT",)}
     procs = [durable("validator", "--transport", nd.url) for nd in nodes]
     procs += [durable("matcher", "--transport", nodes[i].url, "--symbols", ",".join(syms), "--shard", sh,
-                      "--replicas", "3", "--workdir", str(tmp_path), "--snapshot-every", "0")
+                      "--replicas", "3", "--workdir", str(tmp_path), "--snapshot-every", "500")
               for i, (sh, syms) in enumerate(shards.items())]
     out: dict = {}
     try:

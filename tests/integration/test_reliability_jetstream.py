@@ -22,7 +22,7 @@ from lowlat.transport import connect
 
 pytestmark = [pytest.mark.integration, pytest.mark.nats, pytest.mark.timeout(180)]
 
-SNAP_EVERY = "0"  # TODO: 400 once Book.restore lands
+SNAP_EVERY = "400"
 
 
 def test_kill9_workers_and_broker_restart_lose_nothing(nats_node, tmp_path):
@@ -75,6 +75,6 @@ def test_kill9_workers_and_broker_restart_lose_nothing(nats_node, tmp_path):
                 except AssertionError:
                     p.kill()
     rec = ready["recovered"]
-    assert rec["snapshot_pos"] > 0 or rec["replayed_commands"] > 0, rec  # recovered state, not from scratch
+    assert rec["snapshot_pos"] > 0 and rec["restored_orders"] > 0, rec  # restored from a snapshot + tail
     stats = reconcile(url, n, {"0": SYMS})
     print(json.dumps({"faults": faults, **stats, "producer_retries": out["retries"], "matcher_recovered": rec}))

@@ -151,3 +151,35 @@ def test_store_keeps_newest_and_skips_damaged(tmp_path):
     newest = tmp_path / files[-1]
     newest.write_bytes(newest.read_bytes()[:-10])  # torn write
     assert store.latest().journal_pos == 20
+
+
+def test_book_restore_rejects_bad_rows_and_stays_empty():
+    from lowlat._book import RESTING_DTYPE, Book
+
+    src = make_engine()
+    apply_all(src, random_commands(np.random.default_rng(9), 400, 1, trades=False))
+    rows = src["AAPL"].resting_orders()
+    assert rows.dtype == RESTING_DTYPE and len(rows) > 10
+    cases = {"side": ("side", 2), "price": ("price", LO + N), "qty": ("qty", 0), "stp": ("stp", 9),
+             "dup": ("oid", int(rows["oid"][0]))}
+    for name, (field, value) in cases.items():
+        bad = rows.copy()
+        bad[len(bad) // 2][field] = value
+        b = Book(LO, N, CAP)
+        with pytest.raises(ValueError):
+            b.restore(bad.view(np.uint8), 5, 5)
+        assert (b.n_orders, b.seq, b.trade_id, b.best_bid(), b.best_ask()) == (0, 0, 0, None, None), name
+        b.restore(rows.view(np.uint8), 7, 3)  # still usable after the failed attempt
+        assert np.array_equal(b.resting_orders(), rows) and (b.seq, b.trade_id) == (7, 3)
+    crossed = rows.copy()
+    crossed["price"][crossed["side"] == 1] = LO  # asks at the bottom of the band: below the bids
+    with pytest.raises(ValueError, match="cross"):
+        Book(LO, N, CAP).restore(crossed.view(np.uint8), 0, 0)
+    used = Book(LO, N, CAP)
+    used.submit(1, 0, LO, 1)
+    with pytest.raises(ValueError, match="empty"):
+        used.restore(rows.view(np.uint8), 0, 0)
+    with pytest.raises(ValueError, match="whole number"):
+        Book(LO, N, CAP).restore(rows.view(np.uint8)[:-1], 0, 0)
+    with pytest.raises(ValueError, match="fit"):
+        Book(LO, N, 2).restore(rows.view(np.uint8), 0, 0)
