@@ -861,6 +861,24 @@ cdef inline Py_ssize_t _route(FrameRun* fr, const char* sym, Py_ssize_t n) noexc
     return -1
 
 
+cdef inline bint _fr_no_room(FrameRun* fr, int64_t need) noexcept nogil:
+    # True when the next frame's `need` events may not fit: record the bound and stop before the frame (the
+    # caller resumes at fr.pos); when nothing was written yet, out can never hold it (rc -1 -> ValueError).
+    if need <= fr.cap - fr.n_ev:
+        return False
+    fr.need = need
+    if fr.n_ev == 0:
+        fr.rc = -1
+    return True
+
+
+cdef inline void _fr_bind(FrameRun* fr, BookCore* b) noexcept nogil:
+    # point b's event writer at the free tail of out (events of all books interleave in frame order)
+    b.ev = fr.out + fr.n_ev
+    b.ev_cap = fr.cap - fr.n_ev
+    b.ev_n = 0
+
+
 cdef int _run_frames(FrameRun* fr, const char* buf, Py_ssize_t n) noexcept nogil:
     # Apply complete [u32 LE length][CommandMsg] frames from buf[fr.pos:n] until the input ends, a frame is
     # truncated (left unconsumed), or the next frame's worst-case events do not fit in out.
@@ -884,10 +902,7 @@ cdef int _run_frames(FrameRun* fr, const char* buf, Py_ssize_t n) noexcept nogil
             t0 = _now_ns()
         rc = fb_read_command(p, flen, &fc)
         if rc != 0 or fc.type < FB_COMMAND_ORDER or fc.type > FB_COMMAND_MASS_CANCEL:
-            if fr.n_ev >= fr.cap:
-                fr.need = 1
-                if fr.n_ev == 0:
-                    fr.rc = -1
+            if _fr_no_room(fr, 1):
                 return 0
             _raw_reject(&fr.out[fr.n_ev], 0, 0, 0, REJ_MALFORMED)
             fr.n_ev += 1
@@ -908,25 +923,17 @@ cdef int _run_frames(FrameRun* fr, const char* buf, Py_ssize_t n) noexcept nogil
                 need = 0
                 for k in range(fr.n_books):
                     need += book_event_bound_c(fr.cores[k], &c)
-                if need > fr.cap - fr.n_ev:
-                    fr.need = need
-                    if fr.n_ev == 0:
-                        fr.rc = -1
+                if _fr_no_room(fr, need):
                     return 0
                 for k in range(fr.n_books):
                     b = fr.cores[k]
-                    b.ev = fr.out + fr.n_ev
-                    b.ev_cap = fr.cap - fr.n_ev
-                    b.ev_n = 0
+                    _fr_bind(fr, b)
                     book_apply_c(b, &c, &filled)
                     fr.n_ev += b.ev_n
             else:
                 bk = _route(fr, sym, sym_len)
                 if bk < 0:
-                    if fr.n_ev >= fr.cap:
-                        fr.need = 1
-                        if fr.n_ev == 0:
-                            fr.rc = -1
+                    if _fr_no_room(fr, 1):
                         return 0
                     _raw_reject(&fr.out[fr.n_ev], 0xFFFFFFFF, c.oid, c.account, REJ_UNKNOWN_SYMBOL)
                     fr.n_ev += 1
@@ -934,14 +941,9 @@ cdef int _run_frames(FrameRun* fr, const char* buf, Py_ssize_t n) noexcept nogil
                     b = fr.cores[bk]
                     r = _cmd_from_fb(&fc, b.tick_size, &c)
                     need = 1 if r != REJ_ACCEPTED else book_event_bound_c(b, &c)
-                    if need > fr.cap - fr.n_ev:
-                        fr.need = need
-                        if fr.n_ev == 0:
-                            fr.rc = -1
+                    if _fr_no_room(fr, need):
                         return 0
-                    b.ev = fr.out + fr.n_ev
-                    b.ev_cap = fr.cap - fr.n_ev
-                    b.ev_n = 0
+                    _fr_bind(fr, b)
                     if r != REJ_ACCEPTED:
                         _emit(b, EV_REJECTED, c.side if c.op == CMD_NEW else -1, r, c.oid, 0, 0, c.account,
                               0, c.qty, 0, 0)
@@ -955,6 +957,25 @@ cdef int _run_frames(FrameRun* fr, const char* buf, Py_ssize_t n) noexcept nogil
             fr.lat[fr.n_frames] = _now_ns() - t0
         fr.pos += 4 + flen
         fr.n_frames += 1
+    return 0
+
+
+cdef int _fr_outputs(FrameRun* fr, BookEvent[::1] events_out, int64_t[::1] latency_ns) except -1:
+    # events_out is non-empty (checked by the caller); latency_ns is optional
+    fr.out = &events_out[0]
+    fr.cap = events_out.shape[0]
+    if latency_ns is not None and latency_ns.shape[0] > 0:
+        fr.lat = &latency_ns[0]
+        fr.lat_n = latency_ns.shape[0]
+    return 0
+
+
+cdef int _fr_raise(const FrameRun* fr) except -1:
+    # turn _run_frames' status into the caller-facing error (after the nogil block)
+    if fr.rc == -1:
+        raise ValueError(f"events_out is too small for the next frame (needs up to {fr.need} rows)")
+    if fr.rc == -2:
+        raise RuntimeError("order book event buffer overflow (bug: bound was too small)")
     return 0
 
 
@@ -1268,19 +1289,12 @@ cdef class Book:
         cores[0] = b
         fr.cores = cores
         fr.n_books = 1
-        fr.out = &events_out[0]
-        fr.cap = events_out.shape[0]
-        if latency_ns is not None and latency_ns.shape[0] > 0:
-            fr.lat = &latency_ns[0]
-            fr.lat_n = latency_ns.shape[0]
+        _fr_outputs(&fr, events_out, latency_ns)
         b.busy = 1
         try:
             with nogil:
                 _run_frames(&fr, <const char*>&frames[0], n)
-            if fr.rc == -1:
-                raise ValueError(f"events_out is too small for the next frame (needs up to {fr.need} rows)")
-            if fr.rc == -2:
-                raise RuntimeError("order book event buffer overflow (bug: bound was too small)")
+            _fr_raise(&fr)
             if LOWLAT_DEBUG:
                 book_check_c(b)
             return fr.n_frames, fr.pos, fr.n_ev
@@ -1716,19 +1730,12 @@ cdef class Engine:
         fr.syms = self._syms
         fr.sym_lens = self._sym_lens
         fr.n_books = self._n
-        fr.out = &events_out[0]
-        fr.cap = events_out.shape[0]
-        if latency_ns is not None and latency_ns.shape[0] > 0:
-            fr.lat = &latency_ns[0]
-            fr.lat_n = latency_ns.shape[0]
+        _fr_outputs(&fr, events_out, latency_ns)
         self._acquire_c()
         try:
             with nogil:
                 _run_frames(&fr, <const char*>&frames[0], n)
-            if fr.rc == -1:
-                raise ValueError(f"events_out is too small for the next frame (needs up to {fr.need} rows)")
-            if fr.rc == -2:
-                raise RuntimeError("order book event buffer overflow (bug: bound was too small)")
+            _fr_raise(&fr)
             return fr.n_frames, fr.pos, fr.n_ev
         finally:
             for k in range(self._n):
