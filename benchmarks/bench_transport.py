@@ -441,6 +441,68 @@ def test_rtt_zmq(benchmark, tmp_path, pin, kind, impl, size):
     finish_rtt(benchmark, h, f"zmq+{kind}", impl, pin, size)
 
 
+async def rtt_zmq_interleaved(url: str, addr: str, size: int, block: int = 100):
+    """Bare pyzmq and the lowlat adapter measured in alternating blocks of ``block`` requests within one run
+    (servers for both are up), so load drift on a shared machine hits both equally.  Returns (bare, lowlat)."""
+    import zmq
+    import zmq.asyncio
+
+    from lowlat.transport import connect
+
+    hb, hl = hist(), hist()
+    payload = os.urandom(size)
+    s = zmq.asyncio.Context.instance().socket(zmq.DEALER)
+    s.linger = 0
+    s.connect(addr)
+    pc = time.perf_counter_ns
+    try:
+        async with connect(url) as t:
+            req = t.request
+
+            async def bare_block(n, h):
+                for _ in range(n):
+                    t0 = pc()
+                    await s.send_multipart([b"E", payload], copy=False)
+                    await s.recv_multipart(copy=False)
+                    if h is not None:
+                        h.record_value(pc() - t0)
+
+            async def lowlat_block(n, h):
+                for _ in range(n):
+                    t0 = pc()
+                    await req("bench.echo", payload, timeout=5)
+                    if h is not None:
+                        h.record_value(pc() - t0)
+
+            await bare_block(RTT_WARM, None)
+            await lowlat_block(RTT_WARM, None)
+            for i in range(max(1, RTT_N // block)):
+                order = (bare_block, lowlat_block) if i % 2 == 0 else (lowlat_block, bare_block)
+                for f in order:
+                    await f(block, hb if f is bare_block else hl)
+    finally:
+        s.close()
+    return hb, hl
+
+
+@pytest.mark.benchmark(group="transport.rtt.zmq", disable_gc=True)
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("kind", ["tcp", "ipc"])
+def test_rtt_zmq_interleaved(benchmark, tmp_path, pin, kind, size):
+    """Same echo as test_rtt_zmq, bare and lowlat alternating in blocks of 100 in one client run."""
+    url, _ = _zmq_urls(kind, tmp_path)
+    _, addr = _zmq_urls(kind, tmp_path)
+    pb = start_server("zmq", addr, None, pin)
+    pl = start_server("lowlat", url, "{'bind': True}", pin)
+    try:
+        hb, hl = measure(benchmark, lambda: asyncio.run(rtt_zmq_interleaved(url, addr, size)))
+    finally:
+        stop_server(pb)
+        stop_server(pl)
+    finish_rtt(benchmark, hb, f"zmq+{kind} (interleaved)", "bare", pin, size)
+    finish_rtt(benchmark, hl, f"zmq+{kind} (interleaved)", "lowlat", pin, size)
+
+
 @pytest.mark.benchmark(group="transport.throughput.zmq", disable_gc=True)
 @pytest.mark.parametrize("impl", ["bare", "lowlat"])
 @pytest.mark.parametrize("size", SIZES)

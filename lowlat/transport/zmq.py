@@ -56,8 +56,20 @@ from .inproc import RouteTable
 try:
     import zmq
     import zmq.asyncio
+    import zmq.backend
 except ImportError:
     raise MissingExtraError("lowlat.transport.zmq needs pyzmq: pip install 'lowlat[zmq]'") from None
+
+# Hot-path socket calls go to pyzmq's compiled backend with plain-int flags: the sugar layer combines its
+# IntFlag enums per frame (``flags | SNDMORE``), which profiling showed as the largest Python cost per message.
+_bsend = zmq.backend.Socket.send
+_brecv = zmq.backend.Socket.recv
+_bget = zmq.backend.Socket.get
+_NB = int(zmq.NOBLOCK)
+_NB_MORE = int(zmq.NOBLOCK) | int(zmq.SNDMORE)
+_EVENTS = int(zmq.EVENTS)
+_RCVMORE = int(zmq.RCVMORE)
+_POLLIN = int(zmq.POLLIN)
 
 __all__ = ["ZmqTransport", "decode_meta", "encode_meta", "zmq_endpoints", "zmq_prefix"]
 
@@ -101,6 +113,11 @@ def zmq_prefix(pattern: str) -> bytes:
             return (".".join(out) + ".").encode() if out else b""
         out.append(t)
     return pattern.encode()
+
+
+def _expire(task: asyncio.Task[Any], fired: list[bool]) -> None:
+    fired.append(True)
+    task.cancel()
 
 
 class _ServeSink:
@@ -161,7 +178,8 @@ class ZmqTransport(Transport):
         self._subs: set[QueueSubscription] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._waiting: dict[str, asyncio.Future[Message]] = {}
-        self._reader: asyncio.Future[None] | None = None  # set while some waiter reads the DEALER
+        self._reading = False  # some request()/flush() is reading the DEALER (see _await_reply)
+        self._reader: asyncio.Future[None] | None = None  # resolved when that reader steps down
         self._interest: set[bytes] = set()          # hub: SUB prefixes XPUB reported (first sub/last unsub)
         self._interest_cache: dict[str, bool] = {}
         self._ids = itertools.count(1)
@@ -267,7 +285,9 @@ class ZmqTransport(Transport):
             # is pending on the ROUTER (edge-triggered FD): true inline in _router_loop; else use the wrapper.
             rs = self._router_sync
             if self._router_busy and rs is not None:
-                rs.send_multipart([ident, head, payload], zmq.NOBLOCK, copy=memoryview(payload).nbytes < _BIG)
+                _bsend(rs, ident, _NB_MORE)
+                _bsend(rs, head, _NB_MORE)
+                _bsend(rs, payload, _NB, memoryview(payload).nbytes < _BIG)
             else:
                 self._router.send_multipart([ident, head, payload], copy=False)
             return
@@ -306,8 +326,6 @@ class ZmqTransport(Transport):
     async def _router_loop(self) -> None:
         router = self._router
         shadow = self._router_sync
-        again = zmq.Again
-        noblock = zmq.NOBLOCK
         while True:
             # Drain what is queued with non-blocking receives on the shadow (no Future per message); await
             # through zmq.asyncio only when the queue is empty.  While we run here no asyncio recv is pending on
@@ -326,7 +344,9 @@ class ZmqTransport(Transport):
                                 raise ValueError("empty subject")
                             self._hub_route(subj.decode(), meta, frames[2].buffer)
                         elif op == b"F":  # flush: echo the token back
-                            shadow.send_multipart([frames[0].bytes, head[1:], _EMPTY], noblock)
+                            _bsend(shadow, frames[0].bytes, _NB_MORE)
+                            _bsend(shadow, head[1:], _NB_MORE)
+                            _bsend(shadow, _EMPTY, _NB)
                         else:
                             log.warning("zmq hub: dropped message with unknown op %r", op)
                     else:
@@ -335,10 +355,12 @@ class ZmqTransport(Transport):
                     log.warning("zmq hub: dropped malformed message: %s", e)
                 if self._closed:
                     return
-                try:
-                    frames = shadow.recv_multipart(noblock, copy=False)
-                except again:
+                # more queued?  (EVENTS, not a failing recv: raising zmq.Again costs more than the check)
+                if not _bget(shadow, _EVENTS) & _POLLIN:
                     break
+                frames = [_brecv(shadow, _NB, False)]
+                while _bget(shadow, _RCVMORE):
+                    frames.append(_brecv(shadow, _NB, False))
 
     async def _xpub_loop(self) -> None:
         xpub = self._xpub
@@ -379,8 +401,8 @@ class ZmqTransport(Transport):
         """
         dealer = self._dealer
         while not fut.done():
-            if self._reader is None:
-                self._reader = asyncio.get_running_loop().create_future()
+            if not self._reading:
+                self._reading = True
                 try:
                     while not fut.done():
                         self._dispatch_reply(await dealer.recv_multipart(copy=False))
@@ -392,10 +414,13 @@ class ZmqTransport(Transport):
                         return fut.result()  # raises the TransportClosedError close() set
                     raise TransportClosedError("transport closed while waiting for a reply") from None
                 finally:
-                    free, self._reader = self._reader, None
-                    if not free.done():
+                    self._reading = False
+                    free, self._reader = self._reader, None  # created only when someone waits for a turn
+                    if free is not None and not free.done():
                         free.set_result(None)
             else:
+                if self._reader is None:
+                    self._reader = asyncio.get_running_loop().create_future()
                 await asyncio.wait((fut, self._reader), return_when=asyncio.FIRST_COMPLETED)
         return fut.result()
 
@@ -449,14 +474,19 @@ class ZmqTransport(Transport):
         # DEALER send.  Fast path: NOBLOCK on the synchronous shadow (no zmq.asyncio Future), allowed only while
         # no asyncio recv is pending on the DEALER (a direct call could consume the FD edge that recv waits
         # for).  EAGAIN (high-water mark) or a pending reader: the awaitable send, which waits for room.
+        if not self._peer_send_nowait(head, payload):
+            await self._dealer.send_multipart([head, payload], copy=False)
+
+    def _peer_send_nowait(self, head: bytes, payload: Buffer) -> bool:
         ds = self._dealer_sync
-        if self._reader is None and ds is not None:
-            try:
-                ds.send_multipart([head, payload], zmq.NOBLOCK, copy=memoryview(payload).nbytes < _BIG)
-                return
-            except zmq.Again:
-                pass
-        await self._dealer.send_multipart([head, payload], copy=False)
+        if self._reading or ds is None:
+            return False
+        try:
+            _bsend(ds, head, _NB_MORE)  # libzmq checks the high-water mark on a message's first frame only
+        except zmq.Again:
+            return False
+        _bsend(ds, payload, _NB, memoryview(payload).nbytes < _BIG)
+        return True
 
     async def publish_batch(self, subject: str, payloads: Sequence[Buffer]) -> None:
         if self._closed:
@@ -513,9 +543,30 @@ class ZmqTransport(Transport):
         fut: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         self._waiting[inbox] = fut
         try:
-            await self.publish(subject, payload, headers=headers, reply=inbox)
-            async with asyncio.timeout(timeout):
-                return await (fut if self.bind else self._await_reply(fut))
+            if self.bind or headers or subject not in self._valid:
+                await self.publish(subject, payload, headers=headers, reply=inbox)
+            else:  # the common case, without the publish() coroutine frame and encode_meta
+                head = b"P" + subject.encode() + _SPACE + inbox.encode()
+                if not self._peer_send_nowait(head, payload):
+                    await self._dealer.send_multipart([head, payload], copy=False)
+            if self.bind:
+                async with asyncio.timeout(timeout):
+                    return await fut
+            # What asyncio.timeout() does (cancel the task at the deadline, turn that cancel into a timeout
+            # unless someone else cancelled too), without its two extra coroutines per call.
+            task = asyncio.current_task()
+            assert task is not None
+            cancelling = task.cancelling()
+            fired: list[bool] = []
+            handle = asyncio.get_running_loop().call_later(timeout, _expire, task, fired)
+            try:
+                return await self._await_reply(fut)
+            except asyncio.CancelledError:
+                if fired and task.uncancel() <= cancelling:
+                    raise TimeoutError from None
+                raise
+            finally:
+                handle.cancel()
         except TimeoutError:
             raise TransportTimeoutError(f"request on {subject!r} timed out after {timeout}s") from None
         finally:
