@@ -15,8 +15,9 @@ URL's address (fan-out) and a ``ROUTER`` socket at the request address: ``port +
 Wire format (pure functions ``encode_meta``/``decode_meta``, unit-tested): ``meta`` is empty, or ``reply`` +
 ``"\\n"`` + ``"key:value"`` lines for headers.  Fan-out (XPUB -> SUB) frames are ``[subject, meta, payload]``
 (the subject frame first, so libzmq's SUB prefix filter applies).  Peer -> hub (DEALER -> ROUTER) is
-``[b"P" + subject (+ b" " + meta), payload]`` and hub -> peer replies are ``[subject (+ b" " + meta), payload]``:
-two frames like a bare DEALER/ROUTER echo (subjects never contain whitespace, so the first space splits).
+``[b"P" + subject (+ b" " + meta), payload]`` and hub -> peer replies are one frame ``u16le len(head) + head +
+payload`` (head = subject (+ b" " + meta); ``[head, payload]`` for payloads of 64 KiB and more, sent zero-copy),
+the same frame counts as a bare DEALER/ROUTER echo (subjects never contain whitespace, so the first space splits).
 Received payloads are the ``zmq.Frame``'s buffer (``memoryview``, zero-copy).
 
 Hot path (why it is close to bare pyzmq): sends go straight to a synchronous shadow of the socket with
@@ -35,6 +36,7 @@ import asyncio
 import itertools
 import logging
 import os
+import struct
 from collections.abc import Sequence
 from typing import Any
 
@@ -77,6 +79,7 @@ log = logging.getLogger("lowlat.transport.zmq")
 
 _EMPTY = b""
 _SPACE = b" "
+_U16 = struct.Struct("<H")
 _BIG = 65536  # payloads from this size are sent zero-copy (copy=False); smaller ones are cheaper to copy
 _SYNC = b"\x00sync."
 _REPLY = "_ZR."
@@ -284,10 +287,14 @@ class ZmqTransport(Transport):
             # shadow cannot fail with EAGAIN; it skips zmq.asyncio's Future.  Only safe while no asyncio recv
             # is pending on the ROUTER (edge-triggered FD): true inline in _router_loop; else use the wrapper.
             rs = self._router_sync
+            n = memoryview(payload).nbytes
             if self._router_busy and rs is not None:
                 _bsend(rs, ident, _NB_MORE)
-                _bsend(rs, head, _NB_MORE)
-                _bsend(rs, payload, _NB, memoryview(payload).nbytes < _BIG)
+                if n < _BIG and len(head) < 65536:  # one frame, like a bare echo: u16 head length, head, payload
+                    _bsend(rs, _U16.pack(len(head)) + head + payload, _NB)
+                else:
+                    _bsend(rs, head, _NB_MORE)
+                    _bsend(rs, payload, _NB, False)
             else:
                 self._router.send_multipart([ident, head, payload], copy=False)
             return
@@ -377,9 +384,19 @@ class ZmqTransport(Transport):
 
     # --- peer side ---
     def _dispatch_reply(self, frames: list[Any]) -> None:
-        if len(frames) != 2:
+        if len(frames) == 1:  # packed: u16 head length, head, payload (payload stays a view of the frame)
+            buf = frames[0].buffer
+            if len(buf) < 2:
+                return
+            lh = buf[0] | buf[1] << 8
+            if len(buf) < 2 + lh:
+                return
+            head, data = bytes(buf[2:2 + lh]), buf[2 + lh:]
+        elif len(frames) == 2:
+            head, data = frames[0].bytes, frames[1].buffer
+        else:
             return
-        subj, _, meta = frames[0].bytes.partition(_SPACE)
+        subj, _, meta = head.partition(_SPACE)
         subject = subj.decode(errors="replace")
         fut = self._waiting.pop(subject, None)
         if fut is None or fut.done():
@@ -389,7 +406,7 @@ class ZmqTransport(Transport):
         except ValueError as e:
             fut.set_exception(TransportError(f"malformed reply on {subject!r}: {e}"))
             return
-        fut.set_result(Message(subject, frames[1].buffer, headers, None, self))
+        fut.set_result(Message(subject, data, headers, None, self))
 
     async def _await_reply(self, fut: asyncio.Future[Message]) -> Message:
         """Wait for ``fut`` (a reply routed to our DEALER).
