@@ -297,28 +297,23 @@ def encode_order_into(buf, Py_ssize_t offset, uint64_t id, symbol, double price,
     ValueError
         ``offset`` is negative or the message does not fit.
     """
-    cdef const char* sp
-    cdef const char* cp
-    cdef Py_ssize_t sn, cn, size
-    cdef Py_buffer view
-    _utf8(symbol, &sp, &sn, "symbol")
-    _utf8(client_order_id, &cp, &cn, "client_order_id")
-    size = fb_order_size(sn, cn)
-    PyObject_GetBuffer(buf, &view, PyBUF_WRITABLE)
-    try:
-        if offset < 0 or offset > view.len - size:
-            raise ValueError(f"encode_order_into: {size} bytes do not fit at offset {offset} of a "
-                             f"{view.len}-byte buffer")
-        return fb_build_order(<char*>view.buf + offset, id, sp, sn, price, quantity, side, timestamp,
-                              order_type, time_in_force, post_only, account, cp, cn, stp)
-    finally:
-        PyBuffer_Release(&view)
+    return _order_into("encode_order_into", 0, buf, offset, id, symbol, price, quantity, side, timestamp,
+                       order_type, time_in_force, post_only, account, client_order_id, stp)
 
 
 def frame_order_into(buf, Py_ssize_t offset, uint64_t id, symbol, double price, uint32_t quantity,
                      int8_t side, uint64_t timestamp, *, int8_t order_type=0, int8_t time_in_force=0,
                      bint post_only=False, uint64_t account=0, client_order_id=None, int8_t stp=0) -> int:
     """Like :func:`encode_order_into` but writes a whole frame (u32 LE length + Order); returns 4 + length."""
+    return _order_into("frame_order_into", 4, buf, offset, id, symbol, price, quantity, side, timestamp,
+                       order_type, time_in_force, post_only, account, client_order_id, stp)
+
+
+cdef Py_ssize_t _order_into(str fn, Py_ssize_t hdr, buf, Py_ssize_t offset, uint64_t id, symbol, double price,
+                            uint32_t quantity, int8_t side, uint64_t timestamp, int8_t order_type,
+                            int8_t time_in_force, bint post_only, uint64_t account, client_order_id,
+                            int8_t stp) except -1:
+    # Shared body of encode_order_into (hdr 0) and frame_order_into (hdr 4: a u32 LE length goes first).
     cdef const char* sp
     cdef const char* cp
     cdef Py_ssize_t sn, cn, size
@@ -328,12 +323,13 @@ def frame_order_into(buf, Py_ssize_t offset, uint64_t id, symbol, double price, 
     size = fb_order_size(sn, cn)
     PyObject_GetBuffer(buf, &view, PyBUF_WRITABLE)
     try:
-        if offset < 0 or offset > view.len - size - 4:
-            raise ValueError(f"frame_order_into: {size + 4} bytes do not fit at offset {offset} of a "
+        if offset < 0 or offset > view.len - size - hdr:
+            raise ValueError(f"{fn}: {size + hdr} bytes do not fit at offset {offset} of a "
                              f"{view.len}-byte buffer")
-        ll_store_u32(<char*>view.buf + offset, <uint32_t>size)
-        return 4 + fb_build_order(<char*>view.buf + offset + 4, id, sp, sn, price, quantity, side, timestamp,
-                                  order_type, time_in_force, post_only, account, cp, cn, stp)
+        if hdr:
+            ll_store_u32(<char*>view.buf + offset, <uint32_t>size)
+        return hdr + fb_build_order(<char*>view.buf + offset + hdr, id, sp, sn, price, quantity, side,
+                                    timestamp, order_type, time_in_force, post_only, account, cp, cn, stp)
     finally:
         PyBuffer_Release(&view)
 
