@@ -130,6 +130,21 @@ cdef IdleStrategy _default_idle(object idle):
     return <IdleStrategy?>idle
 
 
+cdef int _wait_connected(object ep, object released, str what, str peer, double timeout, object idle) except -1:
+    # Shared body of Publication/Subscription.wait_connected: poll ep.is_connected, idling ("sleep" by default,
+    # GIL released) between polls; released() tells whether ep was closed meanwhile (by another thread).
+    cdef IdleStrategy strategy = _default_idle(idle if idle is not None else "sleep")
+    deadline = time.monotonic() + timeout
+    while not ep.is_connected:
+        if released():
+            raise TransportClosedError(f"Aeron {what} is closed")
+        if time.monotonic() >= deadline:
+            raise TransportTimeoutError(f"no {peer} connected to {ep.channel} stream {ep.stream_id}"
+                                        f" after {timeout} s")
+        strategy.idle_c(0)
+    return 0
+
+
 @cython.final
 cdef class Client:
     """A connection to a running media driver (``aeronmd``) through its directory ``aeron_dir``.
@@ -317,15 +332,7 @@ cdef class Publication:
 
     def wait_connected(self, double timeout=5.0, idle=None) -> None:
         """Wait until at least one subscriber is connected; ``TransportTimeoutError`` after ``timeout`` s."""
-        cdef IdleStrategy strategy = _default_idle(idle if idle is not None else "sleep")
-        deadline = time.monotonic() + timeout
-        while not self.is_connected:
-            if self._p == NULL:
-                raise TransportClosedError("Aeron publication is closed")
-            if time.monotonic() >= deadline:
-                raise TransportTimeoutError(f"no subscriber connected to {self.channel} stream {self.stream_id}"
-                                            f" after {timeout} s")
-            strategy.idle_c(0)
+        _wait_connected(self, lambda: self._p == NULL, "publication", "subscriber", timeout, idle)
 
     @property
     def is_connected(self) -> bool:
@@ -464,15 +471,7 @@ cdef class Subscription:
 
     def wait_connected(self, double timeout=5.0, idle=None) -> None:
         """Wait until at least one publisher's image is connected; ``TransportTimeoutError`` after ``timeout``."""
-        cdef IdleStrategy strategy = _default_idle(idle if idle is not None else "sleep")
-        deadline = time.monotonic() + timeout
-        while not self.is_connected:
-            if self._s == NULL:
-                raise TransportClosedError("Aeron subscription is closed")
-            if time.monotonic() >= deadline:
-                raise TransportTimeoutError(f"no publisher connected to {self.channel} stream {self.stream_id}"
-                                            f" after {timeout} s")
-            strategy.idle_c(0)
+        _wait_connected(self, lambda: self._s == NULL, "subscription", "publisher", timeout, idle)
 
     @property
     def is_connected(self) -> bool:
