@@ -19,6 +19,7 @@ replay(after)``):
   open; ``fsync`` per append optional).  Replays at memory speed.
 - :class:`JetStreamJournal`: one message per record on a file-backed JetStream stream (``Nats-Msg-Id`` makes a
   retried append idempotent); replayed with an ephemeral pull consumer in batches.
+- :class:`KafkaJournal`: one record per append on partition 0 of a Kafka topic (``KafkaTransport``).
 """
 
 from __future__ import annotations
@@ -224,6 +225,76 @@ class JetStreamJournal:
         pass
 
 
+class KafkaJournal:
+    """Journal on partition 0 of a Kafka topic through a connected ``KafkaTransport`` (acks=all by default).
+
+    Positions are offsets + 1.  Every append is produced alone and awaited (one record batch each).  A retried
+    append may be stored twice; replay skips a record whose intake position is not past the previous one's, so
+    such a duplicate is never applied twice.
+    """
+
+    def __init__(self, transport: Any, topic: str, *, retry_s: float = 30.0) -> None:
+        self.t = transport
+        self.topic = topic
+        self.retry_s = retry_s
+        self.last_pos = 0
+        self.last_input_pos = 0
+
+    async def _end(self) -> int:
+        import uuid
+
+        from confluent_kafka import Consumer, TopicPartition
+
+        c = Consumer(self.t._conf("consumer", **{"group.id": f"lowlat-journal-{uuid.uuid4().hex}"}))
+        try:
+            loop = asyncio.get_running_loop()
+            return (await loop.run_in_executor(None, c.get_watermark_offsets, TopicPartition(self.topic, 0), 5.0))[1]
+        finally:
+            c.close()
+
+    async def ensure(self) -> None:
+        """Create the topic if needed; find the last position and the last record's intake position."""
+        await self.t.create_topic(self.topic, 1)
+        self.last_pos = await self._end()
+        if self.last_pos:
+            async for _pos, ipos, _rows in self.replay(self.last_pos - 1):
+                self.last_input_pos = ipos
+
+    async def append(self, rows: np.ndarray, input_pos: int = 0) -> int:
+        rec = encode_record(rows, input_pos)
+        deadline = time.monotonic() + self.retry_s
+        while True:
+            try:
+                await self.t.publish(self.topic, rec, partition=0, wait=True)
+                break
+            except TransportError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
+        self.last_pos += 1
+        if input_pos:
+            self.last_input_pos = input_pos
+        return self.last_pos
+
+    async def replay(self, after: int = 0, timeout: float = 10.0) -> AsyncIterator[tuple[int, int, np.ndarray]]:
+        end = await self._end()
+        if end <= after:
+            return
+        sub = await self.t.subscribe(self.topic, partitions=[0], offset=after)
+        try:
+            pos = after
+            while pos < end:
+                m = await asyncio.wait_for(sub.__anext__(), timeout)
+                pos += 1
+                ipos, rows = decode_record(m.data)
+                yield pos, ipos, rows
+        finally:
+            await sub.unsubscribe()
+
+    async def close(self) -> None:
+        pass
+
+
 async def replay_into(engine: Any, journal: Any, after: int = 0, *, on_events: Any = None,
                       events: np.ndarray | None = None) -> tuple[int, int, int]:
     """Apply every journal record after ``after`` to ``engine``; ``on_events(ev)`` sees each chunk of events.
@@ -234,6 +305,9 @@ async def replay_into(engine: Any, journal: Any, after: int = 0, *, on_events: A
     ev = events if events is not None else np.zeros(1 << 16, _book.EVENT_DTYPE)
     last, last_in, n = after, 0, 0
     async for pos, ipos, rows in journal.replay(after):
+        last = pos
+        if ipos and last_in and ipos <= last_in:
+            continue  # the same intake batch journaled twice (a retried append): apply it once
         done = 0
         while done < len(rows):
             k, n_ev = engine.apply_batch(rows[done:], ev)
@@ -241,7 +315,6 @@ async def replay_into(engine: Any, journal: Any, after: int = 0, *, on_events: A
                 on_events(ev[:n_ev])
             done += k
         n += len(rows)
-        last = pos
         if ipos:
             last_in = ipos
     return last, last_in, n
