@@ -529,18 +529,22 @@ def test_throughput_zmq(benchmark, tmp_path, pin, kind, impl, size):
                                   "lowlat-spin-server", "lowlat-spin-client"])
 @pytest.mark.parametrize("size", SIZES)
 def test_rtt_shm(benchmark, pin, impl, size):
-    """``lowlat-sync``: ``request_sync`` against ``serve_sync`` in another process (both ``sync_idle()``: spin
-    ≈5 µs, yield, then park; no side busy-spins, so pinned runs use the same strategy).
+    """``lowlat-sync``: ``request_sync`` against ``serve_sync`` in another process, both with the default
+    ``sync_idle()`` (poll ≈200 µs after the last message, then park 50 µs..1 ms; each side polls only while the
+    exchange is active, nothing spins once it stops); pinned to one core both use ``BackoffIdle()``.
     ``lowlat-async-client-sync-server``: the asyncio ``request()`` (doorbell wake-up) against ``serve_sync``."""
     if impl == "lowlat-spin-server" and pin:
         pytest.skip("a spinning server pinned to the client's core starves the client (time slices)")
     if impl in ("lowlat-sync", "lowlat-async-client-sync-server"):
         name = f"bench{uuid.uuid4().hex[:6]}"
         url = f"shm://{name}"
-        proc = start_server("shm-sync", url, None, pin)
+        # pinned (one core): BackoffIdle() on both sides, as documented (a polling waiter would hold the core)
+        proc = start_server("shm-sync", url, "BackoffIdle()" if pin else None, pin)
         try:
             if impl == "lowlat-sync":
-                h = measure(benchmark, lambda: rtt_sync_shm(url, size, None))
+                from lowlat._ring import BackoffIdle
+
+                h = measure(benchmark, lambda: rtt_sync_shm(url, size, BackoffIdle() if pin else None))
             else:  # no client spin: the server already polls (one poller at most)
                 h = measure(benchmark, lambda: asyncio.run(rtt_lowlat(url, {}, size)))
         finally:

@@ -320,20 +320,22 @@ _SYNC_IDLE: Any = None
 
 
 def sync_idle() -> Any:
-    """The default idle strategy of ``request_sync``/``serve_sync``: ``BackoffIdle(max_spins=100,
-    max_yields=4000, min_park_ns=50_000, max_park_ns=1_000_000)``.
+    """The default idle strategy of ``request_sync``/``serve_sync``: ``BackoffIdle(max_spins=4000,
+    max_yields=0, min_park_ns=50_000, max_park_ns=1_000_000)``.
 
-    Spin ≈5 µs, then ``sched_yield()`` up to 4000 times (≈2–4 ms when the core is otherwise idle), then sleep
-    50 µs doubling to 1 ms.  Yielding instead of a long pure spin matters on a shared machine: when the
-    scheduler puts both processes on one core, a pure spinner keeps its peer off the core until its time slice
-    or spin window ends (hundreds of µs), while a yield hands the core over at once.  Neither side hogs a core:
-    this is the "at most one busy spinner" rule for 2-vCPU hosts.  A dedicated, isolated core can use
-    ``BusySpinIdle()`` on ONE side."""
+    Poll ≈200 µs (4000 polls of ≈50 ns) after the last message, then sleep 50 µs doubling to 1 ms.  While a
+    request/reply exchange is active each side polls only between its own messages (a few µs), and nothing
+    polls for more than ≈200 µs after the traffic stops, so an idle worker costs little CPU and wakes within
+    ≈1 ms.  There is no ``sched_yield`` phase on purpose: on a loaded machine a yield hands the core to another
+    process for a whole time slice (ms), which measured far worse than a bounded spin.  The price: when the
+    scheduler puts client and server on ONE core (``taskset``), the waiting side holds the core for up to its
+    spin window; pass ``idle=BackoffIdle()`` there.  On a dedicated core ``BusySpinIdle()`` on ONE side is
+    the lowest-latency choice."""
     global _SYNC_IDLE
     if _SYNC_IDLE is None:
         from .._ring import BackoffIdle
 
-        _SYNC_IDLE = BackoffIdle(max_spins=100, max_yields=4000, min_park_ns=50_000, max_park_ns=1_000_000)
+        _SYNC_IDLE = BackoffIdle(max_spins=4000, max_yields=0, min_park_ns=50_000, max_park_ns=1_000_000)
     return _SYNC_IDLE
 
 
@@ -957,7 +959,7 @@ class ShmTransport(Transport):
 
         The latency path of the shm transport: with the server in ``serve_sync`` the round trip is two ring
         pushes and two polls (see BENCHMARKS.md for p50 on a 2-vCPU VM).  ``idle`` is the ``lowlat._ring``
-        idle strategy while waiting (default ``sync_idle()``: spin ≈5 µs, yield, then sleep 50 µs..1 ms;
+        idle strategy while waiting (default ``sync_idle()``: poll ≈200 µs, then sleep 50 µs..1 ms;
         ``BusySpinIdle()`` burns a core for up to ``timeout``: let at most one side spin).  Records for other local consumers that arrive meanwhile are dispatched as usual.  Works on a
         ``connect_sync()`` transport (any one thread) or, from the event loop's thread, on an async one (the
         loop is blocked meanwhile).  Interoperates with async ``serve()``/``request()`` members of the bus.
@@ -1027,8 +1029,8 @@ class ShmTransport(Transport):
         """Run a request/reply worker **in this thread** until ``stop`` is set (or KeyboardInterrupt).
 
         Polls this member's inbound ring with ``idle`` (a ``lowlat._ring`` idle strategy; default
-        ``sync_idle()``: spin ≈5 µs, yield ≈2–4 ms, then sleep 50 µs doubling to 1 ms, so a busy worker
-        answers at once and an idle one costs little CPU and wakes within ≈1 ms;
+        ``sync_idle()``: poll ≈200 µs after the last request, then sleep 50 µs doubling to 1 ms, so a busy
+        worker answers from the poll and an idle one costs little CPU and wakes within ≈1 ms;
         ``BusySpinIdle()`` never sleeps but burns a core) and calls the
         synchronous ``handler(msg) -> reply payload | None`` inline, then pushes the reply straight into the
         requester's ring: no event loop, no doorbell.  Any ``request``/``request_sync`` on the bus reaches it.
