@@ -364,17 +364,18 @@ class AeronTransport(Transport):
         for p in payloads:
             await self._offer(pub, frame, p)
 
-    async def subscribe(self, subject: str, *, queue: str | None = None, **options: Any) -> Subscription:
+    def _check_receiver(self, subject: str, queue: str | None) -> None:
+        # shared precondition of subscribe/serve
         self._check_open()
         if self._client is None:
             raise TransportError("AeronTransport is not connected: await t.connect() first")
         validate_subject(subject, wildcards=True)
         if queue:
             raise TransportError("Aeron has no queue groups: every subscription gets every message")
-        opts: dict[str, Any] = {k: self.options[k] for k in ("max_pending", "max_pending_bytes", "on_slow_consumer")
-                                if k in self.options}
-        opts.update(options)
-        sub = QueueSubscription(subject, None, on_unsubscribe=self._unsub, **opts)
+
+    async def subscribe(self, subject: str, *, queue: str | None = None, **options: Any) -> Subscription:
+        self._check_receiver(subject, queue)
+        sub = QueueSubscription(subject, None, on_unsubscribe=self._unsub, **self._sub_options(options))
         self._since[sub] = self._bus_pub.position
         self._subs.append(sub)
         return sub
@@ -383,12 +384,7 @@ class AeronTransport(Transport):
                     **options: Any) -> asyncio.Task[None]:
         """Request/reply worker run inline in the poller (no queue hop): a sync ``handler`` answers before the next
         message is polled (keep it short); an async one runs as a task.  Cancel the task to stop."""
-        self._check_open()
-        if self._client is None:
-            raise TransportError("AeronTransport is not connected: await t.connect() first")
-        validate_subject(subject, wildcards=True)
-        if queue:
-            raise TransportError("Aeron has no queue groups: every subscription gets every message")
+        self._check_receiver(subject, queue)
         loop = asyncio.get_running_loop()
         sink = _ServeSink(self, subject, handler, loop.create_future())
         self._since[sink] = self._bus_pub.position

@@ -341,6 +341,10 @@ class QueueSubscription(Subscription):
         return self._delivered
 
 
+# Transport-wide options that are defaults for every QueueSubscription (see Transport._sub_options).
+_SUB_OPTIONS = ("max_pending", "max_pending_bytes", "on_slow_consumer")
+
+
 class Transport(abc.ABC):
     """An async connection to one transport (a broker, a media driver, or the embedded rings).
 
@@ -393,6 +397,13 @@ class Transport(abc.ABC):
     def _check_open(self) -> None:
         if self._closed:
             raise TransportClosedError(f"{type(self).__name__} is closed")
+
+    def _sub_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """Subscription options: the transport-wide queue limits given at connect (``max_pending``,
+        ``max_pending_bytes``, ``on_slow_consumer``), overridden by the per-subscribe ``options``."""
+        opts = {k: self.options[k] for k in _SUB_OPTIONS if k in self.options}
+        opts.update(options)
+        return opts
 
     async def __aenter__(self) -> Self:
         await self.connect()

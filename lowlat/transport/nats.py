@@ -257,10 +257,7 @@ class NatsTransport(Transport):
     async def subscribe(self, subject: str, *, queue: str | None = None, **options: Any) -> Subscription:
         self._check_open()
         validate_subject(subject, wildcards=True)
-        opts: dict[str, Any] = {k: self.options[k] for k in ("max_pending", "max_pending_bytes", "on_slow_consumer")
-                if k in self.options}
-        opts.update(options)
-        sub = _NatsSub(subject, queue, on_unsubscribe=self._unsub, **opts)
+        sub = _NatsSub(subject, queue, on_unsubscribe=self._unsub, **self._sub_options(options))
         deliver = sub._deliver
 
         async def cb(m: Any) -> None:
