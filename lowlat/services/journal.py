@@ -91,7 +91,7 @@ class FileJournal:
         if good != self.path.stat().st_size:
             log.warning("journal: cutting a torn tail", extra={"path": str(self.path), "at": good})
             os.truncate(self.path, good)
-        self._f = open(self.path, "ab", buffering=0)
+        self._f = open(self.path, "ab", buffering=0)  # noqa: SIM115 - held open for appends until close()
 
     def _frames(self, data: memoryview) -> Iterator[tuple[int, int, memoryview]]:
         off, pos = 0, 0
@@ -218,7 +218,7 @@ class JetStreamJournal:
         finally:
             try:
                 await psub.unsubscribe()
-            except Exception:  # noqa: BLE001 - ephemeral consumer goes away by itself
+            except Exception:  # noqa: BLE001,S110 - the ephemeral consumer goes away by itself
                 pass
 
     async def close(self) -> None:
