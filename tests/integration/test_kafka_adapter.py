@@ -6,6 +6,7 @@ import asyncio
 import time
 
 import pytest
+from _helpers import recv_n as take
 
 pytest.importorskip("confluent_kafka", reason="needs the kafka extra: pip install 'lowlat[kafka]'")
 
@@ -14,19 +15,6 @@ from lowlat.transport import connect
 from lowlat.transport.kafka import KafkaTransport
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka, pytest.mark.timeout(120)]
-
-
-async def take(sub, n, timeout=10.0):
-    out = []
-
-    async def _go():
-        async for m in sub:
-            out.append(m)
-            if len(out) == n:
-                return
-
-    await asyncio.wait_for(_go(), timeout)
-    return out
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ import os
 import uuid
 
 import pytest
+from _helpers import recv_n
 from brokers._util import Endpoint, free_port, missing
 
 from lowlat.errors import TransportClosedError, TransportTimeoutError
@@ -109,19 +110,6 @@ def ep(request) -> Endpoint:
 
 async def recv(sub, timeout: float = RECV_TIMEOUT):
     return await asyncio.wait_for(sub.__anext__(), timeout)
-
-
-async def recv_n(sub, n: int, timeout: float = RECV_TIMEOUT) -> list:
-    out = []
-
-    async def _go():
-        async for m in sub:
-            out.append(m)
-            if len(out) == n:
-                return
-
-    await asyncio.wait_for(_go(), timeout)
-    return out
 
 
 async def nothing_within(sub, seconds: float = 0.3) -> bool:

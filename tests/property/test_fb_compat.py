@@ -3,6 +3,7 @@ absent/default fields, extreme integers, unicode symbols (incl. NUL characters),
 
 import math
 
+from _helpers import encode_order_dict as _encode
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from reference.ref_validator import DEFAULTS, ORDER_FIELDS, official_build_order, official_read_order
@@ -32,13 +33,6 @@ def _same(a: dict, b: dict) -> bool:
         elif x != y:
             return False
     return True
-
-
-def _encode(d):
-    return lowlat.encode_order(d["id"], d["symbol"], d["price"], d["quantity"], d["side"], d["timestamp"],
-                               order_type=d["order_type"], time_in_force=d["time_in_force"],
-                               post_only=d["post_only"], account=d["account"],
-                               client_order_id=d["client_order_id"], stp=d["stp"])
 
 
 @settings(max_examples=300, deadline=None)

@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+from _helpers import encode_order_dict as _encode
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from reference.ref_validator import RefRules, official_build_order, official_read_order, ref_validate
@@ -43,13 +44,6 @@ def _validator(rules):
     return Validator([InstrumentRules(r.symbol, tick_size=r.tick_size, lot_size=r.lot_size, min_qty=r.min_qty,
                                       max_qty=r.max_qty, ref_price=r.ref_price, band=r.band,
                                       max_notional=r.max_notional) for r in rules])
-
-
-def _encode(d):
-    return lowlat.encode_order(d["id"], d["symbol"], d["price"], d["quantity"], d["side"], d["timestamp"],
-                               order_type=d["order_type"], time_in_force=d["time_in_force"],
-                               post_only=d["post_only"], account=d["account"],
-                               client_order_id=d["client_order_id"], stp=d["stp"])
 
 
 @settings(max_examples=500, deadline=None)
