@@ -20,10 +20,12 @@ __all__ = [
     "LatencyHistogram", "Metrics", "start_metrics_server",
     "BatchService", "RateLimiter", "run_services", "setup_logging",
     "ValidatorService", "MatcherService", "LoadGenerator", "LoadResult",
+    "DurableMatcher", "FileJournal", "JetStreamJournal", "KafkaJournal", "SnapshotStore",
 ]
 
 _LAZY = {"ValidatorService": ".validator", "MatcherService": ".matcher", "LoadGenerator": ".loadgen",
-         "LoadResult": ".loadgen"}
+         "LoadResult": ".loadgen", "DurableMatcher": ".journal", "FileJournal": ".journal",
+         "JetStreamJournal": ".journal", "KafkaJournal": ".journal", "SnapshotStore": ".snapshot"}
 
 
 def __getattr__(name: str) -> Any:
