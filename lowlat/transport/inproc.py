@@ -401,7 +401,7 @@ class _ShmServe:
         tp = type(out)
         if tp is bytes or tp is memoryview or tp is bytearray:  # the common case, before the awaitable checks
             if msg.reply:
-                self._t._send(msg.reply, out, None, None)
+                self._t._send(msg.reply, out, None, None)  # type: ignore[arg-type]  # checked just above
             return True
         if asyncio.iscoroutine(out) or isinstance(out, asyncio.Future):
             if self._loop is None:
@@ -910,16 +910,15 @@ class ShmTransport(Transport):
                       headers: Headers | None = None) -> Message:
         self._check_async()
         loop = asyncio.get_running_loop()
-        if self._inbox is None:
-            self._make_inbox(loop)
+        inbox = self._inbox or self._make_inbox(loop)
         token = str(next(self._req_ids))
         fut: asyncio.Future[Message] = loop.create_future()
-        self._inbox.waiting[token] = fut
+        inbox.waiting[token] = fut
         try:
             if not self._plan(subject):
                 validate_subject(subject)
                 raise TransportTimeoutError(f"no responders on {subject!r}")
-            await self._send_async(subject, payload, headers, self._inbox.subject[:-1] + token)
+            await self._send_async(subject, payload, headers, inbox.subject[:-1] + token)
             if self.spin_ns and not fut.done():
                 end = time.perf_counter_ns() + self.spin_ns
                 while not fut.done() and time.perf_counter_ns() < end:
@@ -1043,7 +1042,7 @@ class ShmTransport(Transport):
         try:
             validate_subject(subject, wildcards=True)
             if stop is None:
-                stopped: Callable[[], bool] = lambda: False  # noqa: E731
+                stopped: Callable[[], bool] = lambda: False
             elif isinstance(stop, threading.Event):
                 stopped = stop.is_set
             else:
@@ -1104,8 +1103,11 @@ class ShmTransport(Transport):
                 if tp is not bytes and tp is not memoryview and tp is not bytearray:
                     if asyncio.iscoroutine(out):
                         out.close()
-                        _log.error("serve_sync(%r): the handler returned a coroutine; it must return the reply "
-                                   "payload (or None) synchronously", sink.subject)
+                    try:
+                        memoryview(out)  # type: ignore[arg-type]  # any buffer (numpy array, ...) is fine
+                    except TypeError:
+                        _log.error("serve_sync(%r): the handler returned %s; it must return the reply payload "
+                                   "(a buffer) or None synchronously", sink.subject, tp.__name__)
                         continue
                 prefix = meta[:meta.rfind(b".")]
                 member = inbox_member.get(prefix)
@@ -1119,5 +1121,5 @@ class ShmTransport(Transport):
                     if len(inbox_member) > 4096:
                         inbox_member.clear()
                     inbox_member[prefix] = member
-                if not self._push(member, _SID_INBOX, meta, b"", out):
-                    self._push_retry_sync(member, _SID_INBOX, meta, b"", out)
+                if not self._push(member, _SID_INBOX, meta, b"", out):  # type: ignore[arg-type]  # checked above
+                    self._push_retry_sync(member, _SID_INBOX, meta, b"", out)  # type: ignore[arg-type]

@@ -363,7 +363,7 @@ class ZmqTransport(Transport):
                 if self._closed:
                     return
                 # more queued?  (EVENTS, not a failing recv: raising zmq.Again costs more than the check)
-                if not _bget(shadow, _EVENTS) & _POLLIN:
+                if not _bget(shadow, _EVENTS) & _POLLIN:  # type: ignore[operator]  # EVENTS is an int option
                     break
                 frames = [_brecv(shadow, _NB, False)]
                 while _bget(shadow, _RCVMORE):
@@ -502,7 +502,7 @@ class ZmqTransport(Transport):
             _bsend(ds, head, _NB_MORE)  # libzmq checks the high-water mark on a message's first frame only
         except zmq.Again:
             return False
-        _bsend(ds, payload, _NB, memoryview(payload).nbytes < _BIG)
+        _bsend(ds, payload, _NB, memoryview(payload).nbytes < _BIG)  # type: ignore[call-overload]
         return True
 
     async def publish_batch(self, subject: str, payloads: Sequence[Buffer]) -> None:

@@ -166,6 +166,8 @@ def test_serve_sync_in_a_thread_stops_and_survives_handler_errors(bus, caplog):
         calls.append(bytes(m.data))
         if bytes(m.data) == b"boom":
             raise RuntimeError("handler bug")
+        if bytes(m.data) == b"str":
+            return "not a buffer"
         if bytes(m.data) == b"coro":
             async def c():
                 return b"never"
@@ -191,10 +193,10 @@ def test_serve_sync_in_a_thread_stops_and_survives_handler_errors(bus, caplog):
             with pytest.raises(TransportError, match="already consuming"):
                 srv.request_sync("fp.t", b"x")
             with caplog.at_level(logging.ERROR, logger="lowlat.transport.shm"):
-                for bad in (b"boom", b"coro"):
+                for bad in (b"boom", b"coro", b"str"):
                     with pytest.raises(TransportTimeoutError):
                         c.request_sync("fp.t", bad, timeout=0.2)
-            assert "handler failed" in caplog.text and "synchronously" in caplog.text
+            assert "handler failed" in caplog.text and "synchronously" in caplog.text and "returned str" in caplog.text
             assert bytes(c.request_sync("fp.t", b"ok", timeout=5).data) == b"OK"
     finally:
         stop.set()

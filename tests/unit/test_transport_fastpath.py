@@ -16,8 +16,8 @@ import pytest
 
 zmq = pytest.importorskip("zmq")
 
-from lowlat.errors import TransportTimeoutError  # noqa: E402
-from lowlat.transport import connect  # noqa: E402
+from lowlat.errors import TransportTimeoutError
+from lowlat.transport import connect
 
 pytestmark = pytest.mark.timeout(60)
 
