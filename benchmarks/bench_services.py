@@ -265,8 +265,7 @@ def test_validator_service_cost_per_order(benchmark, batch):
     """CPU cost of ``ValidatorService.handle`` per order (inproc replies, no wire), next to the bare core work it
     wraps (``validate_many`` + ``read_order`` + result encoding) in the same run: what the service layer adds."""
     from lowlat import _core
-    from lowlat.services import ServiceConfig, ValidatorService
-    from lowlat.services import _wire
+    from lowlat.services import ServiceConfig, ValidatorService, _wire
     from lowlat.transport import connect
     from lowlat.transport.base import Message
 

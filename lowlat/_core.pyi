@@ -1,19 +1,21 @@
 """Type stubs for lowlat._core (compiled).  Users import these names from ``lowlat``."""
 
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, Final, NamedTuple, final
+from typing import Any, Final, NamedTuple, TypeAlias, final
 
 import numpy as np
 import numpy.typing as npt
 
 from lowlat.enums import CommandType, OrderType, Side, StpMode, TimeInForce
 
-_Buffer = bytes | bytearray | memoryview | Any
-_Str = str | bytes | None
+_Buffer: TypeAlias = bytes | bytearray | memoryview | Any
+_Str: TypeAlias = str | bytes | None
 
 DEBUG: Final[bool]
 FRAME_HEADER_SIZE: Final[int]
 ORDER_FIELDS: Final[tuple[str, ...]]
+# generated schema spec (fbs/gen_slots.py): table -> ((field, kind, vtable offset, default), ...)
+_FB_TABLES: Final[dict[str, tuple[tuple[str, str, int, Any], ...]]]
 
 def read_order(buf: _Buffer, /) -> tuple[int, str | None, float, int, int, int]: ...
 def decode_order(buf: _Buffer, /) -> OrderView: ...
@@ -198,7 +200,7 @@ class BookSnapshot(NamedTuple):
     asks: Sequence[Level] | None = None
     timestamp: int = 0
 
-_Msg = OrderMsg | ValidationResult | Cancel | Modify | MassCancel | ExecutionReport | Trade | L2Update | BookSnapshot
+_Msg: TypeAlias = OrderMsg | ValidationResult | Cancel | Modify | MassCancel | ExecutionReport | Trade | L2Update | BookSnapshot
 
 def encode_message(msg: _Msg) -> bytes: ...
 def encode_command(cmd: OrderMsg | Cancel | Modify | MassCancel, *, sequence: int = 0) -> bytes: ...

@@ -14,7 +14,7 @@ from typing import Any
 
 from .config import DEFAULT_TRANSPORT, ServiceConfig, load_config
 
-__all__ = ["add_commands", "SERVE_TRANSPORT"]
+__all__ = ["SERVE_TRANSPORT", "add_commands"]
 
 #: default of ``serve`` and ``loadgen``: the embedded transport that spans processes (no broker)
 SERVE_TRANSPORT = "shm://lowlat"

@@ -33,7 +33,7 @@ class _Template:
     def __init__(self, tname: str, symbol: str | None) -> None:
         import struct
 
-        spec = getattr(_core, "_FB_TABLES")[tname]  # the generated schema spec (fbs/gen_slots.py)
+        spec = _core._FB_TABLES[tname]  # the generated schema spec (fbs/gen_slots.py)  # the generated schema spec (fbs/gen_slots.py)
         enc = getattr(_core, "encode_" + _SNAKE[tname])
         self.names = [f[0] for f in spec if f[1] in _FMT]
         sample: dict[str, Any] = {n: (True if k == "bool" else 1) for n, k, _s, _d in spec if k in _FMT}
@@ -41,8 +41,8 @@ class _Template:
         tpl = enc(**sample)
         pos = struct.unpack_from("<I", tpl, 0)[0]
         vt = pos - struct.unpack_from("<i", tpl, pos)[0]
-        vsize, tsize = struct.unpack_from("<HH", tpl, vt)
-        items = []  # (offset in table, fmt, field name or None, constant)
+        vsize = struct.unpack_from("<H", tpl, vt)[0]
+        items: list[tuple[int, str, str | None, Any]] = []  # (offset in table, fmt, field name or None, constant)
         for name, kind, slot, _d in spec:
             off = struct.unpack_from("<H", tpl, vt + slot)[0] if slot < vsize else 0
             if not off:
@@ -55,12 +55,12 @@ class _Template:
                 items.append((off, "I", None, struct.unpack_from("<I", tpl, pos + off)[0]))
         items.sort()
         fmt, cur, args = "<", 4, []
-        for off, f, name, const in items:
+        for off, f, fname, const in items:
             if off < cur:
                 raise ValueError(f"{tname}: overlapping fields in the template")
             fmt += "x" * (off - cur) + f
             cur = off + struct.calcsize("<" + f)
-            args.append(name if name else repr(const))
+            args.append(fname if fname else repr(const))
         self.struct = struct.Struct(fmt)
         self.tpl = tpl
         self.pos = pos + 4

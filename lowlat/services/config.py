@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["DEFAULT_TRANSPORT", "DEFAULT_SYMBOLS", "ServiceConfig", "load_config"]
+__all__ = ["DEFAULT_SYMBOLS", "DEFAULT_TRANSPORT", "ServiceConfig", "load_config"]
 
 #: The embedded default: in-process rings, no broker.  Cross-process without a broker: ``shm://name``.
 DEFAULT_TRANSPORT = "inproc://lowlat"

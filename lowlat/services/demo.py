@@ -21,7 +21,7 @@ from .loadgen import LoadGenerator, LoadResult, print_progress
 from .marketdata import MarketDataConsumer
 from .metrics import LatencyHistogram, Metrics
 
-__all__ = ["run_demo", "format_report", "plot_latency", "fmt_ns"]
+__all__ = ["fmt_ns", "format_report", "plot_latency", "run_demo"]
 
 log = logging.getLogger("lowlat.services.demo")
 

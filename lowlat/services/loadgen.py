@@ -88,7 +88,7 @@ class OrderFactory:
             if kind == "qty_zero":
                 qty = 0
             elif kind == "off_band":
-                lo, hi = cfg.band()
+                _lo, hi = cfg.band()
                 price = (2 * hi + 1) * self.tick_size
             elif kind == "unknown_symbol":
                 sym = "NOPE"
@@ -279,7 +279,7 @@ class LoadGenerator:
         for s in subs:
             try:
                 await s.unsubscribe()
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001, S110 - the transport may already be closing; nothing to report
                 pass
         if self.progress:
             self.progress(total, self._answered, (end - t0) / 1e9)

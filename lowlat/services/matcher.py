@@ -34,7 +34,7 @@ from .marketdata import md_subjects
 from .metrics import Metrics, otel_span
 from .runtime import BatchService
 
-__all__ = ["MatcherService", "ReadModel", "ExecStatus"]
+__all__ = ["ExecStatus", "MatcherService", "ReadModel"]
 
 log = logging.getLogger("lowlat.services.matcher")
 

@@ -22,7 +22,7 @@ import numpy as np
 from ..enums import Reject
 from ..errors import MissingExtraError
 
-__all__ = ["LatencyHistogram", "Metrics", "start_metrics_server", "QUANTILES", "otel_span"]
+__all__ = ["QUANTILES", "LatencyHistogram", "Metrics", "otel_span", "start_metrics_server"]
 
 #: quantiles reported everywhere (report, Prometheus, bench tables)
 QUANTILES = (50.0, 90.0, 99.0, 99.9)
@@ -294,7 +294,6 @@ _COLLECTOR: _Collector | None = None
 
 def register(m: Metrics) -> None:
     """Export ``m`` on the process's Prometheus registry (idempotent)."""
-    global _COLLECTOR
     with _REG_LOCK:
         if m not in _REGISTERED:
             _REGISTERED.append(m)

@@ -228,7 +228,7 @@ class AeronTransport(Transport):
             self._poller.cancel()
             try:
                 await self._poller
-            except (asyncio.CancelledError, Exception):
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001, S110 - stopping: its outcome is moot
                 pass
             self._poller = None
         for sub in self._subs:
@@ -264,7 +264,7 @@ class AeronTransport(Transport):
                     data = bytes(mv[off:])
                 try:
                     sub._deliver(Message(subject, data, headers, reply, transport=self))
-                except Exception:   # a user callback (on_slow_consumer) failed: never stall the poller
+                except Exception:  # noqa: BLE001 - a user callback (on_slow_consumer) failed: never stall the poller
                     log.exception("aeron: delivering %r to %r failed", subject, sub.subject)
 
     def _on_reply(self, mv: memoryview) -> None:
@@ -429,7 +429,7 @@ class _ServeSink:
     def _deliver(self, msg: Message) -> bool:
         try:
             out = self.handler(msg)
-        except Exception:
+        except Exception:  # noqa: BLE001 - a failing handler must not kill the poller; the requester times out
             log.exception("aeron serve handler for %r failed", self.subject)
             return True
         if asyncio.iscoroutine(out) or isinstance(out, asyncio.Future):
@@ -445,7 +445,7 @@ class _ServeSink:
             out = await aw
             if out is not None and msg.reply and not self.t.closed:
                 await msg.respond(out)
-        except Exception:
+        except Exception:  # noqa: BLE001 - a failing handler must not kill the poller; the requester times out
             log.exception("aeron serve handler for %r failed", self.subject)
 
     def close_nowait(self) -> None:

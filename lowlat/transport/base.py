@@ -458,7 +458,7 @@ class Transport(abc.ABC):
             finally:
                 try:
                     await sub.unsubscribe()
-                except Exception:  # noqa: BLE001 - closing transport may already have dropped it
+                except Exception:  # noqa: BLE001, S110 - closing transport may already have dropped it
                     pass
 
         return self._keep(asyncio.get_running_loop().create_task(_loop(), name=f"lowlat-serve:{subject}"))

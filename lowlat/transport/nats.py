@@ -147,6 +147,7 @@ class NatsTransport(Transport):
             kw.setdefault("tls_hostname", urlsplit(servers[0]).hostname)
             servers = ["tls://" + u.split("://", 1)[1] for u in servers]
         user_err = kw.pop("error_cb", None)
+        self._last_error: Exception | None = None
 
         async def error_cb(e: Exception) -> None:
             self._last_error = e  # nats-py reports the real cause (auth, TLS) here and then raises NoServersError
@@ -164,7 +165,6 @@ class NatsTransport(Transport):
         kw.setdefault("allow_reconnect", True)
         kw.setdefault("max_reconnect_attempts", 5)
         kw.setdefault("connect_timeout", 5)
-        self._last_error: Exception | None = None
         # nats-py can wait forever on a server that demands TLS from a client without a TLS context: bound the
         # whole initial connect by what the options allow (unbounded only for infinite attempts)
         tries = kw["max_reconnect_attempts"]
