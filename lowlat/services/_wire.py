@@ -23,9 +23,11 @@ _FMT = {"u8": "B", "i8": "b", "bool": "?", "u16": "H", "i16": "h", "u32": "I", "
 class _Template:
     """Re-stamp the scalar fields of one message built once by ``_core`` (per table and symbol).
 
-    ``_core``'s encoders for the non-Order tables are spec-driven (~10-30 µs each); the services emit one or more
-    of them per order, so they build each (table, symbol) message once with ``_core`` and then overwrite its
-    fixed-size scalar fields in place with one ``struct.pack_into`` over the table's inline bytes (~0.5 µs).
+    ``_core``'s encoders for the non-Order tables are spec-driven (~3-6 µs each, keyword arguments included);
+    the services emit one or more of them per order, so they build each (table, symbol) message once with
+    ``_core`` and then overwrite its fixed-size scalar fields in place with one ``struct.pack_into`` over the
+    table's inline bytes (``stamp``: ~0.4-0.8 µs, 5-8x less).  Measured with ``timeit`` (best of 7-9 x 20000) on
+    the 2-vCPU dev VM: ExecutionReport 4-6 µs, Trade ~3.4 µs, L2Update 3.3-4.6 µs, ValidationResult 2.8-4.2 µs.
     The layout comes from the template's own vtable; every template is checked at construction by decoding a
     stamped copy with ``_core``'s verified decoder.
     """
