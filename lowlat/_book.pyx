@@ -832,6 +832,18 @@ cdef inline void _raw_reject(BookEvent* e, uint32_t book, oid_t oid, uint64_t ac
     e.reason = reason
 
 
+cdef inline void _apply_timed(BookCore* b, const BookCommand* c, int64_t* lat_ns) noexcept nogil:
+    # apply one command; when lat_ns is not NULL also store its match time there (clock_gettime pair, ns)
+    cdef qty_t filled
+    cdef int64_t t0
+    if lat_ns != NULL:
+        t0 = _now_ns()
+        book_apply_c(b, c, &filled)
+        lat_ns[0] = _now_ns() - t0
+    else:
+        book_apply_c(b, c, &filled)
+
+
 cdef struct FrameRun:             # state of one apply_frames call
     BookCore** cores              # books (one for Book.apply_frames)
     const char** syms             # symbol bytes per book (Engine routing), NULL for a lone Book
@@ -1209,9 +1221,7 @@ cdef class Book:
         cdef BookCore* b = &self.core
         cdef BookEvent* own_ev = b.ev
         cdef int64_t own_cap = b.ev_cap, need
-        cdef qty_t filled
         cdef bint timed = latency_ns is not None
-        cdef int64_t t0
         cdef int rc = 0
         if timed and latency_ns.shape[0] < n:
             raise ValueError("latency_ns is shorter than commands")
@@ -1237,12 +1247,7 @@ cdef class Book:
                             if b.ev_n == 0:
                                 rc = -1
                             break
-                    if timed:
-                        t0 = _now_ns()
-                        book_apply_c(b, &commands[i], &filled)
-                        latency_ns[i] = _now_ns() - t0
-                    else:
-                        book_apply_c(b, &commands[i], &filled)
+                    _apply_timed(b, &commands[i], &latency_ns[i] if timed else NULL)
                     if LOWLAT_DEBUG:
                         book_check_c(b)
                     i += 1
@@ -1636,11 +1641,10 @@ cdef class Engine:
         (events of all books interleaved in command order, each carrying its ``book`` index and that
         book's own sequence number).  Returns ``(n_done, n_events)``."""
         cdef Py_ssize_t n = commands.shape[0], i = 0, k
-        cdef int64_t cap = events_out.shape[0], n_ev = 0, need, t0
+        cdef int64_t cap = events_out.shape[0], n_ev = 0, need
         cdef BookEvent* out
         cdef BookCore* b
         cdef BookEvent* e
-        cdef qty_t filled
         cdef bint timed = latency_ns is not None
         cdef int rc = 0
         if timed and latency_ns.shape[0] < n:
@@ -1661,15 +1665,11 @@ cdef class Engine:
                         if n_ev >= cap:
                             break
                         e = &out[n_ev]
-                        memset(e, 0, sizeof(BookEvent))
-                        e.oid = commands[i].oid
-                        e.account = commands[i].account
+                        _raw_reject(e, commands[i].book, commands[i].oid, commands[i].account,
+                                    REJ_UNKNOWN_SYMBOL)
                         e.price = commands[i].price
                         e.qty = commands[i].qty
-                        e.book = commands[i].book
-                        e.kind = EV_REJECTED
                         e.side = commands[i].side
-                        e.reason = REJ_UNKNOWN_SYMBOL
                         n_ev += 1
                         if timed:
                             latency_ns[i] = 0
@@ -1689,12 +1689,7 @@ cdef class Engine:
                     b.ev = out + n_ev
                     b.ev_cap = cap - n_ev
                     b.ev_n = 0
-                    if timed:
-                        t0 = _now_ns()
-                        book_apply_c(b, &commands[i], &filled)
-                        latency_ns[i] = _now_ns() - t0
-                    else:
-                        book_apply_c(b, &commands[i], &filled)
+                    _apply_timed(b, &commands[i], &latency_ns[i] if timed else NULL)
                     n_ev += b.ev_n
                     if b.overflow:
                         rc = -2
