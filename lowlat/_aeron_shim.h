@@ -88,40 +88,43 @@ inline void ll_close(Client *c) {
     delete c;
 }
 
-// Register a publication and wait (sleeping 1 ms between checks) until the driver has created it.
-// Returns nullptr on timeout; throws on a driver error (e.g. invalid channel).
-inline Pub *ll_add_publication(Client *c, const std::string &channel, std::int32_t stream_id, long timeout_ms) {
-    std::int64_t id = c->aeron->addPublication(channel, stream_id);
+// Poll find() (sleeping 1 ms between checks) until it returns the driver's object or timeout_ms passes
+// (then an empty shared_ptr).  find() throws on a driver error (e.g. invalid channel).
+template <class Find>
+inline auto ll_await_created(Find find, long timeout_ms) -> decltype(find()) {
     auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
     for (;;) {
-        std::shared_ptr<aeron::Publication> p = c->aeron->findPublication(id);
-        if (p) {
-            Pub *out = new Pub();
-            out->pub = p;
-            return out;
-        }
+        auto p = find();
+        if (p) return p;
         if (std::chrono::steady_clock::now() > deadline) return nullptr;
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
 }
 
+// Register a publication and wait until the driver has created it.
+// Returns nullptr on timeout; throws on a driver error (e.g. invalid channel).
+inline Pub *ll_add_publication(Client *c, const std::string &channel, std::int32_t stream_id, long timeout_ms) {
+    std::int64_t id = c->aeron->addPublication(channel, stream_id);
+    std::shared_ptr<aeron::Publication> p =
+        ll_await_created([c, id] { return c->aeron->findPublication(id); }, timeout_ms);
+    if (!p) return nullptr;
+    Pub *out = new Pub();
+    out->pub = p;
+    return out;
+}
+
 inline Sub *ll_add_subscription(Client *c, const std::string &channel, std::int32_t stream_id, long timeout_ms) {
     std::int64_t id = c->aeron->addSubscription(channel, stream_id);
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-    for (;;) {
-        std::shared_ptr<aeron::Subscription> s = c->aeron->findSubscription(id);
-        if (s) {
-            Sub *out = new Sub();
-            out->sub = s;
-            out->assembler.reset(new aeron::ControlledFragmentAssembler(
-                [out](aeron::concurrent::AtomicBuffer &b, aeron::util::index_t o, aeron::util::index_t l,
-                      aeron::Header &h) { return out->on_message(b, o, l, h); }));
-            out->handler = out->assembler->handler();
-            return out;
-        }
-        if (std::chrono::steady_clock::now() > deadline) return nullptr;
-        std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
+    std::shared_ptr<aeron::Subscription> s =
+        ll_await_created([c, id] { return c->aeron->findSubscription(id); }, timeout_ms);
+    if (!s) return nullptr;
+    Sub *out = new Sub();
+    out->sub = s;
+    out->assembler.reset(new aeron::ControlledFragmentAssembler(
+        [out](aeron::concurrent::AtomicBuffer &b, aeron::util::index_t o, aeron::util::index_t l,
+              aeron::Header &h) { return out->on_message(b, o, l, h); }));
+    out->handler = out->assembler->handler();
+    return out;
 }
 
 inline void ll_pub_close(Pub *p) { delete p; }   // dropping the last shared_ptr releases it in the driver
