@@ -94,6 +94,7 @@ cdef class _Ring:
     cdef int check_open_c(self) except -1
     cdef int wait_readable_c(self, object timeout, object idle) except -1
     cdef object try_pop_c(self)
+    cdef list take_batch_c(self, Py_ssize_t max_n, bint copy)  # pop_batch / peek_batch body
     cdef int grow_scratch_c(self, Py_ssize_t n) except -1
 
 

@@ -1230,33 +1230,7 @@ cdef class _Ring:
     def peek_batch(self, Py_ssize_t max_n):
         """Return up to ``max_n`` next records as read-only memoryviews (zero-copy), valid until
         ``commit()``, which consumes all of them.  An empty list when nothing is readable."""
-        cdef uint64_t p, h
-        cdef Py_ssize_t k = 0
-        cdef list out = []
-        self.check_open_c()
-        ring_csync(&self.r)
-        if self.r.c_peek_end != 0:
-            raise RingError("commit() the previous peek first")
-        p = self.r.c_head
-        while k < max_n:
-            h = ring_next(&self.r, self.r.c_head, &p)
-            if h == 0:
-                if k == 0:
-                    if p != self.r.c_head:
-                        ring_release(&self.r, p, 0)
-                    ring_check_stall(&self.r, p)
-                break
-            if h == LL_HDR_CORRUPT:
-                if k == 0:
-                    raise _corrupt(&self.r, p)
-                break
-            out.append(self.mem.view_c(self.r.data + (p & self.r.mask) + 8, <Py_ssize_t>(h >> 32), True))
-            p += h & LL_HDR_FRAME_MASK
-            k += 1
-        if k:
-            self.r.c_peek_end = p
-            self.r.c_peek_n = k
-        return out
+        return self.take_batch_c(max_n, False)
 
     def commit(self):
         """Consume the record(s) returned by ``try_peek``/``peek_batch``; their views become invalid."""
@@ -1315,13 +1289,20 @@ cdef class _Ring:
 
     def pop_batch(self, Py_ssize_t max_n):
         """Copy out and consume up to ``max_n`` records (one head update); an empty list if none."""
+        return self.take_batch_c(max_n, True)
+
+    cdef list take_batch_c(self, Py_ssize_t max_n, bint copy):
+        # Shared body of pop_batch (copy=True: bytes, consumed with one head update) and peek_batch
+        # (copy=False: zero-copy views, consumed later by commit()).
         cdef uint64_t p, h
         cdef Py_ssize_t k = 0
         cdef list out = []
+        cdef char* rec
         self.check_open_c()
         ring_csync(&self.r)
         if self.r.c_peek_end != 0:
-            raise RingError("commit() the outstanding peek before popping")
+            raise RingError("commit() the outstanding peek before popping" if copy
+                            else "commit() the previous peek first")
         p = self.r.c_head
         while k < max_n:
             h = ring_next(&self.r, self.r.c_head, &p)
@@ -1335,13 +1316,20 @@ cdef class _Ring:
                 if k == 0:
                     raise _corrupt(&self.r, p)
                 break
-            out.append(PyBytes_FromStringAndSize(self.r.data + (p & self.r.mask) + 8, <Py_ssize_t>(h >> 32)))
+            rec = self.r.data + (p & self.r.mask) + 8
+            if copy:
+                out.append(PyBytes_FromStringAndSize(rec, <Py_ssize_t>(h >> 32)))
+            else:
+                out.append(self.mem.view_c(rec, <Py_ssize_t>(h >> 32), True))
             p += h & LL_HDR_FRAME_MASK
             k += 1
         if k:
-            ring_release(&self.r, p, <uint64_t>k)
+            if copy:
+                ring_release(&self.r, p, <uint64_t>k)
+            else:
+                self.r.c_peek_end = p
+                self.r.c_peek_n = k
         return out
-
 
 @cython.final
 cdef class SpscRing(_Ring):
