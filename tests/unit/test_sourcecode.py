@@ -1,12 +1,7 @@
-"""Source checks (uvloop tests/test_sourcecode.py idea): exception specs in .pxd files, stubs match the module."""
+"""Source checks (uvloop tests/test_sourcecode.py idea): every cdef in a .pxd states its exception spec (stubs: test_stubs.py)."""
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
-
-import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SKIP = re.compile(r"^\s*(cdef|cpdef)\s+(class|struct|union|enum|extern|readonly|public\s+\w+\s*$)")
@@ -73,24 +68,3 @@ def test_checker_finds_a_missing_spec():
              and not _returns_python_object(d, {"Foo"})]
     assert len(found) == 1 and "bad" in found[0]
 
-
-# Cython plumbing only (STYLE.md section 10)
-ALLOWLIST = """
-lowlat._core.__test__
-lowlat._core.__pyx_capi__
-lowlat._core.__reduce_cython__
-lowlat._core.__setstate_cython__
-lowlat._core.*.__reduce_cython__
-lowlat._core.*.__setstate_cython__
-lowlat._core.__pyx_unpickle_.*
-"""
-
-
-def test_stubtest_core(tmp_path):
-    pytest.importorskip("mypy")
-    allow = tmp_path / "allowlist.txt"
-    allow.write_text(ALLOWLIST)
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    r = subprocess.run(check=False, args=[sys.executable, "-m", "mypy.stubtest", "lowlat._core", "--allowlist", str(allow),
-                        "--ignore-unused-allowlist"], cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
-    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
