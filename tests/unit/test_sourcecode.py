@@ -1,4 +1,4 @@
-"""Source checks (uvloop tests/test_sourcecode.py idea): every cdef in a .pxd states its exception spec (stubs: test_stubs.py)."""
+"""Source checks (uvloop tests/test_sourcecode.py idea): every cdef in a .pxd states its exception spec."""
 
 import re
 from pathlib import Path
