@@ -96,6 +96,7 @@ cdef class _Ring:
     cdef object try_pop_c(self)
     cdef list take_batch_c(self, Py_ssize_t max_n, bint copy)  # pop_batch / peek_batch body
     cdef int grow_scratch_c(self, Py_ssize_t n) except -1
+    cdef Py_ssize_t gather_c(self, object items, list held, str what) except -1  # bufs/lens of items
 
 
 cdef class BroadcastRing:

@@ -969,6 +969,31 @@ cdef class _Ring:
         self.nbufs = n
         return 0
 
+    cdef Py_ssize_t gather_c(self, object items, list held, str what) except -1:
+        # Point self.bufs/self.lens at each buffer of `items` (bytes directly; anything else through a
+        # memoryview appended to `held`, which keeps the export alive until the caller's copy is done).
+        cdef Py_ssize_t i, n
+        cdef Py_buffer view
+        cdef memoryview mv
+        seq = items if isinstance(items, (list, tuple)) else list(items)
+        n = len(seq)
+        self.grow_scratch_c(n if n > 0 else 1)
+        for i in range(n):
+            item = seq[i]
+            if PyBytes_CheckExact(item):
+                self.bufs[i] = <void*>PyBytes_AS_STRING(item)
+                self.lens[i] = <uint64_t>PyBytes_GET_SIZE(item)
+            else:
+                mv = memoryview(item)
+                if not mv.c_contiguous:
+                    raise ValueError(f"{what}: buffers must be C-contiguous")
+                held.append(mv)
+                PyObject_GetBuffer(mv, &view, PyBUF_SIMPLE)
+                self.bufs[i] = view.buf
+                self.lens[i] = <uint64_t>view.len
+                PyBuffer_Release(&view)     # mv still holds the underlying export
+        return n
+
     def push_batch(self, buffers):
         """Copy as many records of ``buffers`` as fit, in order, with the GIL released for the copy.
 
@@ -984,32 +1009,14 @@ cdef class _Ring:
         """
         cdef Py_ssize_t i, n, done = 0
         cdef list held = []
-        cdef Py_buffer view
-        cdef memoryview mv
         self.check_open_c()
         if self.r.claim_len >= 0:
             raise RingError("publish() or abort() the outstanding claim() first")
         ring_psync(&self.r)
-        seq = buffers if isinstance(buffers, (list, tuple)) else list(buffers)
-        n = len(seq)
+        n = self.gather_c(buffers, held, "push_batch")
         if n == 0:
             return 0
-        self.grow_scratch_c(n)
         for i in range(n):
-            item = seq[i]
-            if PyBytes_CheckExact(item):
-                self.bufs[i] = <void*>PyBytes_AS_STRING(item)
-                self.lens[i] = <uint64_t>PyBytes_GET_SIZE(item)
-            else:
-                # memoryview keeps the export alive until `held` goes away
-                mv = memoryview(item)
-                if not mv.c_contiguous:
-                    raise ValueError("push_batch: buffers must be C-contiguous")
-                held.append(mv)
-                PyObject_GetBuffer(mv, &view, PyBUF_SIMPLE)
-                self.bufs[i] = view.buf
-                self.lens[i] = <uint64_t>view.len
-                PyBuffer_Release(&view)     # mv still holds the underlying export
             if self.lens[i] > self.r.max_payload:
                 raise ValueError(f"record {i} of {self.lens[i]} bytes exceeds max_record_size "
                                  f"{self.r.max_payload}")
@@ -1035,28 +1042,11 @@ cdef class _Ring:
         cdef uint64_t total = 0, frame, pos
         cdef char* dst
         cdef list held = []
-        cdef Py_buffer view
-        cdef memoryview mv
         self.check_open_c()
         if self.r.claim_len >= 0:
             raise RingError("publish() or abort() the outstanding claim() first")
-        seq = parts if isinstance(parts, (list, tuple)) else list(parts)
-        n = len(seq)
-        self.grow_scratch_c(n if n > 0 else 1)
+        n = self.gather_c(parts, held, "try_push_parts")
         for i in range(n):
-            item = seq[i]
-            if PyBytes_CheckExact(item):
-                self.bufs[i] = <void*>PyBytes_AS_STRING(item)
-                self.lens[i] = <uint64_t>PyBytes_GET_SIZE(item)
-            else:
-                mv = memoryview(item)
-                if not mv.c_contiguous:
-                    raise ValueError("try_push_parts: buffers must be C-contiguous")
-                held.append(mv)
-                PyObject_GetBuffer(mv, &view, PyBUF_SIMPLE)
-                self.bufs[i] = view.buf
-                self.lens[i] = <uint64_t>view.len
-                PyBuffer_Release(&view)     # mv still holds the underlying export
             total += self.lens[i]
         if total > self.r.max_payload:
             raise ValueError(f"record of {total} bytes exceeds max_record_size {self.r.max_payload}")
