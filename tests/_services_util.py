@@ -77,6 +77,18 @@ class Proc:
             self.p.wait(10)
 
 
+def stop_all(procs: list[Proc], timeout: float = 30.0) -> None:
+    """SIGTERM every process, then wait for each (``Proc.wait`` SIGKILLs one that does not exit in time)."""
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        if p.p.poll() is None:
+            try:
+                p.wait(timeout)
+            except AssertionError:
+                pass  # already killed by wait(); teardown must not mask the test's own failure
+
+
 def example(name: str, *args: str) -> Proc:
     return Proc([sys.executable, str(EXAMPLES / name), *args])
 

@@ -17,7 +17,7 @@ import time
 
 import pytest
 from _reliability_util import SYMS, durable, produce, reconcile, wait_drained
-from _services_util import service
+from _services_util import service, stop_all
 
 from lowlat.errors import TransportError
 from lowlat.transport import connect
@@ -131,13 +131,6 @@ def test_jetstream_r3_node_kill_loses_nothing(nats_cluster, tmp_path):
         dead = [p.output[-3000:] for p in procs if p.p.poll() is not None]
         assert not dead, dead
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            if p.p.poll() is None:
-                try:
-                    p.wait(30)
-                except AssertionError:
-                    p.kill()
+        stop_all(procs)
     stats = reconcile(",".join(nd.url for nd in nodes[1:]), n, shards)
     print(json.dumps({"fault": "SIGKILL node 0 of 3 (R3 streams)", **stats, "producer_retries": out["retries"]}))

@@ -16,6 +16,7 @@ import time
 
 import pytest
 from _reliability_util import SYMS, durable, produce, reconcile, wait_drained
+from _services_util import stop_all
 
 from lowlat.services import ServiceConfig
 from lowlat.transport import connect
@@ -66,14 +67,7 @@ def test_kill9_workers_and_broker_restart_lose_nothing(nats_node, tmp_path):
         procs.append(durable("validator", *common))
         wait_drained(url, n, {"0": SYMS})
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            if p.p.poll() is None:
-                try:
-                    p.wait(30)
-                except AssertionError:
-                    p.kill()
+        stop_all(procs)
     rec = ready["recovered"]
     assert rec["snapshot_pos"] > 0 and rec["restored_orders"] > 0, rec  # restored from a snapshot + tail
     stats = reconcile(url, n, {"0": SYMS})
