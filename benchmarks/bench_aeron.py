@@ -32,6 +32,7 @@ import pytest
 hdrh = pytest.importorskip("hdrh.histogram")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 
+from _procs import start_ready, stop_proc
 from brokers._util import LOOPBACK, free_udp_port
 from brokers.aeron import find_aeronmd, start_aeronmd
 
@@ -91,22 +92,10 @@ def start_driver(binary: str, core: int, idle: str):
 
 
 def start_pong(impl: str, aeron_dir: str, channel: str, idle: str) -> subprocess.Popen:
-    cmd = _taskset(0, [sys.executable, "-c", PONG, impl, aeron_dir, channel, idle])
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    line = proc.stdout.readline()
-    if line.strip() != "ready":
-        proc.kill()
-        raise RuntimeError(f"pong did not start: {line!r}")
-    return proc
+    return start_ready(_taskset(0, [sys.executable, "-c", PONG, impl, aeron_dir, channel, idle]), "pong")
 
 
-def stop_pong(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+stop_pong = stop_proc
 
 
 def ping_bare(aeron_dir: str, channel: str, idle: str, size: int) -> hdrh.HdrHistogram:

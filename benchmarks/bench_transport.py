@@ -25,6 +25,7 @@ import time
 import uuid
 
 import pytest
+from _procs import start_ready, stop_proc
 
 hdrh = pytest.importorskip("hdrh.histogram")
 
@@ -133,21 +134,11 @@ def start_server(mode: str, url: str, extra: str | None, pinned: bool) -> subpro
     cmd = [sys.executable, "-c", SERVER, mode, url] + ([extra] if extra else [])
     if pinned:
         cmd = ["taskset", "-c", "0"] + cmd
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=os.getcwd())
-    line = proc.stdout.readline()
-    if line.strip() != "ready":
-        proc.kill()
-        raise RuntimeError(f"bench server {mode} did not start: {line!r}")
-    return proc
+    return start_ready(cmd, f"bench server {mode}", cwd=os.getcwd())
 
 
 def stop_server(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    stop_proc(proc)
     url = next((a for a in proc.args if isinstance(a, str) and a.startswith("shm://")), "")
     if url:  # the bus directory outlives its members by design
         import shutil
