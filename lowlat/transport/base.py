@@ -34,7 +34,7 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, Self
 
-from ..errors import TransportClosedError
+from ..errors import DecodeError, TransportClosedError
 
 Buffer = bytes | bytearray | memoryview
 Headers = Mapping[str, str]
@@ -115,19 +115,19 @@ def encode_meta(reply: str | None, headers: Headers | None) -> bytes:
 
 
 def decode_meta(meta: bytes | memoryview) -> tuple[str | None, dict[str, str] | None]:
-    """Inverse of ``encode_meta``; raises ``ValueError`` on malformed input (never crashes)."""
+    """Inverse of ``encode_meta``; raises ``lowlat.DecodeError`` (a ``ValueError``) on malformed input."""
     if not meta:
         return None, None
     try:
         text = bytes(meta).decode()
     except UnicodeDecodeError as e:
-        raise ValueError("zmq meta frame is not UTF-8") from e
+        raise DecodeError("zmq meta frame is not UTF-8") from e
     lines = text.split("\n")
     headers: dict[str, str] | None = None
     for line in lines[1:]:
         k, sep, v = line.partition(":")
         if not sep or not k:
-            raise ValueError(f"malformed zmq header line {line!r}")
+            raise DecodeError(f"malformed zmq header line {line!r}")
         if headers is None:
             headers = {}
         headers[k] = v
