@@ -28,13 +28,15 @@ from __future__ import annotations
 import abc
 import asyncio
 import collections
+import enum
 import itertools
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, Self
 
-from ..errors import DecodeError, TransportClosedError
+from .._batch import MessageBatch
+from ..errors import DecodeError, TransportClosedError, TransportTimeoutError
 
 Buffer = bytes | bytearray | memoryview
 Headers = Mapping[str, str]
@@ -42,6 +44,8 @@ Handler = Callable[["Message"], "Awaitable[Buffer | None] | Buffer | None"]
 
 __all__ = [
     "Buffer",
+    "Capability",
+    "MessageBatch",
     "Handler",
     "Headers",
     "Message",
@@ -59,6 +63,19 @@ __all__ = [
 log = logging.getLogger("lowlat.transport")
 
 SlowConsumerCallback = Callable[["Subscription"], None]
+
+
+class Capability(enum.Flag):
+    """What an adapter supports, declared in ``Transport.capabilities``; callers read it instead of catching
+    errors to find out."""
+
+    NONE = 0
+    QUEUE_GROUPS = enum.auto()    # subscribe(..., queue=...) load-balances
+    HEADERS = enum.auto()         # publish(..., headers=...) arrives as Message.headers
+    REQUEST_REPLY = enum.auto()   # request() / serve() / reply subjects
+    WILDCARDS = enum.auto()       # '*' and '>' in subscriptions
+    DURABLE = enum.auto()         # the adapter implements the durable-log protocol
+    NATIVE_BATCH = enum.auto()    # take_batch/publish_batch_to avoid a Python object per message
 
 
 def validate_subject(subject: str, *, wildcards: bool = False) -> str:
@@ -210,6 +227,67 @@ class Subscription(abc.ABC):
         """End iteration without talking to the broker (the transport is closing)."""
         return
 
+    def get_nowait(self) -> Message | None:
+        """The next pending message or None without waiting."""
+        return None
+
+    async def next_msg(self, timeout: float | None = 1.0) -> Message:
+        """The next message; raises ``TransportTimeoutError`` after ``timeout`` s (None: wait forever) and
+        ``TransportClosedError`` once the subscription has ended."""
+        try:
+            if timeout is None:
+                return await self.__anext__()
+            return await asyncio.wait_for(self.__anext__(), timeout)
+        except StopAsyncIteration:
+            raise TransportClosedError(f"subscription {self.subject!r} is closed") from None
+        except TimeoutError:
+            raise TransportTimeoutError(f"no message on {self.subject!r} within {timeout}s") from None
+
+    async def drain(self) -> None:
+        """Stop new deliveries; iteration ends after the pending messages (default: unsubscribe)."""
+        await self.unsubscribe()
+
+    # --- batch path (see lowlat/_batch.pyx for the lifetime rule) ---
+    def take_batch(self, max_msgs: int = 1024) -> MessageBatch:
+        """Everything pending (at most ``max_msgs``) as one ``MessageBatch``, without waiting; valid until the
+        next ``take_batch``/``next_batch`` call.  This default copies from ``get_nowait``; adapters with their
+        own receive buffers override it (``Capability.NATIVE_BATCH``)."""
+        b = self.__dict__.get("_batch")
+        if b is None or b.capacity < max_msgs:
+            b = self.__dict__["_batch"] = MessageBatch(max(max_msgs, 1))
+        b.clear()
+        held = self.__dict__.pop("_held", None)
+        while b.n < max_msgs:
+            msg = held if held is not None else self.get_nowait()
+            held = None
+            if msg is None:
+                break
+            if not b.append(msg.data, msg.subject, msg.reply):
+                if b.n == 0:   # one message larger than the arena: a batch of its own size
+                    b = self.__dict__["_batch"] = MessageBatch(max(max_msgs, 1),
+                                                               memoryview(msg.data).nbytes + 4096)
+                    b.append(msg.data, msg.subject, msg.reply)
+                    continue
+                self.__dict__["_held"] = msg   # kept for the next batch: nothing is lost
+                break
+        return b
+
+    async def next_batch(self, max_msgs: int = 1024, timeout: float | None = None) -> MessageBatch:
+        """Wait for at least one message (up to ``timeout`` s; an empty batch after it), then ``take_batch``.
+        At the end of the subscription returns an empty batch and ``closed``-style adapters raise
+        ``TransportClosedError`` on the next call."""
+        if self.__dict__.get("_held") is None and self.pending == 0:
+            try:
+                first = await (self.__anext__() if timeout is None
+                               else asyncio.wait_for(self.__anext__(), timeout))
+            except TimeoutError:
+                b = self.take_batch(max_msgs)
+                return b
+            except StopAsyncIteration:
+                raise TransportClosedError(f"subscription {self.subject!r} is closed") from None
+            self.__dict__["_held"] = first
+        return self.take_batch(max_msgs)
+
 
 class QueueSubscription(Subscription):
     """A subscription fed by the adapter through a bounded in-memory queue (owned by one event loop).
@@ -353,10 +431,12 @@ class Transport(abc.ABC):
     """
 
     schemes: tuple[str, ...] = ()
+    capabilities: Capability = Capability.REQUEST_REPLY | Capability.WILDCARDS
 
     def __init__(self, url: str, **options: Any) -> None:
         self.url = url
         self.options = options
+        self.publish_errors = 0
         self._closed = False
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -423,6 +503,29 @@ class Transport(abc.ABC):
         """Publish many payloads; adapters override this where the client batches natively."""
         for p in payloads:
             await self.publish(subject, p)
+
+    async def publish_batch_to(self, batch: MessageBatch, subject: str | None = None) -> int:
+        """Publish every message of ``batch``: to ``subject`` if given, else each to its own reply subject
+        (messages with neither are skipped).  Returns how many were published; a message the transport
+        refuses is counted in ``publish_errors`` and logged, and the rest of the batch still goes out.
+        Adapters override this where they can write a batch without a Python object per message."""
+        sent = 0
+        for i in range(batch.n):
+            to = subject if subject is not None else batch.reply(i)
+            if not to:
+                continue
+            try:
+                await self.publish(to, batch.payload(i))
+            except TransportClosedError:
+                raise
+            except Exception as e:  # noqa: BLE001 - one bad subject must not lose the rest of the batch
+                self.publish_errors += 1
+                if self.publish_errors == 1 or self.publish_errors % 1000 == 0:
+                    log.error("publish_batch_to: message to %r refused (%s); %d refused so far",
+                              to, e, self.publish_errors)
+                continue
+            sent += 1
+        return sent
 
     @abc.abstractmethod
     async def subscribe(self, subject: str, *, queue: str | None = None, **options: Any) -> Subscription:

@@ -1,0 +1,30 @@
+# A batch of received (or to-be-published) messages as offsets into one buffer: the transport contract's
+# zero-copy batch path.  Compiled consumers cimport this and read payloads/subjects/replies as pointers.
+from libc.stdint cimport int64_t
+
+
+cdef class MessageBatch:
+    cdef readonly Py_ssize_t n            # messages in the batch
+    cdef readonly Py_ssize_t capacity     # most messages it can hold
+    cdef readonly Py_ssize_t arena_bytes  # size of the owned arena (copying mode)
+    cdef readonly Py_ssize_t used         # arena bytes used (copying mode)
+    cdef bint _external                   # offsets point into an adapter-owned buffer, not the arena
+    cdef object _owner                    # keeps the buffer the offsets point into alive
+    cdef const unsigned char[::1] _view   # that buffer, as bytes
+    cdef int64_t[::1] _poff
+    cdef int64_t[::1] _plen
+    cdef int64_t[::1] _soff
+    cdef int64_t[::1] _slen
+    cdef int64_t[::1] _roff
+    cdef int64_t[::1] _rlen
+    cdef object _arrays                   # the numpy arrays behind the views above (Python access)
+    cdef bytearray _arena
+
+    cdef int append_c(self, const unsigned char* payload, Py_ssize_t plen,
+                      const unsigned char* subject, Py_ssize_t slen,
+                      const unsigned char* reply, Py_ssize_t rlen) except -1
+    cdef int add_ref_c(self, int64_t poff, int64_t plen, int64_t soff, int64_t slen,
+                       int64_t roff, int64_t rlen) except -1
+    cdef int _check(self, Py_ssize_t i) except -1
+    cdef inline const unsigned char* base_c(self) noexcept:
+        return &self._view[0] if self._view.shape[0] > 0 else NULL

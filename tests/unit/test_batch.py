@@ -1,0 +1,91 @@
+"""MessageBatch against a list of (payload, subject, reply) tuples: the obviously correct reference."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lowlat._batch import MessageBatch
+from lowlat.errors import LowlatError
+
+msgs = st.lists(st.tuples(st.binary(max_size=40), st.text("abc.", max_size=8),
+                          st.one_of(st.none(), st.text("xyz.", min_size=1, max_size=8))), max_size=30)
+
+
+@settings(max_examples=200, deadline=None)
+@given(msgs, st.integers(1, 16), st.integers(1, 256))
+def test_append_matches_reference(items, capacity, arena):
+    b = MessageBatch(capacity, arena)
+    ref = []
+    used = 0
+    for p, s, r in items:
+        need = len(p) + len(s.encode()) + len((r or "").encode())
+        fits = len(ref) < capacity and used + need <= arena
+        assert b.append(p, s, r) is fits
+        if fits:
+            ref.append((p, s, r))
+            used += need
+    assert b.n == len(ref) == len(b)
+    assert b.used == used
+    for i, (p, s, r) in enumerate(ref):
+        assert b.payload(i).tobytes() == p
+        assert b.subject(i) == s
+        assert b.reply(i) == r
+        assert b.buf[b.payload_off[i]:b.payload_off[i] + b.payload_len[i]].tobytes() == p
+    assert [(bytes(p), s, r) for s, p, r in b] == [(p, s, r) for p, s, r in ref]
+    b.clear()
+    assert b.n == 0 and b.used == 0
+
+
+def test_external_buffer_refs_are_zero_copy_and_bounds_checked():
+    buf = bytearray(b"payloadsubj.xreply")
+    b = MessageBatch(2)
+    b.set_buffer(buf)
+    assert b.add_ref(0, 7, 7, 6, 13, 5)
+    assert b.external
+    assert b.payload(0).tobytes() == b"payload" and b.subject(0) == "subj.x" and b.reply(0) == "reply"
+    buf[0:1] = b"P"                                  # a view, not a copy
+    assert b.payload(0).tobytes() == b"Payload"
+    for bad in [(-1, 1), (0, 19), (18, 1), (2**62, 2**62)]:
+        with pytest.raises(ValueError):
+            b.add_ref(*bad)
+    with pytest.raises(LowlatError):
+        b.append(b"x")                               # copying needs clear() first
+    assert b.add_ref(0, 1)
+    assert not b.add_ref(0, 1)                       # slots full: refused, not dropped silently
+    with pytest.raises(IndexError):
+        b.payload(2)
+    b.clear()
+    assert not b.external and b.append(b"x")
+
+
+@pytest.mark.parametrize("capacity,arena", [(0, 1), (1, 0), (2**25, 1)])
+def test_bad_sizes_are_refused(capacity, arena):
+    with pytest.raises(ValueError):
+        MessageBatch(capacity, arena)
+
+
+async def test_take_batch_and_publish_batch_to_on_inproc():
+    from lowlat.transport import connect
+    async with connect("inproc://batch-test") as t:
+        sub = await t.subscribe("b.in")
+        out = await t.subscribe("b.out")
+        for i in range(5):
+            await t.publish("b.in", b"m%d" % i)
+        b = await sub.next_batch(3, timeout=2.0)
+        assert [bytes(p) for _, p, _ in b] == [b"m0", b"m1", b"m2"]
+        b = sub.take_batch(10)
+        assert [bytes(p) for _, p, _ in b] == [b"m3", b"m4"]
+        assert sub.take_batch(10).n == 0 and b.n == 0      # the lifetime rule: the same batch, reused
+        assert (await sub.next_batch(10, timeout=0.05)).n == 0
+        ob = MessageBatch(4)
+        ob.append(b"to-subject")
+        assert await t.publish_batch_to(ob, "b.out") == 1
+        rb = MessageBatch(4)
+        for reply in ("b.out", None, "bad..subject", "b.out"):
+            rb.append(b"r-%s" % str(reply).encode(), reply=reply)
+        assert await t.publish_batch_to(rb) == 2           # no reply: skipped; bad subject: counted, rest sent
+        assert t.publish_errors == 1
+        got = [bytes((await out.next_msg(2.0)).data) for _ in range(3)]
+        assert got == [b"to-subject", b"r-b.out", b"r-b.out"]
