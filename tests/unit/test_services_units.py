@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import urllib.request
 import uuid
@@ -270,3 +271,37 @@ async def test_pipeline_forward_to_matcher_and_rate_limit():
     assert mt.metrics.counts["exec_reports"] >= res.accepted
     # 10000/s offered, 4000/s allowed (burst 400): intake waited and the run took >= (3000 - 400) / 4000 s
     assert v.metrics.throttled > 0 and res.elapsed_s >= 0.6
+
+
+def test_prometheus_latency_is_a_real_histogram_on_a_user_registry():
+    from prometheus_client import CollectorRegistry, Counter, generate_latest
+
+    from lowlat.services.metrics import collector
+
+    reg = CollectorRegistry(auto_describe=False)
+    app_counter = Counter("app_things", "the application's own metric", registry=reg)
+    app_counter.inc()
+    reg.register(collector())
+    a, b = Metrics(f"unit-a-{uuid.uuid4().hex[:6]}"), Metrics(f"unit-b-{uuid.uuid4().hex[:6]}")
+    a.record("validate", 1_500, 3)       # 1.5 µs x3
+    a.record("validate", 3_000_000)      # 3 ms
+    b.record("validate", 40_000, 2)      # 40 µs x2
+    register(a)
+    register(b)
+    try:
+        body = generate_latest(reg).decode()
+    finally:
+        unregister(a)
+        unregister(b)
+    assert "app_things_total 1.0" in body
+    sa = f'service="{a.service}",stage="validate"'
+    assert f'lowlat_stage_latency_seconds_bucket{{le="1e-06",{sa}}} 0.0' in body
+    assert f'lowlat_stage_latency_seconds_bucket{{le="2e-06",{sa}}} 3.0' in body
+    assert f'lowlat_stage_latency_seconds_bucket{{le="0.002",{sa}}} 3.0' in body
+    assert f'lowlat_stage_latency_seconds_bucket{{le="0.005",{sa}}} 4.0' in body
+    assert f'lowlat_stage_latency_seconds_bucket{{le="+Inf",{sa}}} 4.0' in body
+    assert f'lowlat_stage_latency_seconds_count{{{sa}}} 4.0' in body
+    m = re.search(rf'lowlat_stage_latency_seconds_sum\{{{re.escape(sa)}\}} (\S+)', body)
+    assert m and abs(float(m.group(1)) - (4.5e-6 + 3e-3)) < 1e-8, body
+    sb = f'service="{b.service}",stage="validate"'
+    assert f'lowlat_stage_latency_seconds_bucket{{le="5e-05",{sb}}} 2.0' in body

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-MODULES = ["lowlat._core", "lowlat._book", "lowlat._ring", "lowlat._aeron"]
+MODULES = ["lowlat._core", "lowlat._book", "lowlat._ring", "lowlat._histogram", "lowlat._aeron"]
 
 
 def test_stubs_match_compiled_modules():
