@@ -8,8 +8,6 @@ import time
 import pytest
 from _helpers import recv_n as take
 
-pytest.importorskip("confluent_kafka", reason="needs the kafka extra: pip install 'lowlat[kafka]'")
-
 from lowlat.errors import TransportClosedError, TransportError, TransportTimeoutError
 from lowlat.transport import connect
 from lowlat.transport.kafka import KafkaTransport

@@ -8,12 +8,12 @@ import sys
 import textwrap
 
 import pytest
+import zmq
+import zmq.asyncio
 from brokers._util import free_port
 
 from lowlat.errors import TransportError, TransportTimeoutError
 from lowlat.transport import connect
-
-zmq = pytest.importorskip("zmq")
 
 pytestmark = [pytest.mark.integration, pytest.mark.zmq, pytest.mark.timeout(60)]
 

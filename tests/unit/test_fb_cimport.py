@@ -68,7 +68,6 @@ SETUP = textwrap.dedent("""
 
 @pytest.mark.slow
 def test_cimport_core_readers_from_another_extension(tmp_path):
-    pytest.importorskip("Cython")
     (tmp_path / "cimport_probe.pyx").write_text(PYX)
     (tmp_path / "build_probe.py").write_text(SETUP)
     r = subprocess.run(check=False, args=[sys.executable, "build_probe.py", ROOT], cwd=tmp_path, capture_output=True, text=True,

@@ -13,8 +13,7 @@ import asyncio
 import uuid
 
 import pytest
-
-zmq = pytest.importorskip("zmq")
+import zmq
 
 from lowlat.errors import TransportTimeoutError
 from lowlat.transport import connect

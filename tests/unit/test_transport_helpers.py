@@ -13,7 +13,14 @@ from hypothesis import strategies as st
 
 import lowlat.transport as lt
 from lowlat.errors import MissingExtraError
-from lowlat.transport.base import Message, QueueSubscription, subject_matches, validate_subject
+from lowlat.transport.base import (
+    Message,
+    QueueSubscription,
+    decode_meta,
+    encode_meta,
+    subject_matches,
+    validate_subject,
+)
 
 # --- schemes ---
 
@@ -110,51 +117,48 @@ def test_wildcards_not_allowed_when_publishing():
         validate_subject("a.*")
 
 
-# --- zmq codec ---
+# --- zmq codec: the meta frame codec is pure (base.py, no pyzmq); endpoints/prefix live in the adapter ---
 
-zmq_mod = pytest.importorskip("lowlat.transport.zmq") if importlib.util.find_spec("zmq") else None
-
-
-@pytest.mark.skipif(zmq_mod is None, reason="pyzmq not installed")
-class TestZmqCodec:
-    def test_endpoints(self):
-        z = zmq_mod
-        assert z.zmq_endpoints("zmq+tcp://127.0.0.1:5555") == ("tcp://127.0.0.1:5555", "tcp://127.0.0.1:5556")
-        assert z.zmq_endpoints("zmq+tcp://127.0.0.1:5555", rr_port=7000)[1] == "tcp://127.0.0.1:7000"
-        assert z.zmq_endpoints("zmq+ipc:///tmp/s") == ("ipc:///tmp/s", "ipc:///tmp/s.rr")
-        assert z.zmq_endpoints("zmq+inproc://bus") == ("inproc://bus", "inproc://bus.rr")
-        for bad in ("zmq+tcp://127.0.0.1", "zmq+udp://x:1", "zmq+tcp://", "tcp://x:1"):
-            with pytest.raises(ValueError):
-                z.zmq_endpoints(bad)
-
-    def test_prefix(self):
-        z = zmq_mod
-        assert z.zmq_prefix("md.aapl") == b"md.aapl"
-        assert z.zmq_prefix("md.*.px") == b"md."
-        assert z.zmq_prefix("md.>") == b"md."
-        assert z.zmq_prefix(">") == b""
-
+class TestMetaCodec:
     @given(st.one_of(st.none(), st.text(alphabet="abc._-0", min_size=1, max_size=8)),
            st.one_of(st.none(), st.dictionaries(st.text(alphabet="abcXY-", min_size=1, max_size=5),
                                                 st.text(alphabet="ab: =v", max_size=6), max_size=3)))
     def test_meta_roundtrip(self, reply, headers):
-        z = zmq_mod
-        meta = z.encode_meta(reply, headers)
-        r, h = z.decode_meta(meta)
+        meta = encode_meta(reply, headers)
+        r, h = decode_meta(meta)
         assert r == (reply or None)
         assert (h or None) == (headers or None)
 
     @pytest.mark.parametrize("headers", [{"a\nb": "1"}, {"a": "1\n2"}, {"a:b": "1"}, {"": "x"}])
     def test_meta_rejects_bad_headers(self, headers):
         with pytest.raises(ValueError):
-            zmq_mod.encode_meta(None, headers)
+            encode_meta(None, headers)
 
     @given(st.binary(max_size=64))
     def test_decode_meta_hostile_bytes_raise_valueerror_or_decode(self, raw):
         try:
-            zmq_mod.decode_meta(raw)
+            decode_meta(raw)
         except ValueError:
             pass
+
+
+class TestZmqAddressing:
+    def test_endpoints(self):
+        from lowlat.transport.zmq import zmq_endpoints
+        assert zmq_endpoints("zmq+tcp://127.0.0.1:5555") == ("tcp://127.0.0.1:5555", "tcp://127.0.0.1:5556")
+        assert zmq_endpoints("zmq+tcp://127.0.0.1:5555", rr_port=7000)[1] == "tcp://127.0.0.1:7000"
+        assert zmq_endpoints("zmq+ipc:///tmp/s") == ("ipc:///tmp/s", "ipc:///tmp/s.rr")
+        assert zmq_endpoints("zmq+inproc://bus") == ("inproc://bus", "inproc://bus.rr")
+        for bad in ("zmq+tcp://127.0.0.1", "zmq+udp://x:1", "zmq+tcp://", "tcp://x:1"):
+            with pytest.raises(ValueError):
+                zmq_endpoints(bad)
+
+    def test_prefix(self):
+        from lowlat.transport.zmq import zmq_prefix
+        assert zmq_prefix("md.aapl") == b"md.aapl"
+        assert zmq_prefix("md.*.px") == b"md."
+        assert zmq_prefix("md.>") == b"md."
+        assert zmq_prefix(">") == b""
 
 
 # --- QueueSubscription limits (pure, in an event loop) ---
