@@ -147,12 +147,16 @@ class Metrics:
                 self.rejects[v] += c
         return int(nz.size)
 
-    def observe_pending(self, pending: int, limit: int, dropped: int) -> None:
+    def observe_pending(self, pending: int, limit: int, dropped: int) -> bool:
+        """Record a subscription's pending count and its (cumulative) dropped count; True when ``dropped`` grew,
+        i.e. a new slow-consumer event."""
         self.pending = pending
         self.pending_limit = limit
-        if dropped > self.dropped:
+        grew = dropped > self.dropped
+        if grew:
             self.slow_consumer_events += 1
-        self.dropped = max(self.dropped, dropped)
+            self.dropped = dropped
+        return grew
 
     def rejects_by_reason(self) -> dict[str, int]:
         out = {}

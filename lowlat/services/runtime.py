@@ -179,8 +179,8 @@ class BatchService:
                 self._waiting[me] = False
             n = len(batch)
             pend = sub.pending
-            m.observe_pending(pend, self.cfg.max_pending, sub.dropped)
-            self._check_overload(subject, pend, sub.dropped)
+            dropped = sub.dropped
+            self._check_overload(subject, pend, dropped, m.observe_pending(pend, self.cfg.max_pending, dropped))
             if self._limiter is not None and await self._limiter.acquire(n):
                 m.throttled += 1
             try:
@@ -190,7 +190,7 @@ class BatchService:
                 m.inc("batch_errors")
             self.processed += n
 
-    def _check_overload(self, subject: str, pending: int, dropped: int) -> None:
+    def _check_overload(self, subject: str, pending: int, dropped: int, dropped_grew: bool) -> None:
         limit = self.cfg.max_pending
         high = limit and pending >= limit * 0.8
         if high and not self._overloaded:
@@ -200,7 +200,7 @@ class BatchService:
         elif self._overloaded and not high and pending < limit * 0.2:
             self._overloaded = False
             log.info("overload cleared", extra={"service": self.name, "subject": subject, "pending": pending})
-        if dropped > self.metrics.dropped:
+        if dropped_grew:
             log.error("slow consumer: transport dropped messages",
                       extra={"service": self.name, "subject": subject, "dropped": dropped})
 
