@@ -1,4 +1,5 @@
-"""The services' view of the wire format: thin calls into ``lowlat._core`` (encoders, zero-copy readers).
+"""The services' view of the wire format: thin calls into ``lowlat._core`` (zero-copy readers) and
+``lowlat._encode`` (fixed-layout encoders).
 
 Services never parse FlatBuffers themselves; this module only adapts ``_core``'s functions to the shapes the
 services use (per-batch lists, engine command rows).  Cost notes are per message.
@@ -10,91 +11,28 @@ from typing import Any
 
 import numpy as np
 
-from .. import _core
+from .. import _core, _encode
 from ..enums import Reject
 from ..errors import DecodeError
 from .config import ServiceConfig
 
 _read_order = _core.read_order
-_FMT = {"u8": "B", "i8": "b", "bool": "?", "u16": "H", "i16": "h", "u32": "I", "i32": "i", "u64": "Q", "i64": "q",
-        "f32": "f", "f64": "d"}
-
-
-class _Template:
-    """Re-stamp the scalar fields of one message built once by ``_core`` (per table and symbol).
-
-    ``_core``'s encoders for the non-Order tables are spec-driven (~3-6 µs each, keyword arguments included);
-    the services emit one or more of them per order, so they build each (table, symbol) message once with
-    ``_core`` and then overwrite its fixed-size scalar fields in place with one ``struct.pack_into`` over the
-    table's inline bytes (``stamp``: ~0.4-0.8 µs, 5-8x less).  Measured with ``timeit`` (best of 7-9 x 20000) on
-    the 2-vCPU dev VM: ExecutionReport 4-6 µs, Trade ~3.4 µs, L2Update 3.3-4.6 µs, ValidationResult 2.8-4.2 µs.
-    The layout comes from the template's own vtable; every template is checked at construction by decoding a
-    stamped copy with ``_core``'s verified decoder.
-    """
-
-    def __init__(self, tname: str, symbol: str | None) -> None:
-        import struct
-
-        spec = _core._FB_TABLES[tname]  # the generated schema spec (fbs/gen_slots.py)  # the generated schema spec (fbs/gen_slots.py)
-        enc = getattr(_core, "encode_" + _SNAKE[tname])
-        self.names = [f[0] for f in spec if f[1] in _FMT]
-        sample: dict[str, Any] = {n: (True if k == "bool" else 1) for n, k, _s, _d in spec if k in _FMT}
-        sample["symbol"] = symbol
-        tpl = enc(**sample)
-        pos = struct.unpack_from("<I", tpl, 0)[0]
-        vt = pos - struct.unpack_from("<i", tpl, pos)[0]
-        vsize = struct.unpack_from("<H", tpl, vt)[0]
-        items: list[tuple[int, str, str | None, Any]] = []  # (offset in table, fmt, field name or None, constant)
-        for name, kind, slot, _d in spec:
-            off = struct.unpack_from("<H", tpl, vt + slot)[0] if slot < vsize else 0
-            if not off:
-                if kind in _FMT:
-                    raise ValueError(f"{tname}.{name} missing from the template")
-                continue
-            if kind in _FMT:
-                items.append((off, _FMT[kind], name, None))
-            else:  # offset to a string/vector: position-independent (relative), keep it as built
-                items.append((off, "I", None, struct.unpack_from("<I", tpl, pos + off)[0]))
-        items.sort()
-        fmt, cur, args = "<", 4, []
-        for off, f, fname, const in items:
-            if off < cur:
-                raise ValueError(f"{tname}: overlapping fields in the template")
-            fmt += "x" * (off - cur) + f
-            cur = off + struct.calcsize("<" + f)
-            args.append(fname if fname else repr(const))
-        self.struct = struct.Struct(fmt)
-        self.tpl = tpl
-        self.pos = pos + 4
-        # a specialised function: stamp(field values in self.names order) -> bytes
-        src = (f"def stamp({', '.join(self.names)}):\n    b = bytearray(tpl)\n"
-               f"    pack(b, {self.pos}, {', '.join(args)})\n    return bytes(b)\n")
-        ns: dict[str, Any] = {"tpl": tpl, "pack": self.struct.pack_into}
-        exec(src, ns)  # noqa: S102 - generated from the schema spec, no outside input
-        self.stamp = ns["stamp"]
-        # self-check against the verified decoder
-        vals = {n: (False if k == "bool" else 3 if k in ("i8", "u8") else 123456789 + i)
-                for i, (n, k, _s, _d) in enumerate(spec) if k in _FMT}
-        got = getattr(_core, "decode_" + _SNAKE[tname])(self.stamp(**vals))
-        for n, v in vals.items():
-            if getattr(got, n) != v:
-                raise ValueError(f"{tname} template self-check failed on {n}")
-
-
-_SNAKE = {"ValidationResult": "validation_result", "ExecutionReport": "execution_report", "Trade": "trade",
-          "L2Update": "l2_update"}
-_TEMPLATES: dict[tuple[str, str | None], Any] = {}
 
 
 def _stamper(tname: str, symbol: str | None) -> Any:
-    """The ``stamp`` function of (table, symbol); built on first use (a few hundred µs), then cached."""
-    key = (tname, symbol)
-    f = _TEMPLATES.get(key)
-    if f is None:
-        if len(_TEMPLATES) > 10_000:  # unbounded symbol churn: stay bounded
-            _TEMPLATES.clear()
-        f = _TEMPLATES[key] = _Template(tname, symbol).stamp
-    return f
+    """A positional encoder of (table, symbol) over the compiled fixed-layout encoders (no cache, no per-symbol
+    state: any number of symbols costs nothing).  Argument order: the table's scalar fields in schema order."""
+    if tname == "ValidationResult":
+        return lambda oid, accepted, reason, ts: _encode.encode_validation_result(oid, accepted, reason, ts, symbol)
+    if tname == "ExecutionReport":
+        return lambda *a: _encode.encode_execution_report(a[0], symbol, *a[1:])
+    if tname == "Trade":
+        return lambda *a: _encode.encode_trade(a[0], symbol, *a[1:])
+    if tname == "L2Update":
+        return lambda *a: _encode.encode_l2_update(symbol, *a)
+    raise KeyError(tname)
+
+
 _decode_order = _core.decode_order
 encode_order = _core.encode_order
 
@@ -125,18 +63,18 @@ def order_symbol(buf: Any) -> str:
 def encode_results(bufs: list[Any], codes: list[int], ts_ns: int) -> list[bytes]:
     """One ``ValidationResult`` per order buffer: order id, accepted, reason, timestamp, symbol.
 
-    A MALFORMED order gets order id 0 and no symbol (nothing in it can be trusted).
+    A MALFORMED order gets order id 0 and no symbol (nothing in it can be trusted).  ~0.6 µs per order (the
+    compiled stage in ``lowlat._stage`` does the same with no Python per order).
     """
     read = _read_order
+    enc = _encode.encode_validation_result
     out = []
-    stampers = _TEMPLATES
     for b, c in zip(bufs, codes):
         if c == Reject.MALFORMED:
-            out.append(_stamper("ValidationResult", None)(0, False, c, ts_ns))
+            out.append(enc(0, False, c, ts_ns, None))
             continue
         oid, sym = read(b)[:2]
-        st = stampers.get(("ValidationResult", sym)) or _stamper("ValidationResult", sym)
-        out.append(st(oid, c == 0, c, ts_ns))
+        out.append(enc(oid, c == 0, c, ts_ns, sym))
     return out
 
 
@@ -150,24 +88,18 @@ def encode_exec(*, order_id: int, symbol: str, account: int = 0, side: int = 0, 
                 trade_id: int = 0, maker_order_id: int = 0, taker_order_id: int = 0, is_maker: bool = False,
                 last_price: float = 0.0, last_quantity: int = 0, leaves_quantity: int = 0, cum_quantity: int = 0,
                 timestamp: int = 0, client_order_id: str | None = None) -> bytes:
-    if client_order_id is not None:
-        return _core.encode_execution_report(
-            order_id=order_id, symbol=symbol, account=account, side=side, status=status, reason=reason,
-            trade_id=trade_id, maker_order_id=maker_order_id, taker_order_id=taker_order_id, is_maker=is_maker,
-            last_price=last_price, last_quantity=last_quantity, leaves_quantity=leaves_quantity,
-            cum_quantity=cum_quantity, timestamp=timestamp, client_order_id=client_order_id)
-    return _stamper("ExecutionReport", symbol)(order_id, account, side, status, reason, trade_id, maker_order_id,
-                                               taker_order_id, is_maker, last_price, last_quantity,
-                                               leaves_quantity, cum_quantity, timestamp)
+    return _encode.encode_execution_report(order_id, symbol, account, side, status, reason, trade_id,
+                                           maker_order_id, taker_order_id, is_maker, last_price, last_quantity,
+                                           leaves_quantity, cum_quantity, timestamp, client_order_id)
 
 
 def encode_trade(trade_id: int, symbol: str, price: float, qty: int, aggressor_side: int, maker: int, taker: int,
                  ts_ns: int, seq: int) -> bytes:
-    return _stamper("Trade", symbol)(trade_id, price, qty, aggressor_side, maker, taker, ts_ns, seq)
+    return _encode.encode_trade(trade_id, symbol, price, qty, aggressor_side, maker, taker, ts_ns, seq)
 
 
 def encode_l2(symbol: str, seq: int, side: int, price: float, qty: int, count: int, ts_ns: int) -> bytes:
-    return _stamper("L2Update", symbol)(seq, side, price, qty, count, ts_ns)
+    return _encode.encode_l2_update(symbol, seq, side, price, qty, count, ts_ns)
 
 
 def decode_l2(buf: Any) -> tuple[int, int, float, int, int]:

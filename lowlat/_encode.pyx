@@ -1,0 +1,167 @@
+"""Fixed-layout encoders for the messages the services emit, into memory the caller owns.
+
+``encode_*`` return ``bytes`` (one allocation: the result); ``encode_*_into(buf, offset, ...)`` write into a
+writable buffer at ``offset`` and return the bytes written (no allocation; ``ValueError`` when it does not fit).
+Compiled stages ``cimport`` the ``fb_build_*`` functions of ``_encode.pxd`` directly.  The output is a standard
+FlatBuffer (read it with ``lowlat.decode_*`` or any flatc-generated reader); every scalar is written.
+Cost: ~30-60 ns per message from compiled code, ~0.3-0.5 µs through these Python wrappers (argument parsing).
+"""
+
+from cpython.buffer cimport PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
+from libc.stdint cimport int8_t, uint8_t, uint32_t, uint64_t
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+
+
+cdef bytes _text(object s, const char** p, Py_ssize_t* n):
+    # str -> UTF-8, bytes-like as is, None -> absent (NULL, -1); returns the bytes p points into (keep it).
+    if s is None:
+        p[0] = NULL
+        n[0] = -1
+        return None
+    b = s.encode() if isinstance(s, str) else bytes(s)
+    if len(b) >= (1 << 31):
+        raise ValueError("string longer than 2**31 bytes")
+    p[0] = PyBytes_AS_STRING(b)
+    n[0] = len(b)
+    return b
+
+
+cdef char* _out(object buf, Py_ssize_t offset, Py_ssize_t size, Py_buffer* view) except NULL:
+    PyObject_GetBuffer(buf, view, PyBUF_WRITABLE)
+    if offset < 0 or offset > view.len - size:
+        PyBuffer_Release(view)
+        raise ValueError(f"{size} bytes at offset {offset} do not fit a {view.len}-byte buffer")
+    return <char*>view.buf + offset
+
+
+def validation_result_size(symbol=None) -> int:
+    """Encoded size of a ValidationResult with this symbol (None = absent)."""
+    cdef const char* sp
+    cdef Py_ssize_t sn
+    cdef bytes ks
+    ks = _text(symbol, &sp, &sn)
+    return fb_validation_result_size(sn)
+
+
+def encode_validation_result(uint64_t order_id, bint accepted, uint8_t reason, uint64_t timestamp=0,
+                             symbol=None) -> bytes:
+    """A ``finance.ValidationResult`` (reason: ``Reject`` code; timestamp: ns; symbol None = absent)."""
+    cdef const char* sp
+    cdef Py_ssize_t sn
+    cdef bytes ks
+    ks = _text(symbol, &sp, &sn)
+    out = PyBytes_FromStringAndSize(NULL, fb_validation_result_size(sn))
+    fb_build_validation_result(PyBytes_AS_STRING(out), order_id, accepted, reason, timestamp, sp, sn)
+    return out
+
+
+def encode_validation_result_into(buf, Py_ssize_t offset, uint64_t order_id, bint accepted, uint8_t reason,
+                                  uint64_t timestamp=0, symbol=None) -> int:
+    """Write a ValidationResult into ``buf`` at ``offset``; returns the bytes written."""
+    cdef const char* sp
+    cdef Py_ssize_t sn, n
+    cdef bytes ks
+    cdef Py_buffer view
+    ks = _text(symbol, &sp, &sn)
+    cdef char* o = _out(buf, offset, fb_validation_result_size(sn), &view)
+    n = fb_build_validation_result(o, order_id, accepted, reason, timestamp, sp, sn)
+    PyBuffer_Release(&view)
+    return n
+
+
+def encode_execution_report(uint64_t order_id=0, symbol=None, uint64_t account=0, int8_t side=0,
+                            uint8_t status=0, uint8_t reason=0, uint64_t trade_id=0, uint64_t maker_order_id=0,
+                            uint64_t taker_order_id=0, bint is_maker=False, double last_price=0.0,
+                            uint32_t last_quantity=0, uint32_t leaves_quantity=0, uint32_t cum_quantity=0,
+                            uint64_t timestamp=0, client_order_id=None) -> bytes:
+    """A ``finance.ExecutionReport``; arguments in schema order (prices quote currency, quantities lots)."""
+    cdef const char* sp
+    cdef const char* cp
+    cdef Py_ssize_t sn, cn
+    cdef bytes ks, kc
+    ks = _text(symbol, &sp, &sn)
+    kc = _text(client_order_id, &cp, &cn)
+    out = PyBytes_FromStringAndSize(NULL, fb_execution_report_size(sn, cn))
+    fb_build_execution_report(PyBytes_AS_STRING(out), order_id, sp, sn, account, side, status, reason, trade_id,
+                              maker_order_id, taker_order_id, is_maker, last_price, last_quantity,
+                              leaves_quantity, cum_quantity, timestamp, cp, cn)
+    return out
+
+
+def encode_execution_report_into(buf, Py_ssize_t offset, uint64_t order_id=0, symbol=None, uint64_t account=0,
+                                 int8_t side=0, uint8_t status=0, uint8_t reason=0, uint64_t trade_id=0,
+                                 uint64_t maker_order_id=0, uint64_t taker_order_id=0, bint is_maker=False,
+                                 double last_price=0.0, uint32_t last_quantity=0, uint32_t leaves_quantity=0,
+                                 uint32_t cum_quantity=0, uint64_t timestamp=0, client_order_id=None) -> int:
+    """Write an ExecutionReport into ``buf`` at ``offset``; returns the bytes written."""
+    cdef const char* sp
+    cdef const char* cp
+    cdef Py_ssize_t sn, cn, n
+    cdef bytes ks, kc
+    cdef Py_buffer view
+    ks = _text(symbol, &sp, &sn)
+    kc = _text(client_order_id, &cp, &cn)
+    cdef char* o = _out(buf, offset, fb_execution_report_size(sn, cn), &view)
+    n = fb_build_execution_report(o, order_id, sp, sn, account, side, status, reason, trade_id, maker_order_id,
+                                  taker_order_id, is_maker, last_price, last_quantity, leaves_quantity,
+                                  cum_quantity, timestamp, cp, cn)
+    PyBuffer_Release(&view)
+    return n
+
+
+def encode_trade(uint64_t trade_id=0, symbol=None, double price=0.0, uint32_t quantity=0, int8_t aggressor_side=0,
+                 uint64_t maker_order_id=0, uint64_t taker_order_id=0, uint64_t timestamp=0,
+                 uint64_t sequence=0) -> bytes:
+    """A ``finance.Trade``; arguments in schema order."""
+    cdef const char* sp
+    cdef Py_ssize_t sn
+    cdef bytes ks
+    ks = _text(symbol, &sp, &sn)
+    out = PyBytes_FromStringAndSize(NULL, fb_trade_size(sn))
+    fb_build_trade(PyBytes_AS_STRING(out), trade_id, sp, sn, price, quantity, aggressor_side, maker_order_id,
+                   taker_order_id, timestamp, sequence)
+    return out
+
+
+def encode_trade_into(buf, Py_ssize_t offset, uint64_t trade_id=0, symbol=None, double price=0.0,
+                      uint32_t quantity=0, int8_t aggressor_side=0, uint64_t maker_order_id=0,
+                      uint64_t taker_order_id=0, uint64_t timestamp=0, uint64_t sequence=0) -> int:
+    """Write a Trade into ``buf`` at ``offset``; returns the bytes written."""
+    cdef const char* sp
+    cdef Py_ssize_t sn, n
+    cdef bytes ks
+    cdef Py_buffer view
+    ks = _text(symbol, &sp, &sn)
+    cdef char* o = _out(buf, offset, fb_trade_size(sn), &view)
+    n = fb_build_trade(o, trade_id, sp, sn, price, quantity, aggressor_side, maker_order_id, taker_order_id,
+                       timestamp, sequence)
+    PyBuffer_Release(&view)
+    return n
+
+
+def encode_l2_update(symbol=None, uint64_t sequence=0, int8_t side=0, double price=0.0, uint64_t quantity=0,
+                     uint32_t order_count=0, uint64_t timestamp=0) -> bytes:
+    """A ``finance.L2Update``; arguments in schema order."""
+    cdef const char* sp
+    cdef Py_ssize_t sn
+    cdef bytes ks
+    ks = _text(symbol, &sp, &sn)
+    out = PyBytes_FromStringAndSize(NULL, fb_l2_update_size(sn))
+    fb_build_l2_update(PyBytes_AS_STRING(out), sp, sn, sequence, side, price, quantity, order_count, timestamp)
+    return out
+
+
+def encode_l2_update_into(buf, Py_ssize_t offset, symbol=None, uint64_t sequence=0, int8_t side=0,
+                          double price=0.0, uint64_t quantity=0, uint32_t order_count=0,
+                          uint64_t timestamp=0) -> int:
+    """Write an L2Update into ``buf`` at ``offset``; returns the bytes written."""
+    cdef const char* sp
+    cdef Py_ssize_t sn, n
+    cdef bytes ks
+    cdef Py_buffer view
+    ks = _text(symbol, &sp, &sn)
+    cdef char* o = _out(buf, offset, fb_l2_update_size(sn), &view)
+    n = fb_build_l2_update(o, sp, sn, sequence, side, price, quantity, order_count, timestamp)
+    PyBuffer_Release(&view)
+    return n
