@@ -6,7 +6,7 @@ slots; nothing allocates after construction.  See the README section "Matching e
 (STP modes, FOK, modify priority) and the event layout.
 """
 cimport cython
-from libc.math cimport isfinite, nearbyint, fabs
+from libc.math cimport isfinite
 from libc.stdint cimport int8_t, uint8_t, int32_t, uint32_t, int64_t, uint64_t
 from cpython.mem cimport PyMem_RawRealloc, PyMem_RawFree
 from libc.string cimport memset, memcmp
@@ -15,6 +15,7 @@ from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 from lowlat._core cimport (FbCommand, fb_read_command, ll_load_u32, FB_COMMAND_ORDER, FB_COMMAND_CANCEL,
                            FB_COMMAND_MODIFY, FB_COMMAND_MASS_CANCEL, FBP_ORDER_ID, FBP_ORDER_PRICE,
                            FBP_ORDER_QUANTITY)
+from lowlat._price cimport price_to_ticks
 from lowlat._types cimport (price_t, qty_t, side_t, reject_t, oid_t, BID, ASK, OT_LIMIT, OT_MARKET,
                             TIF_GTC, TIF_IOC, TIF_FOK, STP_NONE, STP_CANCEL_NEWEST, STP_CANCEL_OLDEST,
                             STP_CANCEL_BOTH, STP_DECREMENT_AND_CANCEL, REJ_ACCEPTED, REJ_MALFORMED, REJ_MISSING_FIELD,
@@ -735,19 +736,9 @@ cdef int book_check_c(BookCore* b) except -1 nogil:
 
 
 cdef reject_t ticks_from_double_c(double price, double tick_size, price_t* out) noexcept nogil:
-    # FlatBuffer price (double, quote currency) -> integer ticks.  Off-tick means more than 1e-6 tick
-    # away from a multiple of tick_size (absorbs binary rounding of decimal prices, e.g. 100.01 / 0.01).
-    cdef double q, r
-    if not isfinite(price) or not (tick_size > 0) or price <= 0:
-        return REJ_BAD_PRICE
-    q = price / tick_size
-    if q > 9.0e15:
-        return REJ_BAD_PRICE
-    r = nearbyint(q)
-    if fabs(q - r) > 1e-6:
-        return REJ_OFF_TICK
-    out[0] = <price_t>r
-    return REJ_ACCEPTED
+    # FlatBuffer price (double, quote currency) -> integer ticks: the one rule of lowlat/_price.pxd, which the
+    # Validator uses too (kept as a cimportable name for other compiled modules)
+    return price_to_ticks(price, tick_size, out)
 
 
 cdef inline int64_t _now_ns() noexcept nogil:
@@ -759,9 +750,12 @@ cdef inline int64_t _now_ns() noexcept nogil:
 def to_ticks(double price, double tick_size) -> tuple:
     """Convert a price in quote currency to integer ticks.
 
-    Returns ``(reject_code, ticks)``: ``Reject.BAD_PRICE`` for a non-finite / non-positive price or tick
-    size, ``Reject.OFF_TICK`` when ``price`` is not within 1e-6 tick of a multiple of ``tick_size``.
-    Cost: O(1).
+    Returns ``(reject_code, ticks)`` (ticks 0 unless accepted).  The rule, shared by the Validator and the
+    book's FlatBuffer path (``apply_frames``): ``Reject.BAD_PRICE`` for a price that is not a finite number
+    > 0, a tick size that is not finite and > 0, or ``price / tick_size`` not below 2**63 (out of the int64
+    tick range); ``Reject.OFF_TICK`` when ``price / tick_size`` is not within 1e-6 of a whole number >= 1
+    (so a positive price under half a tick is OFF_TICK); else the nearest whole number of ticks.
+    Cost: O(1), one division.
     """
     cdef price_t t = 0
     cdef reject_t r = ticks_from_double_c(price, tick_size, &t)
@@ -1041,8 +1035,8 @@ cdef class Book:
             raise ValueError("max_orders must be in 1 .. 2**30")
         if default_stp < STP_NONE or default_stp > STP_DECREMENT_AND_CANCEL:
             raise ValueError("default_stp must be a StpMode value")
-        if not (tick_size > 0):
-            raise ValueError("tick_size must be > 0")
+        if not (tick_size > 0 and isfinite(tick_size)):
+            raise ValueError(f"tick_size must be finite and > 0, got {tick_size}")
         if event_capacity < 0:
             event_capacity = 3 * max_orders + 16
         if event_capacity < 16:

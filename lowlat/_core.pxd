@@ -525,6 +525,7 @@ cdef struct VRule:
                             # (Lemire-Kaser-Kurz divisibility test; no division in the loop; lot 1 -> 0)
     uint32_t min_qty        # lots, inclusive
     uint32_t max_qty        # lots, inclusive
+    double tick_size        # quote currency per tick (lowlat/_price.pxd price_to_ticks divides by it)
 
 cdef struct VSlot:          # one open-addressing slot of the symbol table
     uint64_t key            # v_key(): the symbol's bytes themselves (zero-padded) when <= 8 bytes, else a hash

@@ -12,6 +12,8 @@ from libc.string cimport memcmp, memcpy
 cimport cython
 
 cimport lowlat._types as _t
+from lowlat._price cimport price_to_ticks
+from lowlat._types cimport price_t
 from lowlat._types cimport (LOWLAT_DEBUG, OT_LIMIT, OT_MARKET, TIF_FOK, REJ_ACCEPTED, REJ_MALFORMED,
                             REJ_MISSING_FIELD, REJ_UNKNOWN_SYMBOL, REJ_BAD_SIDE, REJ_BAD_PRICE,
                             REJ_BAD_QUANTITY, REJ_OFF_TICK, REJ_OFF_LOT, REJ_QTY_BELOW_MIN, REJ_QTY_ABOVE_MAX,
@@ -395,7 +397,8 @@ cdef class InstrumentRules:
     symbol : str
         Exact symbol (compared as UTF-8 bytes).
     tick_size : float
-        Price increment; a limit price must be a whole number of ticks (tolerance 1e-6 tick).
+        Price increment, finite and > 0; a limit price must be a whole number >= 1 of ticks (tolerance 1e-6
+        tick) below 2**63 ticks (see :class:`Validator`).
     lot_size, min_qty, max_qty : int
         Quantity must be a multiple of ``lot_size`` and within [min_qty, max_qty] (lots).
     ref_price, band : float
@@ -468,7 +471,8 @@ cdef inline reject_t _v_check(const VRule* rules, const VSlot* slots, Py_ssize_t
     # The rules, in the documented order (Validator docstring; tests/reference/ref_validator.py mirrors it).
     cdef Py_ssize_t ri
     cdef const VRule* r
-    cdef double t, rt
+    cdef reject_t rc
+    cdef price_t ticks
     if (present & (FBP_ORDER_ID | FBP_ORDER_SYMBOL | FBP_ORDER_QUANTITY)) != \
             (FBP_ORDER_ID | FBP_ORDER_SYMBOL | FBP_ORDER_QUANTITY):
         return REJ_MISSING_FIELD
@@ -494,16 +498,10 @@ cdef inline reject_t _v_check(const VRule* rules, const VSlot* slots, Py_ssize_t
         return REJ_QTY_ABOVE_MAX
     if order_type == OT_MARKET:
         return REJ_ACCEPTED
-    if not (px > 0.0) or px == INFINITY:         # NaN fails px > 0
-        return REJ_BAD_PRICE
-    t = px * r.inv_tick
-    # Beyond 2**51 ticks a double has (almost) no fraction left to check: not a usable tick price.  Below it,
-    # (t + 1.5 * 2**52) - 1.5 * 2**52 is rint(t) (round half even) without a libm call (no SSE4.1 needed).
-    # A positive price below half a tick rounds to 0 ticks: not a positive multiple of the tick either (found by
-    # tests/property/test_fuzz_fb.py: a Cancel read as an Order had price 3e-323).
-    rt = (t + 6755399441055744.0) - 6755399441055744.0
-    if not (t < 2251799813685248.0) or rt < 1.0 or fabs(t - rt) > 1e-6:
-        return REJ_OFF_TICK
+    # the one price -> ticks rule (lowlat/_price.pxd), shared with the book's FlatBuffer path
+    rc = price_to_ticks(px, r.tick_size, &ticks)
+    if rc != REJ_ACCEPTED:
+        return rc
     if px < r.band_lo or px > r.band_hi:
         return REJ_PRICE_OUT_OF_BAND
     if px * <double>q > r.max_notional:
@@ -518,8 +516,10 @@ cdef class Validator:
     Check order (the first failing check gives the code): MALFORMED (buffer fails verification),
     MISSING_FIELD (id, symbol, quantity absent; price absent on a non-MARKET order), UNKNOWN_SYMBOL, BAD_SIDE,
     BAD_ORDER_TYPE, BAD_TIME_IN_FORCE, BAD_QUANTITY (0), OFF_LOT, QTY_BELOW_MIN, QTY_ABOVE_MAX; then, for
-    non-MARKET orders only: BAD_PRICE (not finite or <= 0), OFF_TICK (not a whole number >= 1 of ticks),
-    PRICE_OUT_OF_BAND, NOTIONAL_TOO_LARGE.
+    non-MARKET orders only: BAD_PRICE (not finite or <= 0, or ``price / tick_size`` not below 2**63, the int64
+    tick range), OFF_TICK (``price / tick_size`` not within 1e-6 of a whole number >= 1 of ticks),
+    PRICE_OUT_OF_BAND, NOTIONAL_TOO_LARGE.  The price rule is the one of :func:`lowlat.to_ticks` and of the
+    book's FlatBuffer path (``Book.apply_frames``): the same price gets the same code everywhere.
     The object is immutable after construction and safe to share between threads.
     """
 
@@ -562,6 +562,7 @@ cdef class Validator:
             ir = <InstrumentRules>x
             r = &self._rules[i]
             r.inv_tick = 1.0 / ir.tick_size
+            r.tick_size = ir.tick_size
             r.band_lo = ir.band_lo
             r.band_hi = ir.band_hi
             r.max_notional = ir.max_notional

@@ -135,8 +135,10 @@ def ref_validate(o: dict, present: set, rules: dict[str, RefRules]) -> Reject:
     px = o["price"]
     if math.isnan(px) or px <= 0 or math.isinf(px):
         return Reject.BAD_PRICE
-    ticks = px * (1.0 / r.tick_size)
-    if not ticks < 2.0**51 or round(ticks) < 1 or abs(ticks - round(ticks)) > 1e-6:
+    ticks = px / r.tick_size                  # the one rule of lowlat/_price.pxd
+    if not ticks < 2.0**63:
+        return Reject.BAD_PRICE
+    if round(ticks) < 1 or abs(ticks - round(ticks)) > 1e-6:
         return Reject.OFF_TICK
     if px < r.band_lo or px > r.band_hi:
         return Reject.PRICE_OUT_OF_BAND

@@ -47,7 +47,8 @@ def order(**kw):
     ({"price": math.nan}, Reject.BAD_PRICE),
     ({"price": math.inf}, Reject.BAD_PRICE),
     ({"price": 100.255}, Reject.OFF_TICK),
-    ({"price": 1e300}, Reject.OFF_TICK),
+    ({"price": 1e300}, Reject.BAD_PRICE),                        # 1e302 ticks: beyond the int64 tick range
+    ({"price": 2.0**53 * 0.01}, Reject.PRICE_OUT_OF_BAND),         # a whole number of ticks, then the collar
     ({"price": 0.004}, Reject.OFF_TICK),                          # 0 ticks: not a positive multiple
     ({"price": 5e-324}, Reject.OFF_TICK),
     ({"price": 94.99}, Reject.PRICE_OUT_OF_BAND),
