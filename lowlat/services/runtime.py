@@ -17,8 +17,8 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from ..errors import TransportError
 from ..transport import Message, Subscription, Transport
+from ..transport.base import Capability
 from .config import ServiceConfig
 from .metrics import Metrics, enable_otel, register, start_metrics_server
 
@@ -145,17 +145,12 @@ class BatchService:
             opts: dict[str, Any] = {}
             if self.cfg.max_pending:
                 opts["max_pending"] = self.cfg.max_pending
-            try:
-                sub = await transport.subscribe(subject, queue=queue, **opts)
-            except TypeError:  # adapter without a pending bound option
-                sub = await transport.subscribe(subject, queue=queue)
-            except TransportError as e:
-                if not queue:
-                    raise
+            if queue and Capability.QUEUE_GROUPS not in transport.capabilities:
                 # e.g. ZeroMQ has no queue groups: serve alone on the subject, and say so
                 log.warning("transport has no queue groups; subscribing without one",
-                            extra={"service": self.name, "subject": subject, "queue": queue, "error": str(e)})
-                sub = await transport.subscribe(subject, **opts)
+                            extra={"service": self.name, "subject": subject, "queue": queue})
+                queue = None
+            sub = await transport.subscribe(subject, queue=queue, **opts)
             self._subs.append(sub)
             task = asyncio.get_running_loop().create_task(self._loop(subject, sub), name=f"{self.name}:{subject}")
             self._tasks.append(task)
@@ -211,21 +206,13 @@ class BatchService:
         self._stopping = True
         timeout = self.cfg.drain_timeout_s if timeout is None else timeout
         for sub in self._subs:
+            # stop intake: nothing new is delivered to us.  drain() keeps what is already pending (we answer it);
+            # plain unsubscribe() would discard it.
             try:
-                # stop intake: nothing new is delivered to us.  drain() keeps what is already pending (we answer
-                # it); plain unsubscribe() would discard it, so it is only the fallback.
-                nsub = getattr(sub, "_nsub", None)  # lowlat.transport.nats: the nats-py subscription
-                if nsub is not None and hasattr(nsub, "drain"):
-                    # nats-py's drain: UNSUB, flush (so the server sent everything it will send us), then
-                    # deliver what nats-py still holds; without it those messages are dropped unacknowledged
-                    try:
-                        await asyncio.wait_for(nsub.drain(), timeout)
-                    except Exception as e:  # noqa: BLE001 - fall back to the adapter's own drain below
-                        log.error("nats drain failed", extra={"service": self.name, "error": repr(e)})
-                drain = getattr(sub, "drain", None)
-                await (drain() if drain is not None else sub.unsubscribe())
-            except Exception:  # noqa: BLE001 - a closed transport already dropped it
-                pass
+                await asyncio.wait_for(sub.drain(), timeout)
+            except Exception as e:  # noqa: BLE001 - still stop intake, keeping what is pending
+                log.warning("subscription drain failed", extra={"service": self.name, "error": repr(e)})
+                sub.close_nowait()
         deadline = time.monotonic() + timeout
         while self._tasks and time.monotonic() < deadline:
             live = [t for t in self._tasks if not t.done()]

@@ -47,10 +47,12 @@ from ..errors import (
 )
 from .base import (
     Buffer,
+    Capability,
     Handler,
     Headers,
     Message,
     QueueSubscription,
+    ServeSink,
     Subscription,
     Transport,
     decode_meta,
@@ -136,6 +138,7 @@ class AeronTransport(Transport):
     """
 
     schemes = ("aeron",)
+    capabilities = Capability.HEADERS | Capability.REQUEST_REPLY | Capability.WILDCARDS
 
     def __init__(self, url: str, *, aeron_dir: str | None = None, stream_id: int = 1001,
                  reply_stream_id: int | None = None, connect_timeout: float = 5.0, publish_timeout: float = 5.0,
@@ -162,7 +165,7 @@ class AeronTransport(Transport):
         self._bus_sub: Any = None
         self._rep_pub: Any = None
         self._rep_sub: Any = None
-        self._subs: list[Any] = []     # QueueSubscription and _ServeSink
+        self._subs: list[Any] = []     # QueueSubscription and ServeSink
         self._since: dict[Any, int] = {}   # sub -> our bus position when it subscribed
         self._waiting: dict[str, asyncio.Future[Message]] = {}
         self._inbox = f"{_INBOX}{os.urandom(8).hex()}."
@@ -320,9 +323,17 @@ class AeronTransport(Transport):
         frame = encode_frame(reply)
         rc = self._rep_pub.offer(payload, frame)
         if rc in (_aeron.BACK_PRESSURED, _aeron.ADMIN_ACTION):
-            asyncio.get_running_loop().create_task(self._offer(self._rep_pub, frame, payload))
+            self._keep(asyncio.get_running_loop().create_task(self._offer_reply(reply, frame, payload)))
         elif rc < 0 and rc != _aeron.NOT_CONNECTED:
             log.warning("aeron: reply to %r failed: %s", reply, _aeron.offer_result_name(rc))
+
+    async def _offer_reply(self, reply: str, frame: bytes, payload: Buffer) -> None:
+        try:
+            await self._offer(self._rep_pub, frame, payload)
+        except TransportClosedError:
+            pass
+        except Exception as e:  # noqa: BLE001 - a reply that cannot go out is logged; the requester times out
+            log.warning("aeron: reply to %r failed: %s", reply, e)
 
     async def _offer(self, pub: Any, frame: bytes, payload: Buffer) -> None:
         rc = pub.offer(payload, frame)
@@ -385,18 +396,10 @@ class AeronTransport(Transport):
         """Request/reply worker run inline in the poller (no queue hop): a sync ``handler`` answers before the next
         message is polled (keep it short); an async one runs as a task.  Cancel the task to stop."""
         self._check_receiver(subject, queue)
-        loop = asyncio.get_running_loop()
-        sink = _ServeSink(self, subject, handler, loop.create_future())
+        sink = ServeSink(self, subject, None, handler, reply_now=self._reply_now)
         self._since[sink] = self._bus_pub.position
         self._subs.append(sink)
-
-        async def _wait() -> None:
-            try:
-                await sink.done
-            finally:
-                self._unsub(sink)
-
-        return loop.create_task(_wait(), name=f"lowlat-aeron-serve:{subject}")
+        return self._serve_task(sink, lambda: self._unsub(sink))
 
     def _unsub(self, sub: Any) -> None:
         if sub in self._subs:
@@ -417,40 +420,6 @@ class AeronTransport(Transport):
             raise TransportTimeoutError(f"request on {subject!r} timed out after {timeout}s") from None
         finally:
             self._waiting.pop(inbox, None)
-
-
-class _ServeSink:
-    """A ``serve`` worker in the subscription list: ``_deliver`` runs the handler and answers."""
-
-    def __init__(self, t: AeronTransport, subject: str, handler: Handler, done: asyncio.Future[None]) -> None:
-        self.t, self.subject, self.handler, self.done = t, subject, handler, done
-        self.tasks: set[asyncio.Task[None]] = set()
-
-    def _deliver(self, msg: Message) -> bool:
-        try:
-            out = self.handler(msg)
-        except Exception:  # noqa: BLE001 - a failing handler must not kill the poller; the requester times out
-            log.exception("aeron serve handler for %r failed", self.subject)
-            return True
-        if asyncio.iscoroutine(out) or isinstance(out, asyncio.Future):
-            task = asyncio.get_running_loop().create_task(self._finish(msg, out))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
-        elif out is not None and msg.reply:
-            self.t._reply_now(msg.reply, out)  # type: ignore[arg-type]  # not awaitable here
-        return True
-
-    async def _finish(self, msg: Message, aw: Any) -> None:
-        try:
-            out = await aw
-            if out is not None and msg.reply and not self.t.closed:
-                await msg.respond(out)
-        except Exception:  # noqa: BLE001 - a failing handler must not kill the poller; the requester times out
-            log.exception("aeron serve handler for %r failed", self.subject)
-
-    def close_nowait(self) -> None:
-        if not self.done.done():
-            self.done.set_result(None)
 
 
 def _drop(mv: memoryview) -> None:

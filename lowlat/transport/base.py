@@ -7,20 +7,15 @@ allows it) that goes straight into ``lowlat``'s zero-copy readers.  The conforma
 Subjects follow NATS rules on every adapter: dot-separated tokens, ``*`` matches exactly one token and ``>``
 matches one or more trailing tokens (only in subscriptions).  ``subject_matches`` is the reference.
 
-Changes after the skeleton (additions only, nothing renamed):
+Pure helpers any adapter may use: ``subject_matches``/``validate_subject``, ``new_inbox`` and
+``encode_meta``/``decode_meta`` (reply subject + headers in one small frame, for transports without native
+headers).  ``QueueSubscription`` is the bounded receive queue most adapters feed (``max_pending`` /
+``max_pending_bytes``, drops counted and reported); ``ServeSink`` is the one request/reply worker every adapter's
+``serve()`` uses.  ``Transport.capabilities`` says what an adapter supports; callers read it instead of
+catching errors.
 
-- ``subject_matches(pattern, subject)``, ``validate_subject(subject, wildcards=...)``, ``new_inbox(prefix)`` and
-  ``encode_meta(reply, headers)``/``decode_meta(meta)`` (reply subject + headers in one small frame, for
-  transports without native headers): pure helpers any adapter may use.
-- ``QueueSubscription``: a ready ``Subscription`` backed by a bounded in-memory queue, with ``max_pending`` /
-  ``max_pending_bytes`` limits; when a limit is hit the message is dropped, ``dropped`` grows, a warning is
-  logged and the ``on_slow_consumer(sub)`` callback (if any) runs.  Adapters that receive on a task of their
-  own (inproc, zmq hub, kafka, aeron pollers) can feed it with ``_deliver(msg)`` / ``_deliver_threadsafe(msg)``.
-- ``Subscription.close_nowait()`` (used by ``Transport.close``), ``Subscription.pending_bytes``.
-- ``Transport._keep(task)`` / ``_cancel_background()``: adapters must keep strong references to their
-  background/serve tasks (asyncio holds tasks weakly; a dropped ``serve()`` task was garbage-collected and its
-  worker silently unregistered) and cancel them in ``close``.
-- ``Message.__init__`` keeps its signature; ``Message.data`` is always usable with ``memoryview(...)``.
+Tasks: asyncio holds tasks weakly, so an adapter keeps every task it creates with ``Transport._keep`` (a dropped
+``serve()`` task was once garbage-collected and its worker silently unregistered) and ``close`` cancels them.
 """
 
 from __future__ import annotations
@@ -50,6 +45,7 @@ __all__ = [
     "Headers",
     "Message",
     "QueueSubscription",
+    "ServeSink",
     "SlowConsumerCallback",
     "Subscription",
     "Transport",
@@ -419,6 +415,120 @@ class QueueSubscription(Subscription):
         return self._delivered
 
 
+def _is_awaitable(out: object) -> bool:
+    return asyncio.iscoroutine(out) or isinstance(out, asyncio.Future)
+
+
+class ServeSink:
+    """The request/reply worker behind every adapter's ``serve()``: runs ``handler(msg)`` and answers on
+    ``msg.reply`` with what it returns (a buffer; None: no answer).
+
+    Adapters use it one of two ways: registered like a subscription in their receive path (``subject``/``queue``
+    attributes, ``_deliver(msg)`` runs the handler *inline*, no queue hop; an async handler continues as a task
+    the transport keeps), or awaited per message (``await sink.handle(msg)`` from a subscription loop or a
+    client callback: one request at a time).  Replies go through ``reply_now(subject, payload)`` when the adapter
+    has a synchronous send, else through ``transport.publish``.  A handler that raises is logged and the worker
+    keeps serving (the requester times out).  ``sync=True`` (workers without an event loop) refuses async
+    handlers.  ``handled`` counts the requests seen; ``stopped`` resolves when ``close_nowait`` is called.
+    """
+
+    def __init__(self, transport: Transport, subject: str, queue: str | None, handler: Handler, *,
+                 reply_now: Callable[[str, Buffer], None] | None = None, sync: bool = False) -> None:
+        self.subject = subject
+        self.queue = queue
+        self.handler = handler
+        self.handled = 0
+        self._t = transport
+        self._reply_now = reply_now
+        self._sync = sync
+        self._loop = None if sync else asyncio.get_running_loop()
+        self.stopped: asyncio.Future[None] | None = None if sync else self._loop.create_future()  # type: ignore[union-attr]
+
+    def call(self, msg: Message) -> Any:
+        """``handler(msg)`` with its failures logged: a reply buffer, None, or (not ``sync``) an awaitable."""
+        self.handled += 1
+        try:
+            out = self.handler(msg)
+        except Exception:  # noqa: BLE001 - a failing handler must not kill the worker; the requester times out
+            log.exception("serve(%r): handler failed", self.subject)
+            return None
+        tp = type(out)
+        if out is None or tp is bytes or tp is memoryview or tp is bytearray:  # the common case first
+            return out
+        if _is_awaitable(out):
+            if not self._sync:
+                return out
+            if asyncio.iscoroutine(out):
+                out.close()
+            log.error("serve_sync(%r): the handler returned an awaitable; it must return the reply payload (or "
+                      "None) synchronously", self.subject)
+            return None
+        try:
+            memoryview(out)  # type: ignore[arg-type]  # any buffer (numpy array, ...) is a reply
+        except TypeError:
+            log.error("serve(%r): the handler returned %s; it must return the reply payload (a buffer) or None",
+                      self.subject, tp.__name__)
+            return None
+        return out
+
+    def _deliver(self, msg: Message) -> bool:
+        """Inline from the adapter's receive path (on the event loop, or the ``sync`` worker's thread)."""
+        out = self.call(msg)
+        if out is None:
+            return True
+        if self._loop is not None and _is_awaitable(out):
+            self._t._keep(self._loop.create_task(self._finish(msg, out), name=f"lowlat-serve:{self.subject}"))
+        elif msg.reply:
+            self._answer(msg.reply, out)
+        return True
+
+    def _deliver_threadsafe(self, msg: Message) -> None:
+        self._loop.call_soon_threadsafe(self._deliver, msg)  # type: ignore[union-attr]
+
+    async def handle(self, msg: Message) -> None:
+        """Awaited per message: the handler's awaitable (if any) is awaited before the reply goes out."""
+        out = self.call(msg)
+        if out is not None and _is_awaitable(out):
+            await self._finish(msg, out)
+        elif out is not None and msg.reply:
+            await self._answer_async(msg.reply, out)
+
+    async def _finish(self, msg: Message, aw: Awaitable[Any]) -> None:
+        try:
+            out = await aw
+        except Exception:  # noqa: BLE001
+            log.exception("serve(%r): handler failed", self.subject)
+            return
+        if out is not None and msg.reply and not self._t.closed:
+            await self._answer_async(msg.reply, out)
+
+    def _answer(self, reply: str, payload: Buffer) -> None:
+        if self._reply_now is None:
+            self._t._keep(self._loop.create_task(self._answer_async(reply, payload)))  # type: ignore[union-attr]
+            return
+        try:
+            self._reply_now(reply, payload)
+        except TransportClosedError:
+            pass
+        except Exception:  # noqa: BLE001 - one failed answer must not stop the worker
+            log.exception("serve(%r): reply to %r failed", self.subject, reply)
+
+    async def _answer_async(self, reply: str, payload: Buffer) -> None:
+        if self._reply_now is not None:
+            return self._answer(reply, payload)
+        try:
+            await self._t.publish(reply, payload)
+        except TransportClosedError:
+            pass
+        except Exception:  # noqa: BLE001 - one failed answer must not stop the worker
+            log.exception("serve(%r): reply to %r failed", self.subject, reply)
+
+    def close_nowait(self) -> None:
+        """Stop: the task ``Transport._serve_task`` made for this sink finishes (and unregisters it)."""
+        if self.stopped is not None and not self.stopped.done():
+            self.stopped.set_result(None)
+
+
 # Transport-wide options that are defaults for every QueueSubscription (see Transport._sub_options).
 _SUB_OPTIONS = ("max_pending", "max_pending_bytes", "on_slow_consumer")
 
@@ -497,7 +607,10 @@ class Transport(abc.ABC):
 
     # --- messaging ---
     @abc.abstractmethod
-    async def publish(self, subject: str, payload: Buffer, *, headers: Headers | None = None) -> None: ...
+    async def publish(self, subject: str, payload: Buffer, *, reply: str | None = None,
+                      headers: Headers | None = None) -> None:
+        """Send ``payload`` to ``subject``; ``reply`` is the subject receivers answer on (``Message.reply``),
+        ``headers`` arrive as ``Message.headers`` where ``Capability.HEADERS`` is declared."""
 
     async def publish_batch(self, subject: str, payloads: Sequence[Buffer]) -> None:
         """Publish many payloads; adapters override this where the client batches natively."""
@@ -541,23 +654,17 @@ class Transport(abc.ABC):
         """Run a request/reply worker: ``handler(msg)`` returns the reply payload (or None for no reply).
 
         Returns the worker task; cancel it (or close the transport) to stop.  The transport keeps a reference to
-        it, so dropping the returned task does not stop the worker.
+        it, so dropping the returned task does not stop the worker.  This default subscribes and answers one
+        request at a time (``ServeSink.handle``); adapters with a receive path of their own register a
+        ``ServeSink`` there instead (no queue hop).
         """
         sub = await self.subscribe(subject, queue=queue, **options)
+        sink = ServeSink(self, subject, queue, handler)
 
         async def _loop() -> None:
             try:
                 async for msg in sub:
-                    try:
-                        out = handler(msg)
-                        if asyncio.iscoroutine(out) or isinstance(out, asyncio.Future):
-                            out = await out
-                        if out is not None and msg.reply:
-                            await msg.respond(out)  # type: ignore[arg-type]  # awaited above
-                    except TransportClosedError:
-                        return
-                    except Exception:  # a failing handler must not kill the worker; the requester times out
-                        log.exception("serve(%r): handler failed", subject)
+                    await sink.handle(msg)
             finally:
                 try:
                     await sub.unsubscribe()
@@ -565,3 +672,20 @@ class Transport(abc.ABC):
                     pass
 
         return self._keep(asyncio.get_running_loop().create_task(_loop(), name=f"lowlat-serve:{subject}"))
+
+    def _serve_task(self, sink: ServeSink, unregister: Callable[[], Awaitable[None] | None]) -> asyncio.Task[None]:
+        """The task ``serve()`` returns for a ``ServeSink`` registered in the adapter's receive path: it runs
+        until cancelled (or ``sink.close_nowait()``), then calls ``unregister()``.  Kept by the transport."""
+        async def _wait() -> None:
+            try:
+                await asyncio.shield(sink.stopped)  # type: ignore[arg-type]  # async sinks have one
+            finally:
+                sink.close_nowait()
+                try:
+                    out = unregister()
+                    if out is not None:
+                        await out
+                except Exception:  # noqa: BLE001, S110 - the transport may be closing already
+                    pass
+
+        return self._keep(asyncio.get_running_loop().create_task(_wait(), name=f"lowlat-serve:{sink.subject}"))

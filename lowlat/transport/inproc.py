@@ -25,6 +25,7 @@ from typing import Any, Self
 from ..errors import TransportClosedError, TransportTimeoutError
 from .base import (
     Buffer,
+    Capability,
     Headers,
     Message,
     QueueSubscription,
@@ -137,6 +138,7 @@ class InprocTransport(Transport):
     """
 
     schemes = ("inproc",)
+    capabilities = Capability.QUEUE_GROUPS | Capability.HEADERS | Capability.REQUEST_REPLY | Capability.WILDCARDS
 
     def __init__(self, url: str, **options: Any) -> None:
         super().__init__(url, **options)
@@ -306,7 +308,7 @@ import time
 from collections.abc import Callable
 
 from ..errors import RingError, TransportError
-from .base import Handler, decode_meta, encode_meta
+from .base import Handler, ServeSink, decode_meta, encode_meta
 
 _log = logging.getLogger("lowlat.transport.shm")
 _REC = struct.Struct("<IHI")  # sid, subject length, meta length
@@ -381,49 +383,6 @@ class _ShmSub(QueueSubscription):
     sid: int = 0
 
 
-class _ShmServe:
-    """serve() sink: runs the handler inline in the ring reader and answers on the caller's inbox."""
-
-    def __init__(self, t: ShmTransport, subject: str, queue: str | None, handler: Handler, sid: int,
-                 loop: asyncio.AbstractEventLoop | None = None) -> None:
-        self.subject, self.queue, self.handler, self.sid = subject, queue, handler, sid
-        self._t = t
-        self._loop = loop  # None: serve_sync(), the handler must be synchronous
-        self.handled = 0
-
-    def _deliver(self, msg: Message) -> bool:
-        self.handled += 1
-        try:
-            out = self.handler(msg)
-        except Exception:  # noqa: BLE001 - keep serving; the requester times out
-            _log.exception("serve(%r): handler failed", self.subject)
-            return True
-        tp = type(out)
-        if tp is bytes or tp is memoryview or tp is bytearray:  # the common case, before the awaitable checks
-            if msg.reply:
-                self._t._send(msg.reply, out, None, None)  # type: ignore[arg-type]  # checked just above
-            return True
-        if asyncio.iscoroutine(out) or isinstance(out, asyncio.Future):
-            if self._loop is None:
-                if asyncio.iscoroutine(out):
-                    out.close()
-                _log.error("serve_sync(%r): the handler returned an awaitable; it must return the reply "
-                           "payload (or None) synchronously", self.subject)
-                return True
-            self._loop.create_task(self._finish(msg, out))
-        elif out is not None and msg.reply:
-            self._t._send(msg.reply, out, None, None)  # type: ignore[arg-type]
-        return True
-
-    async def _finish(self, msg: Message, aw: Any) -> None:
-        try:
-            out = await aw
-            if out is not None and msg.reply and not self._t._closed:
-                self._t._send(msg.reply, out, None, None)
-        except Exception:  # noqa: BLE001
-            _log.exception("serve(%r): handler failed", self.subject)
-
-
 class ShmTransport(Transport):
     """Shared-memory bus ``shm://name`` between processes on one host (see the notes above the class).
 
@@ -435,6 +394,7 @@ class ShmTransport(Transport):
     """
 
     schemes = ("shm",)
+    capabilities = Capability.QUEUE_GROUPS | Capability.HEADERS | Capability.REQUEST_REPLY | Capability.WILDCARDS
 
     def __init__(self, url: str, *, ring_capacity: int = 4 << 20, wait: str = "bell", spin_us: float = 0.0,
                  publish_timeout: float = 1.0, **options: Any) -> None:
@@ -638,7 +598,7 @@ class ShmTransport(Transport):
             return
         self._closed = True
         for s in list(self._local.values()):
-            if isinstance(s, QueueSubscription):
+            if isinstance(s, (QueueSubscription, ServeSink)):
                 s.close_nowait()
         self._local.clear()
         if self._inbox is not None:
@@ -895,16 +855,13 @@ class ShmTransport(Transport):
         """Handler runs inline in the ring reader (no queue hop); cancel the task to stop."""
         self._check_async()
         validate_subject(subject, wildcards=True)
-        sink = _ShmServe(self, subject, queue, handler, next(self._sids), asyncio.get_running_loop())
+        sink = ServeSink(self, subject, queue, handler, reply_now=self._reply_now)
+        sink.sid = next(self._sids)  # type: ignore[attr-defined]
         self._register(sink)
+        return self._serve_task(sink, lambda: self._forget(sink))
 
-        async def _wait() -> None:
-            try:
-                await asyncio.Event().wait()
-            finally:
-                self._forget(sink)
-
-        return self._keep(asyncio.get_running_loop().create_task(_wait(), name=f"lowlat-serve:{subject}"))
+    def _reply_now(self, reply: str, payload: Buffer) -> None:
+        self._send(reply, payload, None, None)
 
     async def request(self, subject: str, payload: Buffer, *, timeout: float = 1.0,
                       headers: Headers | None = None) -> Message:
@@ -1047,7 +1004,8 @@ class ShmTransport(Transport):
                 stopped = stop.is_set
             else:
                 stopped = stop
-            sink = _ShmServe(self, subject, queue, handler, next(self._sids), None)
+            sink = ServeSink(self, subject, queue, handler, reply_now=self._reply_now, sync=True)
+            sink.sid = next(self._sids)  # type: ignore[attr-defined]
             self._register(sink)
             try:
                 self._serve_loop(sink, stopped, idle, check_interval)
@@ -1057,15 +1015,15 @@ class ShmTransport(Transport):
         finally:
             self._consume_lock.release()
 
-    def _serve_loop(self, sink: _ShmServe, stopped: Callable[[], bool], idle: Any, check_interval: float) -> None:
+    def _serve_loop(self, sink: ServeSink, stopped: Callable[[], bool], idle: Any, check_interval: float) -> None:
         # serve_sync's hot loop, specialised for "request for our sink with a reply subject and no headers":
         # the reply subject stays bytes (no decode/encode round trip) and its member is cached per inbox.
         # Anything else goes through the generic _dispatch.
         ring = self._ring
         unpack = _REC.unpack_from
         o = _REC.size
-        my_sid = sink.sid
-        handler = sink.handler
+        my_sid = sink.sid  # type: ignore[attr-defined]
+        call = sink.call
         inbox_member: dict[bytes, str] = {}
         targets = self._targets
         plain_route = self._local_plain.route
@@ -1091,24 +1049,9 @@ class ShmTransport(Transport):
                 except (ValueError, UnicodeDecodeError, struct.error) as e:
                     _log.warning("shm bus %r: dropped malformed record: %s", self.name, e)
                     continue
-                sink.handled += 1
-                try:
-                    out = handler(msg)
-                except Exception:  # noqa: BLE001 - keep serving; the requester times out
-                    _log.exception("serve_sync(%r): handler failed", sink.subject)
-                    continue
+                out = call(msg)  # the handler, its failures logged; None: no answer
                 if out is None:
                     continue
-                tp = type(out)
-                if tp is not bytes and tp is not memoryview and tp is not bytearray:
-                    if asyncio.iscoroutine(out):
-                        out.close()
-                    try:
-                        memoryview(out)  # type: ignore[arg-type]  # any buffer (numpy array, ...) is fine
-                    except TypeError:
-                        _log.error("serve_sync(%r): the handler returned %s; it must return the reply payload "
-                                   "(a buffer) or None synchronously", sink.subject, tp.__name__)
-                        continue
                 prefix = meta[:meta.rfind(b".")]
                 member = inbox_member.get(prefix)
                 if member is None or member not in targets:

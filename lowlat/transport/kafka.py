@@ -58,7 +58,7 @@ from functools import partial
 from typing import Any
 
 from ..errors import MissingExtraError, TransportClosedError, TransportError, TransportTimeoutError
-from .base import Buffer, Headers, Message, QueueSubscription, Transport, log, new_inbox, validate_subject
+from .base import Buffer, Capability, Headers, Message, QueueSubscription, Transport, log, new_inbox, validate_subject
 
 try:
     from confluent_kafka import (
@@ -165,7 +165,11 @@ class KafkaSubscription(QueueSubscription):
 
 
 class KafkaTransport(Transport):
+    """Kafka over confluent-kafka (see the module docstring for options and semantics)."""
+
     schemes = ("kafka",)
+    # queue groups are consumer groups: load spreads by partition (keys), not per message
+    capabilities = Capability.QUEUE_GROUPS | Capability.HEADERS | Capability.REQUEST_REPLY
 
     def __init__(self, url: str, **options: Any) -> None:
         super().__init__(url, **options)
@@ -224,9 +228,11 @@ class KafkaTransport(Transport):
                 raise TransportError(f"cannot create Kafka topic {topic!r}: {e}") from e
         self._known.add(topic)
 
-    async def publish(self, subject: str, payload: Buffer, *, headers: Headers | None = None,
-                      key: str | bytes | None = None, partition: int = -1, wait: bool = False) -> None:
-        """Queue one message (µs); ``wait=True`` also awaits the broker's ack (one round trip)."""
+    async def publish(self, subject: str, payload: Buffer, *, reply: str | None = None,
+                      headers: Headers | None = None, key: str | bytes | None = None, partition: int = -1,
+                      wait: bool = False) -> None:
+        """Queue one message (µs); ``wait=True`` also awaits the broker's ack (one round trip).  ``reply``
+        travels as the ``lowlat-reply`` header (``Message.reply`` on the receiving side)."""
         self._check_open()
         topic, _, cid = subject.partition("#")  # "#" only appears in reply subjects (inbox#correlation-id)
         if topic not in self._known:
@@ -234,6 +240,8 @@ class KafkaTransport(Transport):
         h: list[tuple[str, str]] | None = list(headers.items()) if headers else None
         if cid:
             h = [*(h or ()), (_CID, cid)]
+        if reply:
+            h = [*(h or ()), (_REPLY, reply)]
         if key is None and headers and self._key_header:
             key = headers.get(self._key_header)
         kw: dict[str, Any] = {"key": key, "partition": partition, "headers": h}

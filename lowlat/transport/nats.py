@@ -29,10 +29,12 @@ from urllib.parse import urlsplit
 from ..errors import MissingExtraError, TransportClosedError, TransportError, TransportTimeoutError
 from .base import (
     Buffer,
+    Capability,
     Handler,
     Headers,
     Message,
     QueueSubscription,
+    ServeSink,
     Subscription,
     Transport,
     validate_subject,
@@ -43,22 +45,13 @@ __all__ = ["JsPullSubscription", "NatsTransport"]
 log = logging.getLogger("lowlat.transport.nats")
 
 
-def _import_nats():
-    try:
-        import nats
-        import nats.errors
-        import nats.js.errors
-    except ImportError:
-        raise MissingExtraError("lowlat.transport.nats needs nats-py: pip install 'lowlat[nats]'") from None
-    return nats
-
-
-_import_nats()  # fail at import so connect() can name the extra
-
-import nats
-import nats.errors
-import nats.js.api
-import nats.js.errors
+try:
+    import nats
+    import nats.errors
+    import nats.js.api
+    import nats.js.errors
+except ImportError:
+    raise MissingExtraError("lowlat.transport.nats needs nats-py: pip install 'lowlat[nats]'") from None
 
 _OWN = {"max_pending", "max_pending_bytes", "on_slow_consumer", "tls_ca", "tls_cert", "tls_key"}
 
@@ -85,6 +78,18 @@ def _map_error(e: BaseException, what: str) -> BaseException:
 
 class _NatsSub(QueueSubscription):
     _nsub: Any = None
+
+    async def drain(self) -> None:
+        """nats-py's drain first (UNSUB, flush, so the server has sent everything it will send us, then hand over
+        what nats-py still holds), then iteration ends after the pending messages.  Without it those messages
+        would be dropped unacknowledged."""
+        nsub = self._nsub
+        if nsub is not None and not self._closed:
+            try:
+                await nsub.drain()
+            except nats.errors.Error as e:  # connection closing: what arrived is still pending here
+                log.warning("nats drain of %r failed: %r", self.subject, e)
+        await super().drain()
 
 
 class JsPullSubscription:
@@ -113,6 +118,7 @@ class NatsTransport(Transport):
     """NATS over nats-py (see the module docstring for options and semantics)."""
 
     schemes = ("nats", "tls")
+    capabilities = Capability.QUEUE_GROUPS | Capability.HEADERS | Capability.REQUEST_REPLY | Capability.WILDCARDS
 
     def __init__(self, url: str, **options: Any) -> None:
         super().__init__(url, **options)
@@ -301,32 +307,25 @@ class NatsTransport(Transport):
         self._check_open()
         validate_subject(subject, wildcards=True)
         nc = self._nc
+        sink = ServeSink(self, subject, queue, handler)
 
         async def cb(m: Any) -> None:
-            msg = Message(m.subject, m.data, m.headers, m.reply or None, self)
-            try:
-                out = handler(msg)
-                if asyncio.iscoroutine(out) or isinstance(out, asyncio.Future):
-                    out = await out
-                if out is not None and m.reply:
-                    await nc.publish(m.reply, _as_bytes_like(out))  # type: ignore[arg-type]
-            except Exception:
-                log.exception("serve(%r): handler failed", subject)
+            await sink.handle(Message(m.subject, m.data, m.headers, m.reply or None, self))
 
-        nsub = await nc.subscribe(subject, queue=queue or "", cb=cb)
-        await self._roundtrip()
+        try:
+            nsub = await nc.subscribe(subject, queue=queue or "", cb=cb)
+            await self._roundtrip()
+        except Exception as e:
+            raise _map_error(e, "serve") from e
 
-        async def _wait() -> None:
-            try:
-                await asyncio.Event().wait()
-            finally:
-                if not nc.is_closed:
-                    try:
-                        await nsub.unsubscribe()
-                    except nats.errors.Error:
-                        pass
+        async def unregister() -> None:
+            if not nc.is_closed:
+                try:
+                    await nsub.unsubscribe()
+                except nats.errors.Error:
+                    pass
 
-        return self._keep(asyncio.get_running_loop().create_task(_wait(), name=f"lowlat-serve:{subject}"))
+        return self._serve_task(sink, unregister)
 
     # --- JetStream ---
     @property

@@ -43,10 +43,12 @@ from typing import Any
 from ..errors import MissingExtraError, TransportClosedError, TransportError, TransportTimeoutError
 from .base import (
     Buffer,
+    Capability,
     Handler,
     Headers,
     Message,
     QueueSubscription,
+    ServeSink,
     Subscription,
     Transport,
     decode_meta,
@@ -123,47 +125,12 @@ def _expire(task: asyncio.Task[Any], fired: list[bool]) -> None:
     task.cancel()
 
 
-class _ServeSink:
-    """Hub-side request handler registered like a subscription; runs the handler inline."""
-
-    def __init__(self, t: ZmqTransport, subject: str, queue: str | None, handler: Handler) -> None:
-        self.subject = subject
-        self.queue = queue
-        self._t = t
-        self.handler = handler
-        self._loop = asyncio.get_running_loop()
-
-    def _deliver(self, msg: Message) -> bool:
-        try:
-            out = self.handler(msg)
-        except Exception:
-            log.exception("serve(%r): handler failed", self.subject)
-            return True
-        tp = type(out)
-        if tp is bytes or tp is memoryview or tp is bytearray:  # common case first: skip the awaitable checks
-            if msg.reply:
-                self._t._hub_route(msg.reply, _EMPTY, out)
-            return True
-        if asyncio.iscoroutine(out) or isinstance(out, asyncio.Future):
-            self._loop.create_task(self._finish(msg, out))
-        elif out is not None and msg.reply:
-            self._t._hub_route(msg.reply, _EMPTY, out)
-        return True
-
-    async def _finish(self, msg: Message, aw: Any) -> None:
-        try:
-            out = await aw
-            if out is not None and msg.reply and not self._t._closed:
-                self._t._hub_route(msg.reply, _EMPTY, out)
-        except Exception:
-            log.exception("serve(%r): handler failed", self.subject)
-
-
 class ZmqTransport(Transport):
     """ZeroMQ transport (see the module docstring).  Options: ``bind`` (hub), ``rr_port``, ``hwm``,
     ``sync_timeout`` (s, default 10), ``max_pending``/``max_pending_bytes``/``on_slow_consumer``."""
 
     schemes = ("zmq+tcp", "zmq+ipc", "zmq+inproc")
+    capabilities = Capability.HEADERS | Capability.REQUEST_REPLY | Capability.WILDCARDS
 
     def __init__(self, url: str, *, bind: bool = False, rr_port: int | None = None, hwm: int = 100_000,
                  sync_timeout: float = 10.0, **options: Any) -> None:
@@ -596,14 +563,9 @@ class ZmqTransport(Transport):
             return await super().serve(subject, handler, queue=queue, **options)
         self._check_open()
         validate_subject(subject, wildcards=True)
-        sink = _ServeSink(self, subject, queue, handler)
+        sink = ServeSink(self, subject, queue, handler, reply_now=self._hub_reply)
         self._routes.add(sink)
-        routes = self._routes
+        return self._serve_task(sink, lambda: self._routes.remove(sink))
 
-        async def _wait() -> None:
-            try:
-                await asyncio.Event().wait()
-            finally:
-                routes.remove(sink)
-
-        return self._keep(asyncio.get_running_loop().create_task(_wait(), name=f"lowlat-serve:{subject}"))
+    def _hub_reply(self, reply: str, payload: Buffer) -> None:
+        self._hub_route(reply, _EMPTY, payload)

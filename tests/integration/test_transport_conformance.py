@@ -1,4 +1,4 @@
-"""One conformance suite for every transport adapter (issue 5).
+"""One conformance suite for every transport adapter.
 
 Each adapter proves itself by passing these tests.  To join, define a fixture named ``endpoint_<name>`` (in
 ``tests/brokers/<yours>.py``, exported in ``__all__``) that starts what it needs and returns a
@@ -13,7 +13,10 @@ Semantics every adapter shares (documented in ``lowlat.transport.base``):
 - per publisher, order is kept; ``publish_batch`` is the same as a loop of ``publish``;
 - ``request`` raises ``TransportTimeoutError`` when nothing answers in time;
 - a closed transport raises ``TransportClosedError`` on publish/subscribe/request; its subscriptions end;
-- ``Message.data`` is a buffer: ``memoryview(msg.data)`` works without a copy.
+- ``Message.data`` is a buffer: ``memoryview(msg.data)`` works without a copy;
+- ``Transport.capabilities`` declares at least what the suite tests (``Endpoint.caps``), and what is not
+  declared is refused rather than silently ignored;
+- every subscription has ``next_msg(timeout)``, ``get_nowait()`` and ``drain()``.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ import pytest
 from _helpers import recv_n
 from brokers._util import Endpoint, free_port, missing
 
-from lowlat.errors import TransportClosedError, TransportTimeoutError
+from lowlat.errors import TransportClosedError, TransportError, TransportTimeoutError
+from lowlat.transport.base import Capability
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -409,6 +413,97 @@ async def test_invalid_subject_is_rejected(ep: Endpoint):
             await t.subscribe("conf..bad")
         with pytest.raises(ValueError):
             await t.subscribe("conf.>.bad")
+
+
+# --- the interface members every adapter has ---
+
+_CAP_FLAGS = {"wildcards": Capability.WILDCARDS, "queue_groups": Capability.QUEUE_GROUPS,
+              "headers": Capability.HEADERS, "request_reply": Capability.REQUEST_REPLY}
+
+
+async def test_capabilities_are_declared_and_honoured(ep: Endpoint):
+    async with ep.connect() as t:
+        caps = t.capabilities
+        assert isinstance(caps, Capability)
+        for name, flag in _CAP_FLAGS.items():
+            if name in ep.caps:
+                assert flag in caps, f"the suite tests {name!r} but {type(t).__name__} does not declare it"
+        if Capability.QUEUE_GROUPS in caps:
+            await (await t.subscribe("conf.capq", queue="g")).unsubscribe()
+        else:
+            with pytest.raises(TransportError):
+                await t.subscribe("conf.capq", queue="g")
+        if Capability.WILDCARDS not in caps:
+            with pytest.raises(ValueError):
+                await t.subscribe("conf.capw.*")
+
+
+async def test_next_msg_delivers_then_times_out_then_ends(ep: Endpoint):
+    async with ep.connect() as t:
+        sub = await t.subscribe("conf.next")
+        await t.publish("conf.next", b"1")
+        await t.flush()
+        assert bytes((await sub.next_msg(RECV_TIMEOUT)).data) == b"1"
+        with pytest.raises(TransportTimeoutError):
+            await sub.next_msg(0.2)
+        await t.publish("conf.next", b"2")  # a timeout leaves the subscription usable
+        await t.flush()
+        assert bytes((await sub.next_msg(RECV_TIMEOUT)).data) == b"2"
+        await sub.unsubscribe()
+        with pytest.raises(TransportClosedError):
+            await sub.next_msg(5)
+
+
+async def _until_pending(sub, n: int) -> None:
+    # delivery into the subscription's queue may run on another task or thread: wait for the count, bounded
+    deadline = asyncio.get_running_loop().time() + RECV_TIMEOUT
+    while sub.pending < n:
+        assert asyncio.get_running_loop().time() < deadline, f"only {sub.pending} of {n} messages arrived"
+        await asyncio.sleep(0.005)
+
+
+async def test_get_nowait_takes_pending_without_waiting(ep: Endpoint):
+    async with ep.connect() as t:
+        sub = await t.subscribe("conf.nowait")
+        assert sub.get_nowait() is None
+        for i in range(5):
+            await t.publish("conf.nowait", b"%d" % i)
+        await t.flush()
+        await _until_pending(sub, 5)
+        got = [sub.get_nowait() for _ in range(5)]
+        assert [bytes(m.data) for m in got] == [b"%d" % i for i in range(5)]
+        assert sub.get_nowait() is None and sub.pending == 0
+
+
+async def test_subscription_drain_keeps_pending_and_stops_intake(ep: Endpoint):
+    async with ep.connect() as t:
+        sub = await t.subscribe("conf.sdrain")
+        other = await t.subscribe("conf.sdrain")
+        for i in range(5):
+            await t.publish("conf.sdrain", b"%d" % i)
+        await t.flush()
+        await _until_pending(sub, 5)
+        await sub.drain()
+        await t.publish("conf.sdrain", b"late")
+        await t.flush()
+        assert [bytes(m.data) async for m in sub] == [b"%d" % i for i in range(5)]
+        # the transport and its other subscriptions are unaffected
+        assert [bytes(m.data) for m in await recv_n(other, 6)] == [b"%d" % i for i in range(5)] + [b"late"]
+        assert not t.closed
+
+
+async def test_publish_with_reply_subject(ep: Endpoint):
+    ep.require("request_reply")
+    async with ep.connect() as t:
+        sub = await t.subscribe("conf.withreply")
+        answers = await t.subscribe("conf.answer")
+        await t.publish("conf.withreply", b"q", reply="conf.answer")
+        await t.flush()
+        m = await recv(sub)
+        assert m.reply == "conf.answer" and bytes(m.data) == b"q"
+        await m.respond(b"a")
+        await t.flush()
+        assert bytes((await recv(answers)).data) == b"a"
 
 
 # --- shm:// across real processes ---
