@@ -11,6 +11,8 @@ __all__ = [
     "TransportError",
     "TransportClosedError",
     "TransportTimeoutError",
+    "NoRespondersError",
+    "MaxPayloadError",
     "MissingExtraError",
 ]
 
@@ -45,6 +47,15 @@ class TransportClosedError(TransportError):
 
 class TransportTimeoutError(TransportError, TimeoutError):
     """A request or flush did not complete in time."""
+
+
+class NoRespondersError(TransportTimeoutError):
+    """A request reached no subscriber (NATS status 503): fails at once instead of after the timeout.  A
+    ``TransportTimeoutError`` so callers that only handle timeouts keep working."""
+
+
+class MaxPayloadError(TransportError, ValueError):
+    """A message is larger than the server's ``max_payload``; refused before anything is sent."""
 
 
 class MissingExtraError(LowlatError, ImportError):
