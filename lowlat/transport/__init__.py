@@ -1,7 +1,8 @@
 """``lowlat.transport.connect(url)``: pick an adapter by URL scheme.
 
 Schemes: ``inproc://name`` and ``shm://name`` (embedded, no broker), ``zmq+tcp://``, ``zmq+ipc://``,
-``zmq+inproc://`` (pyzmq), ``nats://`` / ``tls://`` (nats-py), ``kafka://`` (confluent-kafka),
+``zmq+inproc://`` (pyzmq), ``nats://`` / ``tls://`` (lowlat's compiled core-NATS client; ``nats+py://`` /
+``tls+py://`` or ``client="nats-py"`` for nats-py, ``client="lowlat"`` for ours), ``kafka://`` (confluent-kafka),
 ``aeron:ipc`` / ``aeron:udp?endpoint=…`` (lowlat._aeron).
 """
 
@@ -24,8 +25,16 @@ _ADAPTERS: dict[str, tuple[str, str, str | None]] = {
     "zmq+inproc": ("lowlat.transport.zmq", "ZmqTransport", "zmq"),
     "nats": ("lowlat.transport.nats", "NatsTransport", "nats"),
     "tls": ("lowlat.transport.nats", "NatsTransport", "nats"),
+    "nats+py": ("lowlat.transport.nats", "NatsTransport", "nats"),
+    "tls+py": ("lowlat.transport.nats", "NatsTransport", "nats"),
     "kafka": ("lowlat.transport.kafka", "KafkaTransport", "kafka"),
     "aeron": ("lowlat.transport.aeron", "AeronTransport", None),
+}
+
+# ``client=`` for nats:// and tls:// URLs
+_NATS_CLIENTS: dict[str, tuple[str, str, str | None]] = {
+    "lowlat": ("lowlat.transport.natscore", "NatsCoreTransport", None),
+    "nats-py": ("lowlat.transport.nats", "NatsTransport", "nats"),
 }
 
 
@@ -45,8 +54,13 @@ def connect(url: str, **options: Any) -> Transport:
     install when the scheme's client library is absent.
     """
     scheme = scheme_of(url)
+    if scheme in ("nats+py", "tls+py"):   # nats-py by scheme: it takes the plain nats:// / tls:// URLs
+        url = url.replace("+py://", "://")
+    client = options.pop("client", None) if scheme in ("nats", "tls") else None
+    if client is not None and client not in _NATS_CLIENTS:
+        raise ValueError(f"unknown NATS client {client!r}; known: {', '.join(sorted(_NATS_CLIENTS))}")
     try:
-        mod_name, cls_name, extra = _ADAPTERS[scheme]
+        mod_name, cls_name, extra = _NATS_CLIENTS[client] if client else _ADAPTERS[scheme]
     except KeyError:
         known = ", ".join(sorted(_ADAPTERS))
         raise ValueError(f"unknown transport scheme {scheme!r} in {url!r}; known: {known}") from None

@@ -35,7 +35,7 @@ from lowlat.transport.base import Capability
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 # Adapters under test.  Others extend this list (and define endpoint_<name> fixtures).
-ADAPTERS = ["inproc", "shm", "zmq_tcp", "zmq_ipc", "zmq_inproc", "nats", "kafka", "aeron_ipc", "aeron_udp"]
+ADAPTERS = ["inproc", "shm", "zmq_tcp", "zmq_ipc", "zmq_inproc", "nats", "natscore", "kafka", "aeron_ipc", "aeron_udp"]
 
 ALL_CAPS = frozenset({"wildcards", "queue_groups", "headers", "request_reply", "no_responders",
                       "multi_transport", "flow_control", "large_payload"})

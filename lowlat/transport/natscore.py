@@ -1,0 +1,1030 @@
+"""Core NATS on lowlat's own compiled protocol (``lowlat._nats_proto``) over an ``asyncio.BufferedProtocol``.
+
+``nats://host:port`` and ``tls://host:port`` (a comma-separated list for a cluster).  nats-py stays available as
+``nats+py://`` / ``tls+py://`` (or ``client="nats-py"``) and is what the JetStream methods (``jetstream``,
+``js_publish``, ``js_add_stream``, ``js_pull_subscribe``) use: with ``jetstream=True`` (the default) ``connect``
+also opens a nats-py connection for them, so the durable paths work unchanged; ``jetstream=False`` skips it.
+
+Why: nats-py parses in Python and makes objects per message; here the event loop reads straight into the compiled
+parser's buffer, messages are copied once into their subscription's batch arena, and writes are gathered into one
+buffer flushed once per loop turn (or at 64 KiB).  Works on asyncio and uvloop (whichever loop runs).
+
+Options (keyword-only; nats-py names where they exist): ``name``, ``token``, ``user``/``password`` (or in the URL),
+``nkeys_seed`` (seed file path) / ``nkeys_seed_str``, ``user_credentials`` (``.creds`` file with JWT + seed; needs
+the ``nkeys`` package), ``no_echo``, ``connect_timeout`` (s, 5), ``tls`` (an ``ssl.SSLContext``), ``tls_ca``,
+``tls_cert``, ``tls_key``, ``tls_hostname``; reconnect: ``allow_reconnect`` (True), ``max_reconnect_attempts``
+(-1 = forever), ``reconnect_time_wait`` (largest backoff, s, 2.0; the first retries are 20 ms, doubling, with
+jitter), ``reconnect_buf_size`` (bytes of publishes buffered while disconnected, 8 MiB; past it publish raises
+``TransportError``), ``dont_randomize`` ; callbacks ``disconnected_cb``, ``reconnected_cb``, ``closed_cb``,
+``error_cb`` (sync or async); subscriptions: ``max_pending`` / ``max_pending_bytes`` / ``on_slow_consumer``.
+
+Semantics: like the nats-py adapter.  ``subscribe`` returns after the server registered the interest (one
+PING/PONG); ``flush`` is a PING/PONG round trip; ``request`` uses one wildcard inbox subscription and a
+token -> future map and raises ``NoRespondersError`` (a ``TransportTimeoutError``) at once on the server's 503.
+At-most-once: what was in flight when a connection dies is lost; publishes made while disconnected are buffered
+and sent after the reconnect.  Credentials never appear in logs or errors (URLs are shown without user info).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import collections
+import itertools
+import json
+import logging
+import os
+import random
+import ssl
+from collections.abc import Callable, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from .._batch import MessageBatch
+from .._nats_proto import MsgSink, NatsParser, NatsWriter
+from ..errors import (
+    DecodeError,
+    NoRespondersError,
+    TransportClosedError,
+    TransportError,
+    TransportTimeoutError,
+)
+from .base import (
+    Buffer,
+    Capability,
+    Handler,
+    Headers,
+    Message,
+    ServeSink,
+    Subscription,
+    Transport,
+    validate_subject,
+)
+
+__all__ = ["NatsCoreTransport", "decode_headers", "encode_headers"]
+
+log = logging.getLogger("lowlat.transport.natscore")
+
+_VERSION = "0.1"
+_FLUSH_AT = 64 * 1024          # write at once past this many buffered bytes instead of waiting for the loop turn
+_FIRST_BACKOFF = 0.02          # s, first reconnect wait; doubles up to reconnect_time_wait
+_OWN_OPTIONS = {"client", "jetstream"}
+
+
+def encode_headers(headers: Headers) -> bytes:
+    """``{"K": "v"}`` -> the ``NATS/1.0`` header block; ``ValueError`` for CR/LF in a key/value or ':' in a key."""
+    parts = ["NATS/1.0\r\n"]
+    for k, v in headers.items():
+        k, v = str(k), str(v)
+        if not k or ":" in k or any(c in k for c in "\r\n \t") or "\r" in v or "\n" in v:
+            raise ValueError(f"invalid header {k!r}: {v!r}")
+        parts.append(f"{k}: {v}\r\n")
+    parts.append("\r\n")
+    return "".join(parts).encode()
+
+
+def decode_headers(block: bytes) -> tuple[dict[str, str], int]:
+    """The header block -> (headers, status); status 0 when the first line has none.  Like nats-py, a status
+    line's code and text are also given as ``Status`` / ``Description`` headers.  Raises ``DecodeError``."""
+    try:
+        text = block.decode()
+    except UnicodeDecodeError as e:
+        raise DecodeError("NATS header block is not UTF-8") from e
+    lines = text.split("\r\n")
+    first = lines[0]
+    if not first.startswith("NATS/1.0"):
+        raise DecodeError("NATS header block does not start with NATS/1.0")
+    headers: dict[str, str] = {}
+    status = 0
+    rest = first[8:].strip()
+    if rest:
+        code, _, desc = rest.partition(" ")
+        if not code.isdigit() or len(code) != 3:
+            raise DecodeError(f"bad NATS status line {first!r}")
+        status = int(code)
+        headers["Status"] = code
+        if desc:
+            headers["Description"] = desc
+    for line in lines[1:]:
+        if not line:
+            continue
+        k, sep, v = line.partition(":")
+        if not sep or not k:
+            raise DecodeError(f"malformed NATS header line {line!r}")
+        headers[k.strip()] = v.strip()
+    return headers, status
+
+
+def _redact(url: str) -> str:
+    u = urlsplit(url if "://" in url else "nats://" + url)
+    host = u.hostname or ""
+    return f"{u.scheme}://{host}:{u.port or 4222}"
+
+
+async def _maybe_await(cb: Callable[..., Any] | None, *args: Any) -> None:
+    if cb is None:
+        return
+    try:
+        out = cb(*args)
+        if asyncio.iscoroutine(out):
+            await out
+    except Exception:
+        log.exception("nats callback %r failed", cb)
+
+
+class _Proto(asyncio.BufferedProtocol):
+    """The socket side: reads go straight into the parser's buffer."""
+
+    def __init__(self, t: NatsCoreTransport) -> None:
+        self.t = t
+        self.transport: asyncio.Transport | None = None
+        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.t._parser.get_buffer(sizehint)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.t._on_data(self, nbytes)
+
+    def eof_received(self) -> bool:
+        return False
+
+    def pause_writing(self) -> None:
+        self.t._paused = self.t._loop.create_future()
+
+    def resume_writing(self) -> None:
+        f, self.t._paused = self.t._paused, None
+        if f is not None and not f.done():
+            f.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.lost.done():
+            self.lost.set_result(None)
+        self.t._on_lost(self, exc)
+
+
+class _CoreSub(Subscription):
+    """A subscription whose pending messages live in its compiled ``MsgSink`` (batch arena)."""
+
+    def __init__(self, t: NatsCoreTransport, subject: str, queue: str | None, sid: int, sink: MsgSink,
+                 on_slow_consumer: Callable[[Subscription], None] | None) -> None:
+        self.subject = subject
+        self.queue = queue
+        self.sid = sid
+        self._t = t
+        self._sink = sink
+        self._waiter: asyncio.Future[None] | None = None
+        self.on_slow_consumer = on_slow_consumer
+        self._done = False   # iteration ends once pending is empty
+        sink.owner = self
+
+    def _wake(self) -> None:
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def _message(self, m: tuple[str, bytes, str | None, bytes | None]) -> Message:
+        subject, data, reply, hdr = m
+        headers = decode_headers(hdr)[0] if hdr is not None else None
+        return Message(subject, data, headers, reply, self._t)
+
+    async def __anext__(self) -> Message:
+        sink = self._sink
+        while True:
+            m = sink.pop()
+            if m is not None:
+                return self._message(m)
+            if self._done:
+                raise StopAsyncIteration
+            self._waiter = self._t._loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+    def get_nowait(self) -> Message | None:
+        m = self._sink.pop()
+        return None if m is None else self._message(m)
+
+    def take_batch(self, max_msgs: int = 1024) -> MessageBatch:
+        """Pending messages as one batch straight from the sink's arena (no per-message objects); header blocks
+        of HMSG slots via ``batch_headers(i)``."""
+        return self._sink.take_batch(max_msgs)
+
+    def batch_headers(self, i: int) -> dict[str, str] | None:
+        """Headers of message ``i`` of the last ``take_batch`` (None if it had none)."""
+        hdr = self._sink.batch_header(i)
+        return None if hdr is None else decode_headers(hdr)[0]
+
+    async def next_batch(self, max_msgs: int = 1024, timeout: float | None = None) -> MessageBatch:
+        if self._sink.pending == 0:
+            if self._done:
+                raise TransportClosedError(f"subscription {self.subject!r} is closed")
+            self._waiter = self._t._loop.create_future()
+            try:
+                await asyncio.wait_for(self._waiter, timeout)
+            except TimeoutError:
+                pass
+            finally:
+                self._waiter = None
+        return self._sink.take_batch(max_msgs)
+
+    @property
+    def pending(self) -> int:
+        return self._sink.pending
+
+    @property
+    def pending_bytes(self) -> int:
+        return self._sink.pending_bytes
+
+    @property
+    def dropped(self) -> int:
+        return self._sink.dropped
+
+    @property
+    def delivered(self) -> int:
+        return self._sink.delivered
+
+    def _end(self, discard: bool) -> None:
+        self._sink.closed = True
+        if discard:
+            self._sink.clear()
+        self._done = True
+        self._wake()
+
+    async def unsubscribe(self) -> None:
+        """Stop delivery now and discard what is pending."""
+        self._end(discard=True)
+        self._t._unsub(self.sid)
+
+    async def drain(self) -> None:
+        """Unsubscribe, wait (one PING/PONG) for what the server already sent, then iteration ends after it."""
+        self._t._unsub(self.sid, keep_sink=True)
+        try:
+            await self._t.flush(timeout=5)
+        except TransportError:
+            pass
+        self._t._parser.remove_sink(self.sid)
+        self._end(discard=False)
+
+    def close_nowait(self) -> None:
+        self._end(discard=False)
+
+
+class _ServeSub:
+    """``serve()`` registered in the receive path: the handler runs inline, replies go out synchronously."""
+
+    def __init__(self, t: NatsCoreTransport, sink: MsgSink, serve: ServeSink) -> None:
+        self._t = t
+        self._sink = sink
+        self.serve = serve
+        self.subject = serve.subject
+        self.queue = serve.queue
+        self.on_slow_consumer = None
+        sink.owner = self
+
+    def _wake(self) -> None:
+        t, pop, deliver = self._t, self._sink.pop, self.serve._deliver
+        while (m := pop()) is not None:
+            subject, data, reply, hdr = m
+            deliver(Message(subject, data, decode_headers(hdr)[0] if hdr is not None else None, reply, t))
+
+    def close_nowait(self) -> None:
+        self._sink.closed = True
+        self.serve.close_nowait()
+
+    @property
+    def dropped(self) -> int:
+        return self._sink.dropped
+
+
+class _Inbox:
+    """The one wildcard inbox subscription behind ``request``: reply token -> future."""
+
+    def __init__(self, t: NatsCoreTransport, prefix: str, sink: MsgSink) -> None:
+        self._t = t
+        self.prefix = prefix
+        self._plen = len(prefix)
+        self._sink = sink
+        self.futures: dict[str, tuple[asyncio.Future[Message], str]] = {}
+        self.subject = prefix + "*"
+        self.on_slow_consumer = None
+        sink.owner = self
+
+    def _wake(self) -> None:
+        pop, futures, n = self._sink.pop, self.futures, self._plen
+        while (m := pop()) is not None:
+            subject, data, _reply, hdr = m
+            entry = futures.pop(subject[n:], None)
+            if entry is None or entry[0].done():
+                continue
+            fut = entry[0]
+            if hdr is not None:
+                headers, status = decode_headers(hdr)
+                if status == 503:
+                    fut.set_exception(NoRespondersError(f"no responders on {entry[1]!r}"))
+                    continue
+            else:
+                headers = None
+            fut.set_result(Message(subject, data, headers, None, self._t))
+
+    def close_nowait(self) -> None:
+        for f, _ in self.futures.values():
+            if not f.done():
+                f.set_exception(TransportClosedError("connection closed before the reply arrived"))
+        self.futures.clear()
+
+    @property
+    def dropped(self) -> int:
+        return self._sink.dropped
+
+
+class NatsCoreTransport(Transport):
+    """Core NATS on the compiled protocol (see the module docstring for options and semantics)."""
+
+    schemes = ("nats", "tls")
+    capabilities = (Capability.QUEUE_GROUPS | Capability.HEADERS | Capability.REQUEST_REPLY
+                    | Capability.WILDCARDS | Capability.NATIVE_BATCH)
+
+    def __init__(self, url: str, **options: Any) -> None:
+        super().__init__(url, **options)
+        self._closed = True   # until connect()
+        self._servers = [u.strip() for u in url.split(",") if u.strip()]
+        if not self._servers:
+            raise ValueError(f"no server in {url!r}")
+        self._discovered: list[str] = []
+        self._parser = NatsParser()
+        self._writer = NatsWriter()
+        self._subs: dict[int, Any] = {}          # sid -> _CoreSub / _ServeSub / _Inbox
+        self._sids = itertools.count(1)
+        self._tokens = itertools.count(1)
+        self._inbox: _Inbox | None = None
+        self._proto: _Proto | None = None
+        self._wt: asyncio.Transport | None = None  # the current connection's transport (None: disconnected)
+        self._pongs: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._seen_pings = 0
+        self._seen_pongs = 0
+        self._flush_handle: asyncio.Handle | None = None
+        self._paused: asyncio.Future[None] | None = None
+        self._connected = asyncio.Event()
+        self._js_side: Any = None
+        self._info: dict[str, Any] = {}
+        self._handshake: asyncio.Future[None] | None = None
+        self._reconnect_task: asyncio.Task[None] | None = None
+        self._current = ""
+        self._last_error: str | None = None
+        self._nc: Any = None    # the nats-py connection for JetStream
+        self.slow_consumers = 0
+        self.reconnects = 0
+        self.protocol_errors = 0
+        self.server_errors: collections.deque[str] = collections.deque(maxlen=32)
+        o = options
+        self._reconnect_buf = int(o.get("reconnect_buf_size", 8 << 20))
+        self._max_wait = float(o.get("reconnect_time_wait", 2.0))
+        self._max_attempts = int(o.get("max_reconnect_attempts", -1))
+        self._allow_reconnect = bool(o.get("allow_reconnect", True))
+        self._connect_timeout = float(o.get("connect_timeout", 5.0))
+
+    # --- properties ---
+    @property
+    def is_connected(self) -> bool:
+        return self._wt is not None and not self._closed
+
+    @property
+    def server_info(self) -> dict[str, Any]:
+        """The last INFO the server sent."""
+        return dict(self._info)
+
+    @property
+    def max_payload(self) -> int:
+        return self._writer.max_payload
+
+    @property
+    def client(self) -> Any:
+        """The nats-py connection used for JetStream (None with ``jetstream=False``)."""
+        return self._nc
+
+    # --- connection ---
+    def _ssl_context(self, required: bool) -> ssl.SSLContext | None:
+        o = self.options
+        if isinstance(o.get("tls"), ssl.SSLContext):
+            return o["tls"]
+        wanted = any(u.startswith("tls://") for u in self._servers) or o.get("tls_ca") or o.get("tls")
+        if not (wanted or required):
+            return None
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=o.get("tls_ca"))
+        if o.get("tls_cert"):
+            ctx.load_cert_chain(o["tls_cert"], o.get("tls_key"))
+        return ctx
+
+    def _tls_wanted(self) -> bool:
+        o = self.options
+        return bool(any(u.startswith("tls://") for u in self._servers) or o.get("tls_ca") or o.get("tls"))
+
+    def _candidates(self) -> list[str]:
+        seen, out = set(), []
+        for u in self._servers + self._discovered:
+            key = _redact(u)
+            if key not in seen:
+                seen.add(key)
+                out.append(u)
+        return out
+
+    def _connect_line(self, nonce: str | None, url: str) -> bytes:
+        o = self.options
+        u = urlsplit(url if "://" in url else "nats://" + url)
+        opts: dict[str, Any] = {"verbose": False, "pedantic": False, "lang": "python-lowlat", "version": _VERSION,
+                                "protocol": 1, "headers": True, "no_responders": True,
+                                "echo": not o.get("no_echo", False), "tls_required": self._wt_is_tls}
+        if o.get("name"):
+            opts["name"] = o["name"]
+        user, password, token = o.get("user"), o.get("password"), o.get("token")
+        if u.username and not (user or token):
+            if u.password is not None:
+                user, password = u.username, u.password
+            else:
+                token = u.username
+        if token:
+            opts["auth_token"] = token
+        if user:
+            opts["user"], opts["pass"] = user, password or ""
+        seed, jwt = self._seed_and_jwt()
+        if seed is not None:
+            import nkeys
+
+            kp = nkeys.from_seed(bytearray(seed))
+            try:
+                if nonce:
+                    opts["sig"] = base64.urlsafe_b64encode(kp.sign(nonce.encode())).decode().rstrip("=")
+                if jwt:
+                    opts["jwt"] = jwt
+                else:
+                    opts["nkey"] = kp.public_key.decode()
+            finally:
+                kp.wipe()
+        return b"CONNECT " + json.dumps(opts, separators=(",", ":")).encode() + b"\r\n"
+
+    def _seed_and_jwt(self) -> tuple[bytes | None, str | None]:
+        o = self.options
+        if o.get("nkeys_seed_str"):
+            return o["nkeys_seed_str"].encode().strip(), None
+        if o.get("nkeys_seed"):
+            with open(o["nkeys_seed"], "rb") as f:
+                return f.read().strip(), None
+        if o.get("user_credentials"):
+            with open(o["user_credentials"]) as f:
+                text = f.read()
+            jwt = seed = None
+            lines = [ln.strip() for ln in text.splitlines()]
+            for i, ln in enumerate(lines):
+                if "BEGIN NATS USER JWT" in ln and i + 1 < len(lines):
+                    jwt = lines[i + 1]
+                if "BEGIN USER NKEY SEED" in ln and i + 1 < len(lines):
+                    seed = lines[i + 1].encode()
+            if not jwt or not seed:
+                raise TransportError("user_credentials file has no JWT or no seed")
+            return seed, jwt
+        return None, None
+
+    _wt_is_tls = False
+    _phase: str | None = None
+
+    async def _open(self, url: str) -> None:
+        """One connection attempt: TCP, INFO, TLS upgrade if asked or required, CONNECT, resubscribe, PING/PONG."""
+        loop = self._loop
+        u = urlsplit(url if "://" in url else "nats://" + url)
+        host, port = u.hostname or "127.0.0.1", u.port or 4222
+        self._parser.reset()
+        self._seen_pings, self._seen_pongs = self._parser.pings, self._parser.pongs
+        self._handshake = loop.create_future()
+        self._phase = "info"
+        proto = _Proto(self)
+        self._proto = proto
+        self._wt_is_tls = False
+        deadline = loop.time() + self._connect_timeout
+        try:
+            wt, _ = await asyncio.wait_for(loop.create_connection(lambda: proto, host, port), self._connect_timeout)
+            await asyncio.wait_for(asyncio.shield(self._handshake), max(deadline - loop.time(), 0.01))
+            info = self._info
+            ctx = self._ssl_context(bool(info.get("tls_required")))
+            if self._tls_wanted() and not (info.get("tls_required") or info.get("tls_available")):
+                raise TransportError(f"TLS was requested but {_redact(url)} does not offer it (refusing plaintext)")
+            if ctx is not None:
+                hostname = self.options.get("tls_hostname") or host
+                tls_wt = await asyncio.wait_for(loop.start_tls(wt, proto, ctx, server_hostname=hostname),
+                                                max(deadline - loop.time(), 0.01))
+                if tls_wt is None:
+                    raise TransportError("TLS upgrade failed")
+                wt = tls_wt  # type: ignore[assignment]
+                proto.transport = wt
+                self._wt_is_tls = True
+            self._handshake = loop.create_future()
+            self._phase = "pong"
+            w = NatsWriter()
+            w.raw(self._connect_line(info.get("nonce"), url))
+            for sid, s in self._subs.items():
+                w.sub(s.subject, sid, s.queue)
+            w.ping()
+            wt.write(w.take())
+            await asyncio.wait_for(asyncio.shield(self._handshake), max(deadline - loop.time(), 0.01))
+        except BaseException:
+            if proto.transport is not None:
+                proto.transport.abort()
+            self._proto = None
+            raise
+        finally:
+            self._handshake = None
+            self._phase = None
+        self._wt = wt
+        self._current = url
+        self._writer.max_payload = int(self._info.get("max_payload", 1 << 20))
+        self._parser.set_max_payload(self._writer.max_payload)
+        self._flush_out()
+
+    async def connect(self) -> None:
+        if not self._closed:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._connected = asyncio.Event()
+        self._closed = False
+        errors = []
+        cands = self._candidates()
+        if not self.options.get("dont_randomize", True):
+            random.shuffle(cands)
+        for url in cands:
+            try:
+                await self._open(url)
+                break
+            except (OSError, TimeoutError, TransportError, DecodeError, ssl.SSLError) as e:
+                errors.append(f"{_redact(url)}: {self._describe(e)}")
+        else:
+            self._closed = True
+            raise TransportError(f"cannot connect to {', '.join(_redact(u) for u in cands)}: {'; '.join(errors)}")
+        self._connected.set()
+        if self.options.get("jetstream", True):
+            await self._connect_jetstream()
+
+    def _describe(self, e: BaseException) -> str:
+        if isinstance(e, TimeoutError) and self._last_error:
+            return f"timed out (server said: {self._last_error})"
+        if isinstance(e, TimeoutError):
+            return "timed out"
+        return f"{type(e).__name__}: {e}"
+
+    async def _connect_jetstream(self) -> None:
+        try:
+            from .nats import NatsTransport
+        except ImportError:   # no nats-py: core NATS works, the JetStream methods say what is missing
+            log.debug("nats-py not installed: no JetStream side connection")
+            return
+
+        opts = {k: v for k, v in self.options.items()
+                if k not in _OWN_OPTIONS and k not in ("reconnect_buf_size", "dont_randomize", "no_echo")}
+        for k in ("disconnected_cb", "reconnected_cb", "closed_cb", "error_cb"):
+            opts.pop(k, None)
+        opts.setdefault("max_reconnect_attempts", -1)
+        self._js_side = NatsTransport(",".join(self._servers), **opts)
+        try:
+            await self._js_side.connect()
+        except BaseException:
+            await self.close()
+            raise
+        self._nc = self._js_side.client
+
+    def _on_data(self, proto: _Proto, nbytes: int) -> None:
+        if proto is not self._proto:
+            return
+        p = self._parser
+        try:
+            p.buffer_updated(nbytes)
+        except DecodeError as e:
+            self.protocol_errors += 1
+            log.error("nats protocol error from %s: %s; dropping the connection", _redact(self._current), e)
+            if proto.transport is not None:
+                proto.transport.abort()
+            self._process(p)
+            return
+        self._process(p)
+
+    def _process(self, p: NatsParser) -> None:
+        if p.events:
+            for kind, arg in p.events:
+                if kind == "INFO":
+                    self._on_info(arg)  # type: ignore[arg-type]
+                else:
+                    self._on_err(arg)  # type: ignore[arg-type]
+            p.events.clear()
+        if p.pings != self._seen_pings:
+            for _ in range(p.pings - self._seen_pings):
+                self._writer.pong()
+            self._seen_pings = p.pings
+            self._schedule_flush()
+        if p.pongs != self._seen_pongs:
+            n = p.pongs - self._seen_pongs
+            self._seen_pongs = p.pongs
+            hs = self._handshake
+            if hs is not None and self._phase == "pong" and not hs.done():
+                hs.set_result(None)
+                n -= 1
+            pongs = self._pongs
+            while n > 0 and pongs:
+                f = pongs.popleft()
+                if not f.done():
+                    f.set_result(None)
+                n -= 1
+        if p.ready:
+            for sink in p.ready:
+                sink.notify = False
+                owner: Any = sink.owner
+                if sink.slow:
+                    sink.slow = False
+                    self._slow(owner, sink)
+                owner._wake()
+            p.ready.clear()
+
+    def _slow(self, owner: Any, sink: MsgSink) -> None:
+        self.slow_consumers += 1
+        if self.slow_consumers == 1 or self.slow_consumers % 1000 == 0:
+            log.warning("slow consumer on %r: %d message(s) dropped so far (pending %d msgs / %d bytes)",
+                        owner.subject, sink.dropped, sink.pending, sink.pending_bytes)
+        cb = getattr(owner, "on_slow_consumer", None)
+        if cb is not None:
+            try:
+                cb(owner)
+            except Exception:
+                log.exception("on_slow_consumer callback failed")
+
+    def _on_info(self, raw: bytes) -> None:
+        try:
+            info = json.loads(raw)
+        except ValueError:
+            self.protocol_errors += 1
+            log.error("nats server sent an INFO that is not JSON; dropping the connection")
+            if self._proto is not None and self._proto.transport is not None:
+                self._proto.transport.abort()
+            return
+        if not isinstance(info, dict):
+            return
+        self._info = info
+        for u in info.get("connect_urls") or ():
+            scheme = "tls" if self._tls_wanted() else "nats"
+            url = u if "://" in u else f"{scheme}://{u}"
+            if url not in self._discovered:
+                self._discovered.append(url)
+        if "max_payload" in info and self._wt is not None:
+            try:
+                self._parser.set_max_payload(int(info["max_payload"]))
+                self._writer.max_payload = int(info["max_payload"])
+            except (DecodeError, ValueError, TypeError):
+                pass
+        hs = self._handshake
+        if hs is not None and self._phase == "info" and not hs.done():
+            hs.set_result(None)   # first INFO of a connection attempt: the handshake goes on (TLS, CONNECT)
+        if info.get("ldm") and self._wt is not None:
+            log.warning("nats server %s entered lame duck mode; moving to another server", _redact(self._current))
+            self._servers = [s for s in self._servers if s != self._current] + [self._current]
+            self._wt.close()
+
+    def _on_err(self, text: str) -> None:
+        self.server_errors.append(text)
+        self._last_error = text
+        low = text.lower()
+        if "slow consumer" in low:
+            self.slow_consumers += 1
+            log.warning("nats server reports this connection as a slow consumer: messages were dropped")
+        elif "permissions violation" in low:
+            log.error("nats server: %s", text)
+        else:
+            log.error("nats server error: %s", text)
+        hs = self._handshake
+        if hs is not None and not hs.done():
+            hs.set_exception(TransportError(f"server refused the connection: {text}"))
+        if self.options.get("error_cb") is not None:
+            self._keep(self._loop.create_task(_maybe_await(self.options["error_cb"], TransportError(text))))
+
+    def _on_lost(self, proto: _Proto, exc: Exception | None) -> None:
+        if proto is not self._proto:
+            return
+        self._proto = None
+        was_connected = self._wt is not None
+        self._wt = None
+        hs = self._handshake
+        if hs is not None and not hs.done():
+            hs.set_exception(TransportError(f"connection lost during the handshake ({exc or 'closed by server'})"))
+        p = self._paused
+        self._paused = None
+        if p is not None and not p.done():
+            p.set_result(None)
+        if not was_connected or self._closed:
+            return
+        self._connected.clear()
+        log.warning("nats disconnected from %s: %s", _redact(self._current), exc or "closed by server")
+        self._keep(self._loop.create_task(_maybe_await(self.options.get("disconnected_cb"))))
+        if self._allow_reconnect:
+            self._reconnect_task = self._keep(self._loop.create_task(self._reconnect(), name="lowlat-nats-reconnect"))
+        else:
+            self._keep(self._loop.create_task(self.close()))
+
+    async def _reconnect(self) -> None:
+        attempt = 0
+        wait = _FIRST_BACKOFF
+        while not self._closed:
+            cands = self._candidates()
+            # the server we lost goes last
+            cands = [u for u in cands if u != self._current] + [u for u in cands if u == self._current]
+            for url in cands:
+                if self._closed:
+                    return
+                try:
+                    await self._open(url)
+                except (OSError, TimeoutError, TransportError, DecodeError, ssl.SSLError) as e:
+                    log.debug("nats reconnect to %s failed: %s", _redact(url), self._describe(e))
+                    continue
+                self.reconnects += 1
+                log.warning("nats reconnected to %s (after %d attempt(s))", _redact(url), attempt + 1)
+                self._connected.set()
+                await _maybe_await(self.options.get("reconnected_cb"))
+                return
+            attempt += 1
+            if 0 <= self._max_attempts <= attempt:
+                log.error("nats: giving up after %d reconnect attempt(s); closing", attempt)
+                await self.close()
+                return
+            await asyncio.sleep(wait * (0.5 + random.random()))
+            wait = min(wait * 2, self._max_wait)
+
+    async def close(self) -> None:
+        if self._closed and self._proto is None and self._nc is None:
+            return
+        self._closed = True
+        self._cancel_background()
+        for s in list(self._subs.values()):
+            s.close_nowait()
+        self._subs.clear()
+        for f in self._pongs:
+            if not f.done():
+                f.set_exception(TransportClosedError("connection closed"))
+        self._pongs.clear()
+        proto, wt = self._proto, self._wt
+        self._proto = None
+        self._wt = None
+        if wt is not None:
+            data = self._writer.take()
+            if data:
+                wt.write(data)
+            wt.close()
+            if proto is not None:
+                try:
+                    await asyncio.wait_for(asyncio.shield(proto.lost), 2)
+                except TimeoutError:
+                    wt.abort()
+        self._writer.discard()
+        side, self._nc = self._js_side, None
+        if side is not None:
+            self._js_side = None
+            await side.close()
+        await _maybe_await(self.options.get("closed_cb"))
+
+    async def drain(self) -> None:
+        """Unsubscribe everything, deliver what the server already sent, flush, close."""
+        if self._closed:
+            return
+        subs = [s for s in self._subs.values() if isinstance(s, _CoreSub)]
+        for s in subs:
+            self._unsub(s.sid, keep_sink=True)
+        try:
+            await self.flush(timeout=5)
+        except TransportError:
+            pass
+        for s in subs:
+            s._end(discard=False)
+        await self.close()
+
+    # --- writing ---
+    def _schedule_flush(self) -> None:
+        if self._flush_handle is None:
+            self._flush_handle = self._loop.call_soon(self._flush_out)
+
+    def _flush_out(self) -> None:
+        self._flush_handle = None
+        wt = self._wt
+        if wt is not None and self._writer.pending:
+            wt.write(self._writer.take())
+
+    def _check_buffer(self) -> None:
+        if self._wt is None and self._writer.pending > self._reconnect_buf:
+            raise TransportError(f"nats: disconnected and the reconnect buffer is full "
+                                 f"({self._writer.pending} bytes > reconnect_buf_size {self._reconnect_buf})")
+
+    def _after_write(self) -> None:
+        if self._wt is None:
+            return
+        if self._writer.pending >= _FLUSH_AT:
+            self._flush_out()
+        else:
+            self._schedule_flush()
+
+    def publish_nowait(self, subject: str, payload: Buffer, *, reply: str | None = None,
+                       headers: Headers | None = None) -> None:
+        """Queue one PUB (written at the end of this loop turn); raises at once for a closed transport, a bad
+        subject, a payload over max_payload or a full reconnect buffer."""
+        if self._closed:
+            raise TransportClosedError("NatsCoreTransport is closed")
+        self._check_buffer()
+        self._writer.pub(subject, payload, reply, encode_headers(headers) if headers else None)
+        self._after_write()
+
+    async def publish(self, subject: str, payload: Buffer, *, reply: str | None = None,
+                      headers: Headers | None = None) -> None:
+        if self._closed:
+            raise TransportClosedError("NatsCoreTransport is closed")
+        if self._paused is not None:
+            await self._paused   # the socket's write buffer is over its high-water mark
+        self._check_buffer()
+        self._writer.pub(subject, payload, reply, encode_headers(headers) if headers else None)
+        self._after_write()
+
+    async def publish_batch(self, subject: str, payloads: Sequence[Buffer]) -> None:
+        self._check_open()
+        if self._paused is not None:
+            await self._paused
+        self._check_buffer()
+        pub = self._writer.pub
+        for p in payloads:
+            pub(subject, p)
+        self._after_write()
+
+    async def publish_batch_to(self, batch: MessageBatch, subject: str | None = None) -> int:
+        """The whole batch in one compiled loop (no Python object per message)."""
+        self._check_open()
+        if self._paused is not None:
+            await self._paused
+        self._check_buffer()
+        try:
+            sent, refused = self._writer.pub_batch(batch, subject)
+        except ValueError:
+            self.publish_errors += batch.n
+            log.error("publish_batch_to: invalid subject %r", subject)
+            return 0
+        if refused:
+            self.publish_errors += refused
+            log.error("publish_batch_to: %d message(s) refused (bad reply subject or over max_payload); "
+                      "%d refused so far", refused, self.publish_errors)
+        self._after_write()
+        return sent
+
+    async def flush(self, timeout: float | None = None) -> None:
+        """Return once the server has processed everything written before (one PING/PONG); waits through a
+        reconnect up to ``timeout`` s (default 10)."""
+        self._check_open()
+        loop = self._loop
+        deadline = loop.time() + (timeout or 10.0)
+        while True:
+            if self._wt is None:
+                try:
+                    await asyncio.wait_for(self._connected.wait(), max(deadline - loop.time(), 0))
+                except TimeoutError:
+                    raise TransportTimeoutError("flush: not connected") from None
+                self._check_open()
+            proto = self._proto
+            fut = loop.create_future()
+            self._pongs.append(fut)
+            self._writer.ping()
+            self._flush_out()
+            lost = proto.lost if proto is not None else None
+            waits = {fut} if lost is None else {fut, lost}
+            done, _ = await asyncio.wait(waits, timeout=max(deadline - loop.time(), 0),
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if fut in done:
+                fut.result()
+                return
+            if lost is not None and lost in done and not self._closed:
+                try:
+                    self._pongs.remove(fut)
+                except ValueError:
+                    pass
+                continue   # the connection dropped: ping again after the reconnect
+            self._check_open()
+            raise TransportTimeoutError("flush: no PONG in time")
+
+    # --- subscriptions ---
+    def _new_sink(self, options: dict[str, Any]) -> tuple[int, MsgSink]:
+        sid = next(self._sids)
+        sink = MsgSink(sid, int(options.get("max_pending", 65536)),
+                       int(options.get("max_pending_bytes", 64 * 1024 * 1024)))
+        self._parser.add_sink(sink)
+        return sid, sink
+
+    def _sub_line(self, subject: str, sid: int, queue: str | None) -> None:
+        if self._wt is not None:
+            self._writer.sub(subject, sid, queue)
+            self._after_write()
+
+    def _unsub(self, sid: int, keep_sink: bool = False) -> None:
+        if self._subs.pop(sid, None) is None:
+            return
+        if not keep_sink:
+            self._parser.remove_sink(sid)
+        if self._wt is not None and not self._closed:
+            self._writer.unsub(sid)
+            self._after_write()
+
+    async def subscribe(self, subject: str, *, queue: str | None = None, **options: Any) -> Subscription:
+        self._check_open()
+        validate_subject(subject, wildcards=True)
+        if queue is not None:
+            validate_subject(queue)
+        opts = self._sub_options(options)
+        sid, sink = self._new_sink(opts)
+        sub = _CoreSub(self, subject, queue, sid, sink, opts.get("on_slow_consumer"))
+        self._subs[sid] = sub
+        self._sub_line(subject, sid, queue)
+        try:
+            await self.flush()
+        except TransportTimeoutError:
+            pass   # disconnected: the SUB goes out with the resubscribe
+        return sub
+
+    async def serve(self, subject: str, handler: Handler, *, queue: str | None = None,
+                    **options: Any) -> asyncio.Task[None]:
+        """The handler runs inline from the receive path; a returned buffer is written as the reply at once."""
+        self._check_open()
+        validate_subject(subject, wildcards=True)
+        sid, sink = self._new_sink(self._sub_options(options))
+        serve = ServeSink(self, subject, queue, handler, reply_now=self._reply_now)
+        self._subs[sid] = _ServeSub(self, sink, serve)
+        self._sub_line(subject, sid, queue)
+        try:
+            await self.flush()
+        except TransportTimeoutError:
+            pass
+        return self._serve_task(serve, lambda: self._unsub(sid))
+
+    def _reply_now(self, subject: str, payload: Buffer) -> None:
+        self.publish_nowait(subject, payload)
+
+    async def request(self, subject: str, payload: Buffer, *, timeout: float = 1.0,
+                      headers: Headers | None = None) -> Message:
+        if self._closed:
+            raise TransportClosedError("NatsCoreTransport is closed")
+        inbox = self._inbox
+        if inbox is None:
+            inbox = self._open_inbox()
+        token = str(next(self._tokens))
+        loop = self._loop
+        fut = loop.create_future()
+        inbox.futures[token] = (fut, subject)
+        try:
+            self._check_buffer()
+            self._writer.pub(subject, payload, inbox.prefix + token, encode_headers(headers) if headers else None)
+        except BaseException:
+            inbox.futures.pop(token, None)
+            raise
+        self._after_write()
+        handle = loop.call_later(timeout, _expire, fut, subject, timeout)
+        try:
+            return await fut
+        finally:
+            handle.cancel()
+            inbox.futures.pop(token, None)
+
+    def _open_inbox(self) -> _Inbox:
+        sid, sink = self._new_sink({"max_pending": 1 << 20, "max_pending_bytes": 1 << 30})
+        prefix = f"_INBOX.{os.urandom(11).hex()}."
+        inbox = _Inbox(self, prefix, sink)
+        self._subs[sid] = inbox
+        self._inbox = inbox
+        self._sub_line(prefix + "*", sid, None)   # same connection: the server sees the SUB before the PUB
+        return inbox
+
+    # --- JetStream (nats-py) ---
+    def _js(self) -> Any:
+        side = self._js_side
+        if side is None:
+            raise TransportError("JetStream needs nats-py (pip install 'lowlat[nats]') and its side connection "
+                                 "(connect without jetstream=False)")
+        return side
+
+    @property
+    def jetstream(self) -> Any:
+        """nats-py's JetStreamContext on the side connection."""
+        self._check_open()
+        return self._js().jetstream
+
+    async def js_add_stream(self, name: str, subjects: Sequence[str], **config: Any) -> Any:
+        return await self._js().js_add_stream(name, subjects, **config)
+
+    async def js_publish(self, subject: str, payload: Buffer, **kw: Any) -> Any:
+        return await self._js().js_publish(subject, payload, **kw)
+
+    async def js_pull_subscribe(self, subject: str, durable: str, **kw: Any) -> Any:
+        return await self._js().js_pull_subscribe(subject, durable, **kw)
+
+
+def _expire(fut: asyncio.Future[Message], subject: str, timeout: float) -> None:
+    if not fut.done():
+        fut.set_exception(TransportTimeoutError(f"request on {subject!r}: no reply within {timeout}s"))
+
