@@ -530,6 +530,8 @@ class NatsCoreTransport(Transport):
             w.ping()
             wt.write(w.take())
             await asyncio.wait_for(asyncio.shield(self._handshake), max(deadline - loop.time(), 0.01))
+            if proto.lost.done():   # a protocol error right behind the handshake's PONG
+                raise TransportError("connection lost right after the handshake")
         except BaseException:
             if proto.transport is not None:
                 proto.transport.abort()
@@ -765,8 +767,7 @@ class NatsCoreTransport(Transport):
             s.close_nowait()
         self._subs.clear()
         for f in self._pongs:
-            if not f.done():
-                f.set_exception(TransportClosedError("connection closed"))
+            f.cancel()   # a waiting flush() turns this into TransportClosedError
         self._pongs.clear()
         proto, wt = self._proto, self._wt
         self._proto = None
@@ -899,7 +900,9 @@ class NatsCoreTransport(Transport):
             done, _ = await asyncio.wait(waits, timeout=max(deadline - loop.time(), 0),
                                          return_when=asyncio.FIRST_COMPLETED)
             if fut in done:
-                fut.result()
+                if fut.cancelled():
+                    self._check_open()
+                    continue
                 return
             if lost is not None and lost in done and not self._closed:
                 try:
