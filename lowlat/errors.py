@@ -10,6 +10,7 @@ __all__ = [
     "LappedError",
     "TransportError",
     "TransportClosedError",
+    "TransportNotConnectedError",
     "TransportTimeoutError",
     "NoRespondersError",
     "MaxPayloadError",
@@ -29,7 +30,7 @@ class RingError(LowlatError):
     """A ring buffer cannot be created, attached or used as asked (bad name, magic/version mismatch, size)."""
 
 
-class RingFullError(RingError):
+class RingFullError(RingError, TimeoutError):
     """A blocking push timed out because the consumer did not make room."""
 
 
@@ -45,13 +46,20 @@ class TransportClosedError(TransportError):
     """The transport was closed or drained."""
 
 
+class TransportNotConnectedError(TransportClosedError):
+    """The transport is used before ``connect()`` (every adapter raises this, for every operation)."""
+
+
 class TransportTimeoutError(TransportError, TimeoutError):
-    """A request or flush did not complete in time."""
+    """A request, flush, subscribe handshake or back-pressured publish did not complete in time.
+
+    Every lowlat timeout is a ``TimeoutError``: this one for transports, ``RingFullError`` for rings."""
 
 
 class NoRespondersError(TransportTimeoutError):
-    """A request reached no subscriber (NATS status 503): fails at once instead of after the timeout.  A
-    ``TransportTimeoutError`` so callers that only handle timeouts keep working."""
+    """A request reached no subscriber: fails at once instead of after the timeout, on every adapter that can
+    know (NATS status 503, inproc, shm; the others time out).  A ``TransportTimeoutError`` so callers that only
+    handle timeouts keep working."""
 
 
 class MaxPayloadError(TransportError, ValueError):

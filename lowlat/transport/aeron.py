@@ -179,7 +179,8 @@ class AeronTransport(Transport):
     async def connect(self) -> None:
         if self._client is not None:
             return
-        self._check_open()
+        if self._opened:
+            raise TransportClosedError("AeronTransport is closed (connect a new one)")
 
         def _open() -> None:
             # wait (bounded) for the driver's CnC file; the client's own driver timeout also bounds driver
@@ -208,6 +209,7 @@ class AeronTransport(Transport):
         await asyncio.to_thread(_open)
         self._wake = asyncio.Event()
         self._poller = asyncio.get_running_loop().create_task(self._poll_loop(), name=f"lowlat-aeron:{self.url}")
+        self._mark_open()
 
     async def close(self) -> None:
         if self._closed:
@@ -360,8 +362,6 @@ class AeronTransport(Transport):
     async def publish(self, subject: str, payload: Buffer, *, headers: Headers | None = None,
                       reply: str | None = None) -> None:
         self._check_open()
-        if self._client is None:
-            raise TransportError("AeronTransport is not connected: await t.connect() first")
         self._check_subject(subject)
         frame = encode_frame(subject, encode_meta(reply, headers) if (reply or headers) else b"")
         pub = self._rep_pub if subject.startswith(_INBOX) else self._bus_pub
@@ -378,8 +378,6 @@ class AeronTransport(Transport):
     def _check_receiver(self, subject: str, queue: str | None) -> None:
         # shared precondition of subscribe/serve
         self._check_open()
-        if self._client is None:
-            raise TransportError("AeronTransport is not connected: await t.connect() first")
         validate_subject(subject, wildcards=True)
         if queue:
             raise TransportError("Aeron has no queue groups: every subscription gets every message")

@@ -31,7 +31,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from typing import Any, Self
 
 from .._batch import MessageBatch
-from ..errors import DecodeError, TransportClosedError, TransportTimeoutError
+from ..errors import DecodeError, TransportClosedError, TransportNotConnectedError, TransportTimeoutError
 
 Buffer = bytes | bytearray | memoryview
 Headers = Mapping[str, str]
@@ -547,7 +547,8 @@ class Transport(abc.ABC):
         self.url = url
         self.options = options
         self.publish_errors = 0
-        self._closed = False
+        self._closed = True     # until connect(): see _mark_open
+        self._opened = False    # connect() succeeded once (tells "not connected yet" from "closed")
         self._background: set[asyncio.Task[Any]] = set()
 
     def _keep(self, task: asyncio.Task[Any]) -> asyncio.Task[Any]:
@@ -572,21 +573,38 @@ class Transport(abc.ABC):
     async def close(self) -> None: ...
 
     async def drain(self) -> None:
-        """Stop receiving, deliver what is already pending, flush, then close (default: flush + close)."""
+        """Stop receiving, deliver what is already pending, flush, then close (default: flush + close).
+        A no-op on a transport that is not open."""
+        if self._closed:
+            return
         await self.flush()
         await self.close()
 
     async def flush(self, timeout: float | None = None) -> None:
         """Wait until what was published has left this process (default: nothing buffered)."""
-        return
+        self._check_open()
 
     @property
     def closed(self) -> bool:
         return self._closed
 
+    def _mark_open(self) -> None:
+        """Called by ``connect()`` once the adapter is usable."""
+        self._closed = False
+        self._opened = True
+
+    def _closed_error(self) -> TransportClosedError:
+        """The error for using a transport that is not open: ``TransportNotConnectedError`` before
+        ``connect()``, ``TransportClosedError`` after ``close()``/``drain()``."""
+        name = type(self).__name__
+        if not self._opened:
+            return TransportNotConnectedError(f"{name} is not connected: await t.connect() (or use "
+                                              f"'async with') first")
+        return TransportClosedError(f"{name} is closed")
+
     def _check_open(self) -> None:
         if self._closed:
-            raise TransportClosedError(f"{type(self).__name__} is closed")
+            raise self._closed_error()
 
     def _sub_options(self, options: dict[str, Any]) -> dict[str, Any]:
         """Subscription options: the transport-wide queue limits given at connect (``max_pending``,

@@ -9,7 +9,7 @@ would add a copy; the cross-process ``shm://`` transport (``lowlat.transport.shm
 
 Semantics shared with NATS: subjects with ``*``/``>`` wildcards, queue groups (round-robin across the group's
 members), request/reply through inbox subjects (``request`` with no subscriber fails at once with
-``TransportTimeoutError("no responders")``), headers (any mapping, passed by reference), per-subscription
+``NoRespondersError``), headers (any mapping, passed by reference), per-subscription
 ``max_pending``/``max_pending_bytes`` with counted drops (see ``QueueSubscription``).  Ordering: per publisher,
 messages reach each subscriber in publish order.
 """
@@ -22,7 +22,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any, Self
 
-from ..errors import TransportClosedError, TransportTimeoutError
+from ..errors import NoRespondersError, TransportClosedError, TransportTimeoutError
 from .base import (
     Buffer,
     Capability,
@@ -150,7 +150,6 @@ class InprocTransport(Transport):
         self._subs: set[Any] = set()
         self._inbox: _InboxSink | None = None
         self._req_ids = itertools.count(1)
-        self._closed = True  # until connect()
 
     async def connect(self) -> None:
         if self._bus is not None:
@@ -161,7 +160,7 @@ class InprocTransport(Transport):
                 bus = _BUSES[self.name] = _Bus(self.name)
             bus.users += 1
         self._bus = bus
-        self._closed = False
+        self._mark_open()
 
     # --- publishing ---
     def _fanout(self, subject: str, payload: Buffer, headers: Headers | None, reply: str | None) -> int:
@@ -193,12 +192,12 @@ class InprocTransport(Transport):
                       reply: str | None = None) -> None:
         """Deliver ``payload`` (by reference) to every matching subscriber; O(subscribers)."""
         if self._closed:
-            raise TransportClosedError(f"{type(self).__name__} is closed")
+            raise self._closed_error()
         self._fanout(subject, payload, headers, reply)
 
     async def publish_batch(self, subject: str, payloads: Sequence[Buffer]) -> None:
         if self._closed:
-            raise TransportClosedError(f"{type(self).__name__} is closed")
+            raise self._closed_error()
         for p in payloads:
             self._fanout(subject, p, None, None)
 
@@ -234,7 +233,7 @@ class InprocTransport(Transport):
         self._inbox.waiting[token] = fut
         try:
             if self._fanout(subject, payload, headers, self._inbox.subject[:-1] + token) == 0:
-                raise TransportTimeoutError(f"no responders on {subject!r}")
+                raise NoRespondersError(f"no responders on {subject!r}")
             async with asyncio.timeout(timeout):
                 return await fut
         except TimeoutError:
@@ -429,7 +428,6 @@ class ShmTransport(Transport):
         self._nobell: set[str] = set()       # members that poll, from the registry
         self._owner = 0                      # thread id of the ring's consumer (async mode: the loop thread)
         self._consume_lock = threading.Lock()
-        self._closed = True
 
     # --- registry ---
     def _bump_and_write(self) -> None:
@@ -570,7 +568,7 @@ class ShmTransport(Transport):
         self._bell_fd = os.open(bell, os.O_RDWR | os.O_NONBLOCK)
         self._poll = poll
         self._owner = threading.get_ident()
-        self._closed = False
+        self._mark_open()
         self._bump_and_write()
 
     async def close(self) -> None:
@@ -764,7 +762,7 @@ class ShmTransport(Transport):
                       reply: str | None = None) -> None:
         """Copy ``payload`` once into each target process's ring.  Waits up to ``publish_timeout`` for room."""
         if self._closed:
-            raise TransportClosedError("ShmTransport is closed")
+            raise self._closed_error()
         await self._send_async(subject, payload, headers, reply)
 
     # --- receiving ---
@@ -874,7 +872,7 @@ class ShmTransport(Transport):
         try:
             if not self._plan(subject):
                 validate_subject(subject)
-                raise TransportTimeoutError(f"no responders on {subject!r}")
+                raise NoRespondersError(f"no responders on {subject!r}")
             await self._send_async(subject, payload, headers, inbox.subject[:-1] + token)
             if self.spin_ns and not fut.done():
                 end = time.perf_counter_ns() + self.spin_ns
@@ -921,7 +919,8 @@ class ShmTransport(Transport):
         loop is blocked meanwhile).  Interoperates with async ``serve()``/``request()`` members of the bus.
 
         Returns the reply ``Message`` (``data`` a memoryview of the popped record).  Raises
-        ``TransportTimeoutError`` (no responders at once, or no reply within ``timeout`` s).
+        ``NoRespondersError`` at once when nobody serves ``subject``, ``TransportTimeoutError`` when no reply
+        comes within ``timeout`` s.
         """
         self._enter_consumer()
         if idle is None:
@@ -931,7 +930,7 @@ class ShmTransport(Transport):
             plan = self._plan(subject)
             if not plan:
                 validate_subject(subject)
-                raise TransportTimeoutError(f"no responders on {subject!r}")
+                raise NoRespondersError(f"no responders on {subject!r}")
             reply = inbox.subject[:-1] + str(next(self._req_ids))
             expect = reply.encode()
             subj = subject.encode()
@@ -981,7 +980,7 @@ class ShmTransport(Transport):
 
     def serve_sync(self, subject: str, handler: Callable[[Message], Buffer | None], *, queue: str | None = None,
                    idle: Any = None, stop: Callable[[], bool] | threading.Event | None = None,
-                   check_interval: float = 0.05) -> int:
+                   check_interval: float = 0.05, ready: Callable[[], Any] | None = None) -> int:
         """Run a request/reply worker **in this thread** until ``stop`` is set (or KeyboardInterrupt).
 
         Polls this member's inbound ring with ``idle`` (a ``lowlat._ring`` idle strategy; default
@@ -991,7 +990,9 @@ class ShmTransport(Transport):
         synchronous ``handler(msg) -> reply payload | None`` inline, then pushes the reply straight into the
         requester's ring: no event loop, no doorbell.  Any ``request``/``request_sync`` on the bus reaches it.
         ``stop`` is a ``threading.Event`` or a callable, checked at least every ``check_interval`` s.  Returns
-        the number of requests handled.  Registration is removed on return.
+        the number of requests handled.  Registration is removed on return.  ``ready()`` (if given) is called
+        once the worker is registered in the bus, i.e. once requests reach it (a readiness signal for the process
+        that starts the worker).
         """
         self._enter_consumer()
         if idle is None:
@@ -1008,6 +1009,8 @@ class ShmTransport(Transport):
             sink.sid = next(self._sids)  # type: ignore[attr-defined]
             self._register(sink)
             try:
+                if ready is not None:
+                    ready()
                 self._serve_loop(sink, stopped, idle, check_interval)
             finally:
                 self._forget(sink)

@@ -191,9 +191,10 @@ class KafkaTransport(Transport):
                 **o.get("config", {}), **o.get(f"{kind}_config", {})}
 
     async def connect(self) -> None:
-        self._check_open()
         if self._producer is not None:
             return
+        if self._opened:
+            raise TransportClosedError("KafkaTransport is closed (connect a new one)")
         o, self._loop = self.options, asyncio.get_running_loop()
         self._admin = AdminClient(self._conf("admin"))
         try:  # fail fast on a wrong address instead of at the first publish
@@ -208,6 +209,7 @@ class KafkaTransport(Transport):
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._serve_reports, name="lowlat-kafka-dr", daemon=True)
         self._poller.start()
+        self._mark_open()
 
     def _serve_reports(self) -> None:  # delivery reports run here, never on the event loop
         while not self._stop.is_set():
@@ -219,6 +221,7 @@ class KafkaTransport(Transport):
 
     async def create_topic(self, subject: str, partitions: int | None = None) -> None:
         """Create ``subject``'s topic (no-op if it exists, whatever its partition count).  One admin round trip."""
+        self._check_open()
         topic, o = _topic(subject), self.options
         nt = NewTopic(topic, partitions or o.get("num_partitions", 1), o.get("replication_factor", -1))
         try:

@@ -26,7 +26,13 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..errors import MissingExtraError, TransportClosedError, TransportError, TransportTimeoutError
+from ..errors import (
+    MissingExtraError,
+    NoRespondersError,
+    TransportClosedError,
+    TransportError,
+    TransportTimeoutError,
+)
 from .base import (
     Buffer,
     Capability,
@@ -68,7 +74,7 @@ def _as_bytes_like(p: Buffer) -> Buffer:
 
 def _map_error(e: BaseException, what: str) -> BaseException:
     if isinstance(e, (nats.errors.NoRespondersError, nats.js.errors.NoStreamResponseError)):
-        return TransportTimeoutError(f"{what}: no responders")
+        return NoRespondersError(f"{what}: no responders")
     if isinstance(e, (nats.errors.TimeoutError, asyncio.TimeoutError, TimeoutError)):
         return TransportTimeoutError(f"{what}: timed out")
     if isinstance(e, (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError)):
@@ -126,7 +132,6 @@ class NatsTransport(Transport):
         self._js: Any = None
         self._subs: dict[int, _NatsSub] = {}
         self.slow_consumers = 0
-        self._closed = True  # until connect()
 
     # --- lifecycle ---
     def _ssl_context(self) -> ssl.SSLContext | None:
@@ -187,7 +192,7 @@ class NatsTransport(Transport):
             self._nc = None
             raise TransportError(f"cannot connect to {self.url}: TLS was requested but the server does not offer "
                                  "it (refusing plaintext)")
-        self._closed = False
+        self._mark_open()
 
     async def close(self) -> None:
         self._closed = True
@@ -243,7 +248,7 @@ class NatsTransport(Transport):
     async def publish(self, subject: str, payload: Buffer, *, headers: Headers | None = None,
                       reply: str | None = None) -> None:
         if self._closed:
-            raise TransportClosedError("NatsTransport is closed")
+            raise self._closed_error()
         try:
             await self._nc.publish(subject, _as_bytes_like(payload), reply=reply or "",
                                    headers=dict(headers) if headers else None)
@@ -255,7 +260,7 @@ class NatsTransport(Transport):
     async def publish_batch(self, subject: str, payloads: Sequence[Buffer]) -> None:
         # nats-py buffers writes and flushes them in one go from its flusher task: a loop is the batch path.
         if self._closed:
-            raise TransportClosedError("NatsTransport is closed")
+            raise self._closed_error()
         pub = self._nc.publish
         for p in payloads:
             await pub(subject, _as_bytes_like(p))
@@ -293,7 +298,7 @@ class NatsTransport(Transport):
     async def request(self, subject: str, payload: Buffer, *, timeout: float = 1.0,
                       headers: Headers | None = None) -> Message:
         if self._closed:
-            raise TransportClosedError("NatsTransport is closed")
+            raise self._closed_error()
         try:
             m = await self._nc.request(subject, _as_bytes_like(payload), timeout=timeout,
                                        headers=dict(headers) if headers else None)

@@ -158,7 +158,6 @@ class ZmqTransport(Transport):
         self._router_busy = False      # hub: _router_loop is processing (no asyncio recv pending on ROUTER)
         self._router_sync: Any = None  # synchronous shadows of the asyncio sockets (same libzmq socket)
         self._dealer_sync: Any = None
-        self._closed = True  # until connect()
 
     # --- lifecycle ---
     def _socket(self, kind: int) -> Any:
@@ -196,7 +195,7 @@ class ZmqTransport(Transport):
         except zmq.ZMQError as e:
             await self.close()
             raise TransportError(f"cannot {'bind' if self.bind else 'connect'} {self.url}: {e}") from e
-        self._closed = False
+        self._mark_open()
 
     async def close(self) -> None:
         self._closed = True
@@ -441,7 +440,7 @@ class ZmqTransport(Transport):
     async def publish(self, subject: str, payload: Buffer, *, headers: Headers | None = None,
                       reply: str | None = None) -> None:
         if self._closed:
-            raise TransportClosedError("ZmqTransport is closed")
+            raise self._closed_error()
         meta = encode_meta(reply, headers) if (reply or headers) else _EMPTY
         if subject not in self._valid:
             validate_subject(subject)
@@ -474,7 +473,7 @@ class ZmqTransport(Transport):
 
     async def publish_batch(self, subject: str, payloads: Sequence[Buffer]) -> None:
         if self._closed:
-            raise TransportClosedError("ZmqTransport is closed")
+            raise self._closed_error()
         validate_subject(subject)
         if self.bind:
             for p in payloads:

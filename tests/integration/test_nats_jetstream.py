@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from lowlat.errors import TransportTimeoutError
+from lowlat.errors import NoRespondersError
 from lowlat.transport import connect
 
 pytestmark = [pytest.mark.integration, pytest.mark.nats, pytest.mark.timeout(60)]
@@ -48,7 +48,7 @@ async def test_js_publish_msg_id_deduplicates(nt, stream):
 
 
 async def test_js_publish_to_subject_without_stream_fails(nt):
-    with pytest.raises(TransportTimeoutError, match="no responders"):
+    with pytest.raises(NoRespondersError, match="no responders"):
         await nt.js_publish("nostream.x", b"?", timeout=1)
 
 

@@ -11,7 +11,9 @@ Semantics every adapter shares (documented in ``lowlat.transport.base``):
 - after ``await t.subscribe(s)`` returns, messages published afterwards (by any transport on the endpoint) reach
   the subscription; earlier ones do not;
 - per publisher, order is kept; ``publish_batch`` is the same as a loop of ``publish``;
-- ``request`` raises ``TransportTimeoutError`` when nothing answers in time;
+- ``request`` raises ``TransportTimeoutError`` when nothing answers in time, and ``NoRespondersError`` at once
+  where the adapter can know that nobody is subscribed;
+- every operation before ``connect()`` raises ``TransportNotConnectedError`` (a ``TransportClosedError``);
 - a closed transport raises ``TransportClosedError`` on publish/subscribe/request; its subscriptions end;
 - ``Message.data`` is a buffer: ``memoryview(msg.data)`` works without a copy;
 - ``Transport.capabilities`` declares at least what the suite tests (``Endpoint.caps``), and what is not
@@ -29,7 +31,14 @@ import pytest
 from _helpers import recv_n
 from brokers._util import Endpoint, free_port, missing
 
-from lowlat.errors import TransportClosedError, TransportError, TransportTimeoutError
+from lowlat._batch import MessageBatch
+from lowlat.errors import (
+    NoRespondersError,
+    TransportClosedError,
+    TransportError,
+    TransportNotConnectedError,
+    TransportTimeoutError,
+)
 from lowlat.transport.base import Capability
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -225,14 +234,46 @@ async def test_request_from_peer_transport_and_async_handler(ep: Endpoint):
             task.cancel()
 
 
-async def test_request_without_responder_raises_timeout(ep: Endpoint):
+async def test_request_without_responder_fails(ep: Endpoint):
     ep.require("request_reply")
     async with ep.connect() as t:
         loop = asyncio.get_running_loop()
         t0 = loop.time()
-        with pytest.raises(TransportTimeoutError):
-            await t.request("conf.nobody", b"?", timeout=0.3)
-        assert loop.time() - t0 < 5
+        if "no_responders" in ep.caps:  # the adapter knows nobody is subscribed: it says so at once
+            with pytest.raises(NoRespondersError, match="no responders"):
+                await t.request("conf.nobody", b"?", timeout=5)
+            assert loop.time() - t0 < 2, "no responders must not wait for the request timeout"
+        else:
+            with pytest.raises(TransportTimeoutError):
+                await t.request("conf.nobody", b"?", timeout=0.3)
+            assert loop.time() - t0 < 5
+
+
+async def test_every_operation_before_connect_raises_not_connected(ep: Endpoint):
+    t = ep.connect()
+    assert t.closed
+    batch = MessageBatch(4)
+    batch.append(b"x", "conf.pre", None)
+    ops = {
+        "publish": lambda: t.publish("conf.pre", b"x"),
+        "publish_batch": lambda: t.publish_batch("conf.pre", [b"x"]),
+        "publish_batch_to": lambda: t.publish_batch_to(batch, "conf.pre"),
+        "subscribe": lambda: t.subscribe("conf.pre"),
+        "flush": lambda: t.flush(),
+        "request": lambda: t.request("conf.pre", b"x", timeout=0.2),
+        "serve": lambda: t.serve("conf.pre", lambda m: b""),
+    }
+    for name, op in ops.items():
+        with pytest.raises(TransportNotConnectedError):
+            await op()
+            pytest.fail(f"{name} before connect() did not raise")
+    await t.drain()  # no-ops on a transport that never connected
+    await t.close()
+    async with t:  # and it still connects
+        sub = await t.subscribe("conf.pre")
+        await t.publish("conf.pre", b"after")
+        await t.flush()
+        assert bytes((await recv(sub)).data) == b"after"
 
 
 async def test_request_to_silent_handler_times_out(ep: Endpoint):
