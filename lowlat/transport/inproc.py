@@ -236,6 +236,8 @@ class InprocTransport(Transport):
                 raise NoRespondersError(f"no responders on {subject!r}")
             async with asyncio.timeout(timeout):
                 return await fut
+        except NoRespondersError:
+            raise
         except TimeoutError:
             raise TransportTimeoutError(f"request on {subject!r} timed out after {timeout}s") from None
         finally:
@@ -882,6 +884,8 @@ class ShmTransport(Transport):
                     return fut.result()
             async with asyncio.timeout(timeout):
                 return await fut
+        except NoRespondersError:
+            raise
         except TimeoutError:
             raise TransportTimeoutError(f"request on {subject!r} timed out after {timeout}s") from None
         finally:

@@ -565,6 +565,7 @@ class NatsCoreTransport(Transport):
         else:
             self._closed = True
             raise TransportError(f"cannot connect to {', '.join(_redact(u) for u in cands)}: {'; '.join(errors)}")
+        self._opened = True   # see Transport._closed_error
         self._connected.set()
         if self.options.get("jetstream", True):
             await self._connect_jetstream()
@@ -833,7 +834,7 @@ class NatsCoreTransport(Transport):
         """Queue one PUB (written at the end of this loop turn); raises at once for a closed transport, a bad
         subject, a payload over max_payload or a full reconnect buffer."""
         if self._closed:
-            raise TransportClosedError("NatsCoreTransport is closed")
+            raise self._closed_error()
         self._check_buffer()
         self._writer.pub(subject, payload, reply, encode_headers(headers) if headers else None)
         self._after_write()
@@ -841,7 +842,7 @@ class NatsCoreTransport(Transport):
     async def publish(self, subject: str, payload: Buffer, *, reply: str | None = None,
                       headers: Headers | None = None) -> None:
         if self._closed:
-            raise TransportClosedError("NatsCoreTransport is closed")
+            raise self._closed_error()
         if self._paused is not None:
             await self._paused   # the socket's write buffer is over its high-water mark
         self._check_buffer()
@@ -972,7 +973,7 @@ class NatsCoreTransport(Transport):
     async def request(self, subject: str, payload: Buffer, *, timeout: float = 1.0,
                       headers: Headers | None = None) -> Message:
         if self._closed:
-            raise TransportClosedError("NatsCoreTransport is closed")
+            raise self._closed_error()
         inbox = self._inbox
         if inbox is None:
             inbox = self._open_inbox()
