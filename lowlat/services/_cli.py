@@ -29,6 +29,15 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="ZeroMQ: be the hub (bind the URL); other processes connect")
     p.add_argument("--symbols", help="comma-separated symbols (default AAPL,MSFT,GOOG,AMZN)")
     p.add_argument("--log-level", dest="log_level", help="INFO (default) or ERROR, DEBUG")
+    g = p.add_argument_group("NATS credentials and TLS (files keep secrets out of the URL and of ps)")
+    g.add_argument("--token-file", dest="token_file", metavar="FILE", help="file holding the auth token")
+    g.add_argument("--creds", dest="creds_file", metavar="FILE", help="NATS .creds file (JWT + nkey seed)")
+    g.add_argument("--nkey-file", dest="nkey_file", metavar="FILE", help="nkey seed file")
+    g.add_argument("--tls-ca", dest="tls_ca", metavar="FILE", help="PEM CA bundle (turns TLS on)")
+    g.add_argument("--tls-cert", dest="tls_cert", metavar="FILE", help="PEM client certificate (mutual TLS)")
+    g.add_argument("--tls-key", dest="tls_key", metavar="FILE", help="PEM client key")
+    g.add_argument("--reconnect-attempts", dest="reconnect_attempts", type=int,
+                   help="reconnect attempts per server after an outage (default -1: keep trying)")
 
 
 def _service_flags(p: argparse.ArgumentParser) -> None:
@@ -92,6 +101,11 @@ def _serve(args: argparse.Namespace) -> int:
     # separate processes need a transport that spans processes: the embedded default here is shm://
     cfg = _cfg(args, args.service, transport=SERVE_TRANSPORT)
     _setup_logging(cfg)
+    try:
+        cfg.connect_options()  # unreadable credential files: a config error before anything starts
+    except ValueError as e:
+        print(f"lowlat serve: {e}", file=sys.stderr)
+        return 2
     if args.service == "validator":
         from .validator import ValidatorService
 
@@ -105,7 +119,27 @@ def _serve(args: argparse.Namespace) -> int:
         from .validator import ValidatorService
 
         svcs = [ValidatorService(cfg.replace(forward=True)), MatcherService(cfg)]
-    asyncio.run(run_services(cfg, svcs))
+    return _run_or_exit(run_services(cfg, svcs))
+
+
+def _run_or_exit(main: Any) -> int:
+    """Run a service coroutine; a lost or refused transport is one ERROR line and a non-zero status, not a
+    traceback (3: closed for good while serving, 1: could not connect or bad credentials config)."""
+    import logging
+
+    from .._redact import redact
+    from ..errors import TransportError
+    from .runtime import TransportLostError
+
+    log = logging.getLogger("lowlat.services")
+    try:
+        asyncio.run(main)
+    except TransportLostError as e:
+        log.error("exiting: %s", redact(str(e)))
+        return 3
+    except TransportError as e:
+        log.error("cannot start: %s", redact(str(e)))
+        return 1
     return 0
 
 
@@ -114,7 +148,7 @@ async def _loadgen_run(cfg: ServiceConfig, progress: bool) -> Any:
     from ..transport import connect
     from .loadgen import LoadGenerator, print_progress
 
-    async with connect(cfg.transport) as t:
+    async with connect(cfg.transport, **cfg.connect_options()) as t:
         lg = LoadGenerator(t, cfg, progress=print_progress(sys.stderr) if progress else None)
         res = await lg.run()
     if progress and sys.stderr.isatty():

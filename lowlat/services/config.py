@@ -76,9 +76,43 @@ class ServiceConfig:
     log_json: bool = True
     otel: bool = False                            # OpenTelemetry spans per batch (needs lowlat[otel])
     drain_timeout_s: float = 10.0
+    # --- connection (NATS; ignored by transports without a broker connection) ---
+    connect_attempts: int = 5                     # initial connect: attempts per server before failing
+    reconnect_attempts: int = -1                  # after an outage: attempts per server; -1 = keep trying
+    reconnect_wait_s: float = 1.0                 # pause between attempts on one server
+    token_file: str = ""                          # file holding the auth token (keeps it out of ``ps``)
+    creds_file: str = ""                          # NATS .creds file (JWT + nkey seed)
+    nkey_file: str = ""                           # nkey seed file
+    tls_ca: str = ""                              # PEM CA bundle; setting it turns TLS on
+    tls_cert: str = ""                            # PEM client certificate (mutual TLS)
+    tls_key: str = ""                             # PEM client key
 
     def replace(self, **changes: Any) -> ServiceConfig:
         return dataclasses.replace(self, **changes)
+
+    def connect_options(self) -> dict[str, Any]:
+        """Keyword options for ``lowlat.transport.connect(self.transport, ...)``: reconnect policy, credentials
+        from files and TLS paths for NATS URLs; ``{}`` for other transports.  Raises ``ValueError`` naming the
+        field when a credential file cannot be read."""
+        if self.transport.split("://", 1)[0].lower() not in ("nats", "tls"):
+            return {}
+        out: dict[str, Any] = {"max_reconnect_attempts": self.connect_attempts,
+                               "reconnect_attempts": self.reconnect_attempts,
+                               "reconnect_time_wait": self.reconnect_wait_s}
+        if self.token_file:
+            try:
+                with open(self.token_file) as f:
+                    out["token"] = f.read().strip()
+            except OSError as e:
+                raise ValueError(f"config field 'token_file': cannot read {self.token_file!r}: {e.strerror}") from None
+        for field, opt in (("creds_file", "user_credentials"), ("nkey_file", "nkeys_seed"), ("tls_ca", "tls_ca"),
+                           ("tls_cert", "tls_cert"), ("tls_key", "tls_key")):
+            path = getattr(self, field)
+            if path:
+                if not os.access(path, os.R_OK):
+                    raise ValueError(f"config field {field!r}: cannot read {path!r}")
+                out[opt] = path
+        return out
 
     def band(self) -> tuple[int, int]:
         """(lo, hi) price collar in ticks derived from ref_price and band_bps."""

@@ -8,7 +8,9 @@ Prometheus export (``prometheus_client``) is opt-in (``metrics_port``); it binds
 time a collector exports every stage as a real histogram (``lowlat_stage_latency_seconds_bucket{le=...}``,
 ``_count``, ``_sum``: sum it across validator instances) plus quantile gauges (``lowlat_latency_seconds``) for
 humans; ``collector()`` can be registered on a registry the application owns.  OpenTelemetry spans are optional
-(``lowlat[otel]``), off by default and wrapped around batches only.
+(``lowlat[otel]``), off by default and wrapped around batches only.  The metrics port also serves ``/healthz``:
+200 while every registered service's transport is connected, else 503 (JSON body: each service's transport
+state and disconnect/reconnect counts).
 """
 
 from __future__ import annotations
@@ -114,6 +116,7 @@ class Metrics:
         self.dropped = 0            # messages the transport dropped because we were a slow consumer
         self.slow_consumer_events = 0
         self.throttled = 0          # times the rate limiter made intake wait
+        self.transport: Any = None  # the service's transport: connection state for /metrics and /healthz
 
     def stage(self, name: str) -> LatencyHistogram:
         """The stage's histogram (created on first use)."""
@@ -167,6 +170,16 @@ class Metrics:
                 out[f"CODE_{code}"] = n
         return out
 
+    def transport_state(self) -> dict[str, Any]:
+        """``{"state", "connected", "disconnects", "reconnects"}`` of the service's transport (connected while
+        it has none yet, so an in-process service without a transport is healthy)."""
+        t = self.transport
+        if t is None:
+            return {"state": "connected", "connected": True, "disconnects": 0, "reconnects": 0}
+        state = getattr(t, "state", None) or ("closed" if getattr(t, "closed", False) else "connected")
+        return {"state": state, "connected": state == "connected",
+                "disconnects": int(getattr(t, "disconnects", 0)), "reconnects": int(getattr(t, "reconnects", 0))}
+
     def snapshot(self) -> dict[str, Any]:
         """A plain dict for logs/reports: counts, rejects by reason, pending, dropped, stage summaries (ns)."""
         with self.lock:
@@ -179,6 +192,7 @@ class Metrics:
                 "dropped": self.dropped,
                 "slow_consumer_events": self.slow_consumer_events,
                 "throttled": self.throttled,
+                "transport": self.transport_state(),
                 "stages": stages,
             }
 
@@ -206,6 +220,10 @@ class _Collector:
                                    labels=["service"])
         thr = CounterMetricFamily("lowlat_throttled", "Times the intake rate limit made the service wait",
                                   labels=["service"])
+        conn = GaugeMetricFamily("lowlat_transport_connected", "1 while the transport is connected, 0 while "
+                                 "reconnecting or closed", labels=["service"])
+        disc = CounterMetricFamily("lowlat_transport_disconnects", "Broker disconnects seen", labels=["service"])
+        reco = CounterMetricFamily("lowlat_transport_reconnects", "Successful reconnects", labels=["service"])
         lat = GaugeMetricFamily("lowlat_latency_seconds", "Latency quantiles per stage (HDR histogram)",
                                 labels=["service", "stage", "quantile"])
         lat_hist = HistogramMetricFamily("lowlat_stage_latency_seconds",
@@ -226,12 +244,16 @@ class _Collector:
             drop.add_metric([m.service], s["dropped"])
             slow.add_metric([m.service], s["slow_consumer_events"])
             thr.add_metric([m.service], s["throttled"])
+            ts = s["transport"]
+            conn.add_metric([m.service], int(ts["connected"]))
+            disc.add_metric([m.service], ts["disconnects"])
+            reco.add_metric([m.service], ts["reconnects"])
             for stage, summ in s["stages"].items():
                 for q in QUANTILES:
                     lat.add_metric([m.service, stage, f"{q / 100:g}"], summ[f"p{q:g}"] / 1e9)
             for stage, (buckets, total_s) in hists.items():
                 lat_hist.add_metric([m.service, stage], buckets, total_s)
-        yield from (msgs, rej, pend, plim, drop, slow, thr, lat, lat_hist)
+        yield from (msgs, rej, pend, plim, drop, slow, thr, conn, disc, reco, lat, lat_hist)
 
     def describe(self) -> list[Any]:
         return []  # dynamic: no registration-time description (prometheus_client then skips collect at register)
@@ -259,15 +281,46 @@ def unregister(m: Metrics) -> None:
             _REGISTERED.remove(m)
 
 
+def health() -> tuple[bool, dict[str, Any]]:
+    """(healthy, body) for ``/healthz``: healthy while every registered service's transport is connected."""
+    with _REG_LOCK:
+        regs = list(_REGISTERED)
+    services = {m.service: m.transport_state() for m in regs}
+    ok = all(v["connected"] for v in services.values())
+    return ok, {"status": "ok" if ok else "unavailable", "services": services}
+
+
+def _app(registry: Any) -> Any:
+    """WSGI app: ``/healthz`` (see ``health``), everything else prometheus_client's exposition."""
+    import json
+
+    from prometheus_client import make_wsgi_app
+
+    metrics_app = make_wsgi_app(registry)
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        if environ.get("PATH_INFO") in ("/healthz", "/health"):
+            ok, body = health()
+            start_response("200 OK" if ok else "503 Service Unavailable", [("Content-Type", "application/json")])
+            return [json.dumps(body).encode()]
+        return metrics_app(environ, start_response)
+
+    return app
+
+
 def start_metrics_server(port: int, host: str = "127.0.0.1", registry: Any = None) -> int:
-    """Serve ``/metrics`` on ``host:port`` (port 0 = pick a free one) from a daemon thread; returns the port.
+    """Serve ``/metrics`` and ``/healthz`` on ``host:port`` (port 0 = pick a free one) from a daemon thread;
+    returns the port.
 
     ``registry``: a ``prometheus_client.CollectorRegistry`` of the application (lowlat's collector is added to
     it once, next to the application's own metrics); default a private registry holding only lowlat's collector.
     Raises ``MissingExtraError`` when ``prometheus_client`` is absent.
     """
     try:
-        from prometheus_client import CollectorRegistry, start_http_server
+        from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+        from prometheus_client import CollectorRegistry
+        from prometheus_client.exposition import ThreadingWSGIServer
     except ImportError:
         raise MissingExtraError("/metrics needs prometheus_client: pip install 'lowlat[metrics]'") from None
     key = (host, port)
@@ -278,7 +331,13 @@ def start_metrics_server(port: int, host: str = "127.0.0.1", registry: Any = Non
     if not getattr(registry, "_lowlat_registered", False):
         registry.register(_COLLECTOR)  # type: ignore[arg-type]
         registry._lowlat_registered = True
-    server, _thread = start_http_server(port, addr=host, registry=registry)
+
+    class _Quiet(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:  # no access log on stderr
+            return
+
+    server = make_server(host, port, _app(registry), ThreadingWSGIServer, handler_class=_Quiet)
+    threading.Thread(target=server.serve_forever, name="lowlat-metrics", daemon=True).start()
     actual = server.server_address[1]
     _SERVERS[(host, actual)] = server
     return actual

@@ -3,7 +3,13 @@
 Shutdown order on SIGTERM/SIGINT (``run_services``): every service stops intake (unsubscribes, so the broker or
 ring stops delivering to it), finishes its in-flight batch and what is already pending in its subscriptions,
 then the transport is flushed and closed.  A message a service has taken in is therefore answered before exit;
-messages never delivered stay with the broker (queue-group peers get them).
+messages never delivered stay with the broker (queue-group peers get them).  What the drain timeout cuts off is
+counted (``drain_dropped``) and logged at ERROR.
+
+Broker outages: a NATS service keeps reconnecting (``reconnect_attempts``, default forever); the adapter logs
+each disconnect/reconnect at WARNING and the state is exported (``lowlat_transport_connected``, ``/healthz``).
+When the transport is closed for good (attempts exhausted, credentials refused), ``run_services`` stops the
+services and raises ``TransportLostError``: the CLI logs one ERROR line and exits with status 3.
 """
 
 from __future__ import annotations
@@ -17,14 +23,29 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from .._redact import redact_url
+from ..errors import TransportClosedError, TransportError
 from ..transport import Message, Subscription, Transport
 from ..transport.base import Capability
 from .config import ServiceConfig
 from .metrics import Metrics, enable_otel, register, start_metrics_server
 
-__all__ = ["BatchService", "RateLimiter", "run_services", "setup_logging", "next_batch", "log"]
+__all__ = ["BatchService", "RateLimiter", "TransportLostError", "log", "next_batch", "run_services", "setup_logging",
+           "transport_connected"]
 
 log = logging.getLogger("lowlat.services")
+
+
+class TransportLostError(TransportClosedError):
+    """The services' transport was closed for good while they ran (not by a shutdown request)."""
+
+
+def transport_connected(t: Any) -> bool:
+    """True while ``t`` is usable: NATS reports ``state``; other adapters are connected until closed."""
+    state = getattr(t, "state", None)
+    if state is not None:
+        return state == "connected"
+    return not getattr(t, "closed", False)
 
 
 class _JsonFormatter(logging.Formatter):
@@ -123,6 +144,7 @@ class BatchService:
         self._stopping = False
         self._limiter = RateLimiter(cfg.rate_limit) if cfg.rate_limit > 0 else None
         self._overloaded = False
+        self._inflight = 0
         self.processed = 0
 
     # --- subclass API ---
@@ -141,6 +163,7 @@ class BatchService:
     # --- lifecycle ---
     async def start(self, transport: Transport) -> None:
         self.transport = transport
+        self.metrics.transport = transport
         for subject, queue in self.subjects():
             opts: dict[str, Any] = {}
             if self.cfg.max_pending:
@@ -155,7 +178,7 @@ class BatchService:
             task = asyncio.get_running_loop().create_task(self._loop(subject, sub), name=f"{self.name}:{subject}")
             self._tasks.append(task)
         await self.on_start()
-        log.info("service started", extra={"service": self.name, "transport": transport.url,
+        log.info("service started", extra={"service": self.name, "transport": redact_url(transport.url),
                                            "subjects": [s for s, _ in self.subjects()]})
 
     async def _loop(self, subject: str, sub: Subscription) -> None:
@@ -178,11 +201,13 @@ class BatchService:
             self._check_overload(subject, pend, dropped, m.observe_pending(pend, self.cfg.max_pending, dropped))
             if self._limiter is not None and await self._limiter.acquire(n):
                 m.throttled += 1
+            self._inflight = n
             try:
                 await self.handle(subject, batch)
             except Exception:  # one bad batch must not kill the worker; the error is logged, not hidden
                 log.exception("batch failed", extra={"service": self.name, "subject": subject, "n": n})
                 m.inc("batch_errors")
+            self._inflight = 0
             self.processed += n
 
     def _check_overload(self, subject: str, pending: int, dropped: int, dropped_grew: bool) -> None:
@@ -205,7 +230,11 @@ class BatchService:
             return
         self._stopping = True
         timeout = self.cfg.drain_timeout_s if timeout is None else timeout
+        connected = self.transport is None or transport_connected(self.transport)
         for sub in self._subs:
+            if not connected:  # nothing can be drained from a broker we are not connected to
+                sub.close_nowait()
+                continue
             # stop intake: nothing new is delivered to us.  drain() keeps what is already pending (we answer it);
             # plain unsubscribe() would discard it.
             try:
@@ -224,12 +253,19 @@ class BatchService:
                     t.cancel()
             await asyncio.wait(live, timeout=0.02)
         leftover = [t for t in self._tasks if not t.done()]
+        # what the timeout cuts off: the batch being handled (its answers may be partial) + what is still pending
+        cut = self._inflight + sum(max(0, s.pending) for s in self._subs) if leftover else 0
         for t in leftover:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if cut:
+            self.metrics.inc("drain_dropped", cut)
+            log.error("drain timed out: messages taken in were not answered",
+                      extra={"service": self.name, "dropped": cut, "in_flight": self._inflight,
+                             "drain_timeout_s": timeout})
         await self.on_stop()
         log.info("service stopped", extra={"service": self.name, "processed": self.processed,
-                                           "drain_timed_out": bool(leftover)})
+                                           "drain_timed_out": bool(leftover), "drain_dropped": cut})
 
 
 async def run_services(cfg: ServiceConfig, services: Iterable[BatchService], *,
@@ -259,7 +295,7 @@ async def run_services(cfg: ServiceConfig, services: Iterable[BatchService], *,
         port = start_metrics_server(cfg.metrics_port, cfg.metrics_host)
         log.info("metrics endpoint", extra={"url": f"http://{cfg.metrics_host}:{port}/metrics"})
     own = transport is None
-    t = transport or connect(cfg.transport, **({"bind": True} if cfg.bind else {}))
+    t = transport or connect(cfg.transport, **({"bind": True} if cfg.bind else {}), **cfg.connect_options())
     if own:
         await t.connect()
     try:
@@ -269,11 +305,29 @@ async def run_services(cfg: ServiceConfig, services: Iterable[BatchService], *,
         log.info("ready", extra={"services": [s.name for s in services]})
         if on_ready is not None:
             on_ready()
-        await stop_event.wait()
+        lost: asyncio.Event | None = getattr(t, "lost", None)
+        waits = [asyncio.ensure_future(stop_event.wait())]
+        if isinstance(lost, asyncio.Event):
+            waits.append(asyncio.ensure_future(lost.wait()))
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+        if lost is not None and lost.is_set() and not stop_event.is_set():
+            for s in services:
+                await s.stop(timeout=0)
+            why = getattr(t, "lost_reason", None) or "closed"
+            raise TransportLostError(f"transport {redact_url(t.url)} closed for good ({why}); "
+                                     f"{sum(s.processed for s in services)} messages were processed")
         log.info("shutdown requested: stopping intake and draining")
         for s in services:
             await s.stop()
-        await t.flush()
+        if transport_connected(t):
+            try:
+                await t.flush()
+            except TransportError as e:  # the broker went away during the drain: what we sent is lost with it
+                log.error("final flush failed", extra={"error": str(e)})
     finally:
         if own:
             await t.close()

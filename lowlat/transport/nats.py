@@ -8,9 +8,16 @@ pull consumer whose ``fetch`` yields ``Message``s to be acked explicitly with ``
 Options (keyword-only): everything ``nats.connect`` takes (``token``, ``user``/``password``, ``nkeys_seed``,
 ``user_credentials``, ``name``, ``connect_timeout``...) is passed through.  Ours: ``tls_ca``, ``tls_cert``,
 ``tls_key`` (PEM paths; ``tls://`` URLs or ``tls_ca`` turn TLS on), ``max_pending`` / ``max_pending_bytes`` per
-subscription (default 65536 msgs / 64 MiB) and ``on_slow_consumer(sub)``.  A slow consumer is reported: its
+subscription (default 65536 msgs / 64 MiB), ``on_slow_consumer(sub)``, and ``reconnect_attempts``: how many
+reconnect attempts per server once the first connection succeeded (default: ``max_reconnect_attempts``; -1 =
+forever), so a long-running service can retry an outage forever while its initial connect still fails fast.  A slow consumer is reported: its
 ``dropped`` counter grows, a warning is logged, the callback runs, and the transport's ``slow_consumers`` counts
 events (ours and nats-py's own ``SlowConsumerError``).
+
+Connection state: ``state`` is ``"connected"``, ``"reconnecting"`` or ``"closed"``; ``disconnects`` and
+``reconnects`` count outages; every disconnect and reconnect is logged at WARNING.  ``lost`` (an
+``asyncio.Event``) is set when nats-py gives up (reconnect attempts exhausted, or the server refused us for good,
+e.g. an expired JWT); ``lost_reason`` says why.  URLs in logs and errors have their credentials redacted.
 
 Semantics: ``subscribe`` returns after the server has registered the interest (one PING/PONG), so messages
 published afterwards from any connection are delivered.  Payloads are passed to nats-py as given (bytes or a
@@ -21,12 +28,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import ssl
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+from .._redact import redact_url
 from ..errors import (
+    MaxPayloadError,
     MissingExtraError,
     NoRespondersError,
     TransportClosedError,
@@ -59,7 +69,12 @@ try:
 except ImportError:
     raise MissingExtraError("lowlat.transport.nats needs nats-py: pip install 'lowlat[nats]'") from None
 
-_OWN = {"max_pending", "max_pending_bytes", "on_slow_consumer", "tls_ca", "tls_cert", "tls_key"}
+_OWN = {"max_pending", "max_pending_bytes", "on_slow_consumer", "tls_ca", "tls_cert", "tls_key", "reconnect_attempts"}
+
+
+# a literal subject: non-empty tokens of printable non-space characters, no wildcard, no NUL/control bytes.
+# One C-level match per publish (~0.2 µs), much cheaper than validate_subject's split.
+_LITERAL = re.compile(r"[^.\s*>\x00-\x1f\x7f]+(?:\.[^.\s*>\x00-\x1f\x7f]+)*").fullmatch
 
 
 def _as_bytes_like(p: Buffer) -> Buffer:
@@ -132,6 +147,11 @@ class NatsTransport(Transport):
         self._js: Any = None
         self._subs: dict[int, _NatsSub] = {}
         self.slow_consumers = 0
+        self.state = "closed"
+        self.disconnects = 0
+        self.reconnects = 0
+        self.lost: asyncio.Event | None = None
+        self.lost_reason: str | None = None
 
     # --- lifecycle ---
     def _ssl_context(self) -> ssl.SSLContext | None:
@@ -173,6 +193,44 @@ class NatsTransport(Transport):
             if user_err is not None:
                 await user_err(e)
 
+        user_cbs = {k: kw.pop(k, None) for k in ("disconnected_cb", "reconnected_cb", "closed_cb")}
+        self.lost = asyncio.Event()
+        shown = redact_url(self.url)
+        down_since = [0.0]
+
+        async def disconnected_cb() -> None:
+            if not self._closed and self.state == "connected":
+                self.state = "reconnecting"
+                self.disconnects += 1
+                down_since[0] = asyncio.get_running_loop().time()
+                log.warning("nats disconnected from %s (%r); reconnecting", shown, self._last_error,
+                            extra={"transport": shown, "disconnects": self.disconnects})
+            if user_cbs["disconnected_cb"] is not None:
+                await user_cbs["disconnected_cb"]()
+
+        async def reconnected_cb() -> None:
+            self.state = "connected"
+            self.reconnects += 1
+            down = asyncio.get_running_loop().time() - down_since[0]
+            log.warning("nats reconnected to %s after %.1f s", shown, down,
+                        extra={"transport": shown, "reconnects": self.reconnects, "down_s": round(down, 3)})
+            if user_cbs["reconnected_cb"] is not None:
+                await user_cbs["reconnected_cb"]()
+
+        async def closed_cb() -> None:
+            if not self._closed:  # nats-py gave up: not a close we asked for
+                self._closed = True
+                self.state = "closed"
+                nc = self._nc
+                why = getattr(nc, "last_error", None) or self._last_error
+                self.lost_reason = f"{type(why).__name__}: {why}" if why is not None else "connection closed"
+                log.warning("nats connection to %s closed for good: %s", shown, self.lost_reason,
+                          extra={"transport": shown})
+                assert self.lost is not None
+                self.lost.set()
+            if user_cbs["closed_cb"] is not None:
+                await user_cbs["closed_cb"]()
+
         kw.setdefault("allow_reconnect", True)
         kw.setdefault("max_reconnect_attempts", 5)
         kw.setdefault("connect_timeout", 5)
@@ -181,21 +239,28 @@ class NatsTransport(Transport):
         tries = kw["max_reconnect_attempts"]
         budget = None if tries < 0 else (kw["connect_timeout"] + kw.get("reconnect_time_wait", 2)) * (tries + 1) + 1
         try:
-            self._nc = await asyncio.wait_for(nats.connect(servers=servers, error_cb=error_cb, **kw), budget)
+            self._nc = await asyncio.wait_for(nats.connect(servers=servers, error_cb=error_cb,
+                                                           disconnected_cb=disconnected_cb,
+                                                           reconnected_cb=reconnected_cb, closed_cb=closed_cb, **kw),
+                                              budget)
         except Exception as e:  # auth/TLS/refused all become TransportError with the cause
             last = self._last_error
             why = f" (last error: {last!r})" if last is not None and last is not e else ""
-            raise TransportError(f"cannot connect to {self.url}: {e!r}{why}") from e
+            raise TransportError(redact_url(f"cannot connect to {shown}: {e!r}{why}")) from e
         if ctx is not None and self._nc._transport._io_writer.get_extra_info("ssl_object") is None:
             # nats-py silently stays in plaintext when the server does not offer TLS: fail closed instead
             await self._nc.close()
             self._nc = None
-            raise TransportError(f"cannot connect to {self.url}: TLS was requested but the server does not offer "
+            raise TransportError(f"cannot connect to {shown}: TLS was requested but the server does not offer "
                                  "it (refusing plaintext)")
+        if "reconnect_attempts" in self.options:  # from now on: the outage budget, not the initial-connect one
+            self._nc.options["max_reconnect_attempts"] = int(self.options["reconnect_attempts"])
         self._mark_open()
+        self.state = "connected"
 
     async def close(self) -> None:
         self._closed = True
+        self.state = "closed"
         self._cancel_background()
         nc, self._nc = self._nc, None
         for s in list(self._subs.values()):
@@ -210,6 +275,7 @@ class NatsTransport(Transport):
             self._closed = True
             return
         self._closed = True
+        self.state = "closed"
         self._cancel_background()
         nc, self._nc = self._nc, None
         try:
@@ -247,23 +313,45 @@ class NatsTransport(Transport):
     # --- core NATS ---
     async def publish(self, subject: str, payload: Buffer, *, headers: Headers | None = None,
                       reply: str | None = None) -> None:
+        """Publish one message.  Raises ``ValueError`` for an invalid subject or reply (wildcards, empty tokens,
+        whitespace, NUL), ``lowlat.errors.MaxPayloadError`` past the server's ``max_payload``, ``TransportError`` when
+        nats-py's reconnect buffer is full, ``TransportClosedError`` once closed."""
         if self._closed:
             raise self._closed_error()
+        if not _LITERAL(subject):
+            validate_subject(subject)
+            raise ValueError(f"invalid subject {subject!r}")
+        if reply and not _LITERAL(reply):
+            raise ValueError(f"invalid reply subject {reply!r}")
         try:
             await self._nc.publish(subject, _as_bytes_like(payload), reply=reply or "",
                                    headers=dict(headers) if headers else None)
         except nats.errors.BadSubjectError as e:
             raise ValueError(f"invalid subject {subject!r}") from e
-        except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError) as e:
-            raise _map_error(e, "publish") from e
+        except Exception as e:  # every nats-py refusal becomes a lowlat error
+            raise self._publish_error(e, subject, payload) from e
+
+    def _publish_error(self, e: BaseException, subject: str, payload: Buffer) -> BaseException:
+        if isinstance(e, nats.errors.MaxPayloadError):
+            return MaxPayloadError(f"publish on {subject!r}: {memoryview(payload).nbytes} bytes exceed the "
+                                        f"server's max_payload of {self._nc.max_payload} bytes")
+        if isinstance(e, nats.errors.OutboundBufferLimitError):
+            return TransportError(f"publish on {subject!r}: disconnected and the reconnect buffer is full")
+        return _map_error(e, f"publish on {subject!r}")
 
     async def publish_batch(self, subject: str, payloads: Sequence[Buffer]) -> None:
         # nats-py buffers writes and flushes them in one go from its flusher task: a loop is the batch path.
         if self._closed:
             raise self._closed_error()
+        if not _LITERAL(subject):
+            validate_subject(subject)
+            raise ValueError(f"invalid subject {subject!r}")
         pub = self._nc.publish
         for p in payloads:
-            await pub(subject, _as_bytes_like(p))
+            try:
+                await pub(subject, _as_bytes_like(p))
+            except Exception as e:
+                raise self._publish_error(e, subject, p) from e
 
     async def subscribe(self, subject: str, *, queue: str | None = None, **options: Any) -> Subscription:
         self._check_open()
