@@ -173,7 +173,9 @@ class MatcherService(BatchService):
             raw = bytes(msg.data)
             try:
                 oid = int(raw) if raw.strip().isdigit() else int.from_bytes(raw[:8], "little")
-            except ValueError:
+            except ValueError:  # e.g. more digits than int() converts
+                oid = 0
+            if not 0 <= oid < 1 << 64:  # no such order id on the wire: UNKNOWN_ORDER, with id 0
                 oid = 0
             st = rm.orders.get(oid)
             now = time.time_ns()
@@ -218,7 +220,9 @@ class MatcherService(BatchService):
         now = time.time_ns()
         t0 = pc()
         n = len(batch)
-        cmds = self._cmds
+        # more than batch_max (nats-py's fetch can return that): one array for this batch, so the journal still
+        # gets one record per input batch
+        cmds = self._cmds if n <= len(self._cmds) else np.zeros(n, self._book.COMMAND_DTYPE)
         early: list[tuple[int, str, int, int]] = []  # (oid, symbol, account, reason) rejected before the engine
         k = 0
         for msg in batch:
@@ -322,7 +326,10 @@ class MatcherService(BatchService):
                               now))
             elif kind == REJ:
                 rejected_codes.append(reason)
-                rm.order(oid, [S.REJECTED, side, price, 0, 0, account, reason])
+                # a rejected command about an id the read side knows (a duplicate NEW of a resting order, a
+                # cancel of a filled one) does not change that order: the read side describes what the book holds
+                if oid not in orders:
+                    rm.order(oid, [S.REJECTED, side, price, 0, 0, account, reason])
                 out.append(ex(oid, account, side, S.REJECTED, reason, 0, 0, 0, False, round(price * ts, 9), 0, 0, 0, now))
         if rejected_codes:
             self.metrics.count_rejects(np.array(rejected_codes, dtype=np.uint8))

@@ -20,10 +20,11 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import TransportClosedError
 from ..transport import Message
 from .config import ServiceConfig
 from .metrics import Metrics, otel_span
-from .runtime import BatchService
+from .runtime import BatchService, log
 
 __all__ = ["ValidatorService"]
 
@@ -32,7 +33,8 @@ class ValidatorService(BatchService):
     """Validate orders from ``cfg.orders_subject`` (queue group ``cfg.queue``) with ``lowlat``'s Validator.
 
     ``validator`` defaults to one built from the config's instrument rules for ``cfg.symbols``.
-    Counters: ``in``, ``accepted``, ``rejected``, ``replies``, ``forwarded``; stages: ``receive`` (oldest order's
+    Counters: ``in``, ``accepted``, ``rejected``, ``replies``, ``reply_errors`` (replies the transport refused, e.g. an
+    invalid reply subject; the rest of the batch is still answered), ``forwarded``; stages: ``receive`` (oldest order's
     timestamp → dequeued), ``validate`` and ``reply`` (per order, amortised over the batch).
     """
 
@@ -45,6 +47,13 @@ class ValidatorService(BatchService):
         self._wire = _wire
         self.validator = validator if validator is not None else _wire.make_validator(cfg)
         self._codes = np.zeros(max(1, cfg.batch_max), dtype=np.uint8)
+
+    def _reply_refused(self, reply: str, e: BaseException) -> None:
+        """Count a reply the transport refused; log the first and then one line per 1000 (rate-limited)."""
+        n = self._refused = getattr(self, "_refused", 0) + 1
+        if n == 1 or n % 1000 == 0:
+            log.error("reply refused by the transport", extra={"service": self.name, "reply": reply[:200],
+                                                                "error": str(e)[:200], "refused_total": n})
 
     def subjects(self) -> list[tuple[str, str | None]]:
         return [(self.cfg.orders_subject, self.cfg.queue or None)]
@@ -64,7 +73,9 @@ class ValidatorService(BatchService):
             if n == 1:  # idle path: one order, no array round trip
                 code_list = [self.validator.validate(bufs[0])]
             else:
-                codes = self._codes[:n]
+                # a transport may hand over more than batch_max (nats-py's fetch drains orphaned pulls too):
+                # such a batch gets its own array, the preallocated one is not grown
+                codes = self._codes[:n] if n <= len(self._codes) else np.zeros(n, dtype=np.uint8)
                 self.validator.validate_many(bufs, codes)  # one nogil loop over the batch
                 code_list = codes.tolist()
             t1 = pc()
@@ -77,12 +88,18 @@ class ValidatorService(BatchService):
         by_subject: dict[str, list[Any]] | None = None
         pub_all = cfg.publish_results
         fwd: dict[str, list[Any]] | None = None
-        replies = 0
+        replies = refused = 0
         publish = t.publish
         for msg, res, code, buf in zip(batch, results, code_list, bufs):
             if msg.reply:
-                await publish(msg.reply, res)
-                replies += 1
+                try:
+                    await publish(msg.reply, res)
+                    replies += 1
+                except TransportClosedError:
+                    raise
+                except Exception as e:  # noqa: BLE001 - one bad reply address must not lose the batch's answers
+                    refused += 1
+                    self._reply_refused(msg.reply, e)
             if pub_all or not msg.reply:
                 if by_subject is None:
                     by_subject = defaultdict(list)
@@ -110,5 +127,7 @@ class ValidatorService(BatchService):
         c["accepted"] += n - rejected
         c["rejected"] += rejected
         c["replies"] += replies
+        if refused:
+            c["reply_errors"] += refused
         if fwd:
             c["forwarded"] += sum(len(v) for v in fwd.values())
