@@ -204,11 +204,29 @@ class BatchService:
             self._inflight = n
             try:
                 await self.handle(subject, batch)
+                if batch[-1]._ack is not None:
+                    await self._ack_answered(batch)
             except Exception:  # one bad batch must not kill the worker; the error is logged, not hidden
                 log.exception("batch failed", extra={"service": self.name, "subject": subject, "n": n})
                 m.inc("batch_errors")
             self._inflight = 0
             self.processed += n
+
+    async def _ack_answered(self, batch: list[Message]) -> None:
+        """At-least-once intake (Kafka consumer groups): once a batch is handled, flush what it published (its
+        answers are with the broker) and then ack (commit) its messages.  A crash before the commit means the
+        batch is handled again after a restart: the duplicate window is the batches handled since the last commit
+        (Kafka: one consumer poll interval, ≤ 50 ms, plus the batch in flight)."""
+        t = self.transport
+        assert t is not None
+        try:
+            await t.flush()
+        except TransportError as e:  # an answer the broker refused (e.g. a reply topic that does not exist)
+            self.metrics.inc("publish_errors")
+            log.error("publish failed before commit", extra={"service": self.name, "error": str(e)[:300]})
+        for msg in batch:
+            await msg.ack()
+        self.metrics.inc("acked", len(batch))
 
     def _check_overload(self, subject: str, pending: int, dropped: int, dropped_grew: bool) -> None:
         limit = self.cfg.max_pending

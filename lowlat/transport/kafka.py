@@ -29,7 +29,11 @@ Semantics, where Kafka differs from the NATS-like interface:
 - **request/reply**: a per-transport inbox topic ``_lowlat.inbox.<hex>`` (made on the first request, deleted on
   close); a request carries header ``lowlat-reply: <inbox>#<correlation id>``, which is ``msg.reply``; publishing to
   it produces to the inbox with header ``lowlat-cid``.  Slow: two broker round trips plus two fetch waits.
-- **headers**: ``str → str`` (UTF-8) in, a dict out; ``lowlat-*`` headers are internal and stripped.
+  Anyone who can write to a topic can set ``lowlat-reply``, so a received one is honoured only when its topic
+  starts with the option ``reply_prefix`` (default ``_lowlat.inbox.``, the inboxes ``request`` makes) and is a
+  legal topic name; others are dropped (the message arrives without ``reply``), counted in ``replies_refused``
+  and logged (first, then every 1000).  Replies never create topics (an inbox exists while its requester waits).
+- **headers**: ``str → str`` (UTF-8) in, a dict out; every ``lowlat-*`` header is internal and stripped.
 - **flow control**: the base ``QueueSubscription`` limits (``max_pending``, ``max_pending_bytes``): past them a
   message is dropped and counted (the broker still has it: re-read with ``offset=``).  No subject wildcards, no
   "no responders" (a request nobody serves times out).
@@ -132,6 +136,7 @@ class KafkaSubscription(QueueSubscription):
     def _push(self, batch: list[Any]) -> None:  # event loop: raw confluent-kafka messages -> Message
         if self._sink is not None:
             return self._sink(batch)
+        allowed = self._t._reply_prefix
         for m in batch:
             e = m.error()
             if e is not None:
@@ -142,7 +147,12 @@ class KafkaSubscription(QueueSubscription):
             if h is not None:
                 h = {k: (v or b"").decode("utf-8", "replace") for k, v in h}
                 reply = h.pop(_REPLY, None)
-                h.pop(_CID, None)
+                if any(k.startswith("lowlat-") for k in h):
+                    h = {k: v for k, v in h.items() if not k.startswith("lowlat-")}
+                if reply is not None and not (reply.startswith(allowed)
+                                              and _TOPIC.match(reply.partition("#")[0])):
+                    self._t._refuse_reply(m.topic(), reply)
+                    reply = None
             self._deliver(Message(m.topic(), memoryview(m.value() or b""), h or None, reply, self._t,
                                   partial(self._ack, m) if self._commit else None))
 
@@ -184,6 +194,15 @@ class KafkaTransport(Transport):
         self._inbox: str | None = None
         self._error: BaseException | None = None
         self._key_header: str | None = options.get("key_header")
+        self._reply_prefix: str = options.get("reply_prefix", "_lowlat.inbox.")
+        self.replies_refused = 0
+
+    def _refuse_reply(self, topic: str, reply: str) -> None:
+        self.replies_refused += 1
+        n = self.replies_refused
+        if n == 1 or n % 1000 == 0:
+            log.warning("kafka: lowlat-reply %r on %r is outside the allowed reply prefix %r: dropped (%d so far)",
+                        reply[:200], topic, self._reply_prefix, n)
 
     def _conf(self, kind: str, **defaults: Any) -> dict[str, Any]:
         o = self.options
@@ -238,7 +257,9 @@ class KafkaTransport(Transport):
         travels as the ``lowlat-reply`` header (``Message.reply`` on the receiving side)."""
         self._check_open()
         topic, _, cid = subject.partition("#")  # "#" only appears in reply subjects (inbox#correlation-id)
-        if topic not in self._known:
+        if cid:  # a reply: the requester made its inbox; never create (or remember) a topic a header named
+            _topic(topic)
+        elif topic not in self._known:
             await self._prepare(topic)
         h: list[tuple[str, str]] | None = list(headers.items()) if headers else None
         if cid:
