@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import _core
-from ..errors import DecodeError, TransportError
+from ..errors import DecodeError, LowlatError, TransportError
 from .config import ServiceConfig, load_config
 
 __all__ = ["STREAMS", "IdempotentPublisher", "ensure_streams", "msg_id_for", "run_matcher", "run_validator"]
@@ -256,8 +256,14 @@ async def run_matcher(cfg: ServiceConfig, workdir: str | Path, *, shard: str = "
         try:
             rec = await m.recover()
             break
-        except Exception:
-            log.exception("recover failed; retrying")
+        except (LowlatError, ValueError) as e:
+            if isinstance(e, TransportError):  # broker not reachable yet / journal stream leader moving
+                log.warning("recover: journal not readable yet; retrying", extra={"error": str(e)[:300]})
+                await asyncio.sleep(0.5)
+                continue
+            raise  # a snapshot made for other books, a journal that does not decode: waiting does not fix it
+        except Exception as e:  # noqa: BLE001 - nats-py's own errors while the broker restarts
+            log.warning("recover: journal not readable yet; retrying", extra={"error": repr(e)[:300]})
             await asyncio.sleep(0.5)
     await pub.commit()
     m.journal = m
@@ -349,7 +355,11 @@ def main(argv: list[str] | None = None) -> int:
         return await run_matcher(cfg, a.workdir, shard=a.shard, snapshot_every=a.snapshot_every, stop=stop,
                                  ready=ready, replicas=a.replicas)
 
-    out = asyncio.run(run())
+    try:
+        out = asyncio.run(run())
+    except (LowlatError, ValueError) as e:  # a snapshot for other books, an undecodable journal: one line, exit 2
+        log.error("cannot recover: %s", e)
+        return 2
     print(json.dumps({"msg": "stopped", "service": a.service, **out}, default=str), flush=True)
     sys.stdout.flush()
     return 0

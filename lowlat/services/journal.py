@@ -37,12 +37,13 @@ from typing import Any
 import numpy as np
 
 from .. import _book
-from ..errors import DecodeError, TransportError
+from ..errors import DecodeError, LowlatError, TransportError
 from .config import ServiceConfig
 from .matcher import ExecStatus, MatcherService
 from .snapshot import Snapshot, SnapshotStore, dump_engine, restore_engine
 
-__all__ = ["DurableMatcher", "FileJournal", "JetStreamJournal", "decode_record", "encode_record", "replay_into"]
+__all__ = ["DurableMatcher", "FileJournal", "JetStreamJournal", "SnapshotConfigError", "decode_record", "encode_record",
+           "replay_into"]
 
 log = logging.getLogger("lowlat.services.journal")
 
@@ -320,6 +321,32 @@ async def replay_into(engine: Any, journal: Any, after: int = 0, *, on_events: A
     return last, last_in, n
 
 
+class SnapshotConfigError(LowlatError, ValueError):
+    """A snapshot does not fit the configured books (a symbol removed from ``symbols``, band, capacity or tick
+    size changed): restoring it would corrupt state, and falling back does not help; fix the configuration or
+    move the snapshot directory away."""
+
+
+def _int_map(v: Any, what: str) -> dict[str, int]:
+    if not isinstance(v, dict) or not all(isinstance(k, str) and type(x) is int and x >= 0 for k, x in v.items()):
+        raise DecodeError(f"snapshot meta: {what} is not a map of non-negative integers")
+    return v
+
+
+def _check_meta(meta: dict[str, Any], symbols: Any) -> None:
+    """Raise ``DecodeError`` unless ``meta`` has the types ``DurableMatcher.snapshot`` writes."""
+    pos = meta.get("input_pos", 0)
+    if type(pos) is not int or pos < 0:
+        raise DecodeError("snapshot meta: input_pos is not a non-negative integer")
+    _int_map(meta.get("md_seq", {}), "md_seq")
+    _int_map(meta.get("trades", {}), "trades")
+    cum = meta.get("cum", {})
+    if not isinstance(cum, dict):
+        raise DecodeError("snapshot meta: cum is not a map")
+    for sym, m in cum.items():
+        _int_map(m, f"cum[{sym!r}]")
+
+
 class DurableMatcher(MatcherService):
     """A ``MatcherService`` with a write-ahead journal and periodic snapshots; restores itself on start.
 
@@ -379,7 +406,7 @@ class DurableMatcher(MatcherService):
         ensure = getattr(self._jr, "ensure", None)
         if ensure is not None:
             await ensure()
-        snap = self.store.latest() if self.store is not None else None
+        snap = self._usable_snapshot()
         after, restored = 0, 0
         if snap is not None:
             restore_engine(snap, self.engine)
@@ -417,6 +444,41 @@ class DurableMatcher(MatcherService):
                           "restore_s": round(t1 - t0, 6), "replay_s": round(time.perf_counter() - t1, 6)}
         log.info("matcher recovered", extra=self.recovered)
         return self.recovered
+
+    def _usable_snapshot(self) -> Snapshot | None:
+        """The newest snapshot that fits the configuration and restores cleanly (tried on scratch books first,
+        so a bad one never half-loads the live engine); older ones are the fallback, then the whole journal.
+        Raises ``SnapshotConfigError`` when a snapshot was made for other books."""
+        if self.store is None:
+            return None
+        for snap in self.store.candidates():
+            try:
+                self._check_fits(snap)
+                _check_meta(snap.meta, self._index)
+                scratch = _book.Engine()
+                for b in self.engine.books:
+                    scratch.add_book(b.symbol, b.lo, b.n_ticks, b.max_orders, b.tick_size, b.default_stp, 4096)
+                restore_engine(snap, scratch)
+                return snap
+            except SnapshotConfigError:
+                raise
+            except (LowlatError, ValueError, KeyError, TypeError, OverflowError, MemoryError) as e:
+                log.warning("snapshot unusable, falling back to the previous one",
+                            extra={"journal_pos": snap.journal_pos, "error": f"{type(e).__name__}: {e}"[:300]})
+        return None
+
+    def _check_fits(self, snap: Snapshot) -> None:
+        for st in snap.books:
+            if st.symbol not in self._index:
+                raise SnapshotConfigError(
+                    f"snapshot at journal position {snap.journal_pos} has book {st.symbol!r}, which is not in the "
+                    f"configured symbols {sorted(self._index)}")
+            b = self.engine[st.symbol]
+            if (b.lo, b.n_ticks, b.max_orders, b.tick_size) != (st.lo, st.n_ticks, st.max_orders, st.tick_size):
+                raise SnapshotConfigError(
+                    f"snapshot at journal position {snap.journal_pos}: book {st.symbol!r} was band/capacity/tick "
+                    f"({st.lo}, {st.n_ticks}, {st.max_orders}, {st.tick_size}), configured "
+                    f"({b.lo}, {b.n_ticks}, {b.max_orders}, {b.tick_size})")
 
     async def _publish_outputs(self, reports: dict[str, list[bytes]], l2: dict[str, list[bytes]],
                                trades: dict[str, list[bytes]]) -> None:

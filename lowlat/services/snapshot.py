@@ -224,8 +224,10 @@ def decode_snapshot(data: bytes | bytearray | memoryview) -> Snapshot:
         raise DecodeError("snapshot: meta length out of range")
     try:
         meta = json.loads(bytes(mv[off:off + meta_len]) or b"{}")
-    except ValueError as e:
-        raise DecodeError(f"snapshot: bad meta: {e}") from None
+    except (ValueError, RecursionError) as e:  # RecursionError: hostile nesting ("[[[[...")
+        raise DecodeError(f"snapshot: bad meta: {type(e).__name__}") from None
+    if not isinstance(meta, dict):
+        raise DecodeError("snapshot: meta is not a JSON object")
     off += meta_len
     books = []
     for _ in range(n_books):
@@ -291,9 +293,13 @@ class SnapshotStore:
         return path
 
     def latest(self) -> Snapshot | None:
+        return next(self.candidates(), None)
+
+    def candidates(self) -> Any:
+        """Every snapshot that decodes, newest first (damaged files are skipped): a caller that finds the newest
+        unusable (e.g. contents inconsistent with the journal) falls back to the previous one."""
         for p in reversed(self._files()):
             try:
-                return decode_snapshot(p.read_bytes())
+                yield decode_snapshot(p.read_bytes())
             except DecodeError:
                 continue
-        return None
