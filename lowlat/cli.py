@@ -3,20 +3,26 @@
 Sub-commands:
   validate-demo   build a batch of random orders with the encoder, frame them and validate the batch in one
                   ``nogil`` call on the embedded default rules; print counts, rejects by reason and ns/order.
-  demo, serve, loadgen, bench
+  demo, serve, loadgen, bench, durable
                   the services (lowlat.services; ``demo`` runs validator + matcher + load generator on the
                   embedded transport).  Without the services package, ``demo`` is ``validate-demo``.
+
+Errors: a mistake (bad flag value, config file, unreachable broker...) is one line ``lowlat: error: ...`` on
+stderr and a non-zero exit (2 for usage and configuration, 1 for the rest, 130 after Ctrl-C).  ``--debug`` or
+``LOWLAT_DEBUG_TRACEBACK=1`` shows the traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import sys
 import time
 from collections import Counter
+from typing import NoReturn
 
-__all__ = ["build_parser", "main", "validate_demo"]
+__all__ = ["Parser", "build_parser", "main", "validate_demo"]
 
 DEFAULT_SYMBOLS = ("AAPL", "MSFT", "GOOG", "AMZN")
 
@@ -57,6 +63,7 @@ def _random_orders(n: int, reject_ratio: float, seed: int):
 
 
 def validate_demo(args: argparse.Namespace) -> int:
+    """Build, frame and batch-validate random orders on the embedded default rules; print a report."""
     import numpy as np
 
     import lowlat
@@ -102,12 +109,54 @@ def validate_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``prog: error: message (see prog --help)``, exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _count(text: str) -> int:
+    return _int_in(text, 1, 100_000_000)
+
+
+def _repeat(text: str) -> int:
+    return _int_in(text, 1, 10_000)
+
+
+def _int_in(text: str, lo: int, hi: int) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if not lo <= v <= hi:
+        raise argparse.ArgumentTypeError(f"{text!r} is out of range (valid: {lo} .. {hi})")
+    return v
+
+
+def _ratio(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is out of range (valid: >= 0 and <= 1)")
+    return v
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lowlat", description="lowlat: low-latency trading building blocks.")
+    p = Parser(prog="lowlat", description="lowlat: low-latency trading building blocks (validator, matching "
+                                          "engine, rings, transports, services).",
+               epilog="`lowlat COMMAND --help` describes a command's flags. Errors are one line on stderr; "
+                      "--debug (or LOWLAT_DEBUG_TRACEBACK=1) shows the traceback.")
     p.add_argument("--version", action="version", version=_version())
-    sub = p.add_subparsers(dest="command", required=True)
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error (also LOWLAT_DEBUG_TRACEBACK=1)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
     d = sub.add_parser("validate-demo", help="build, frame and batch-validate random orders; print a report",
-                       description=validate_demo.__doc__ or __doc__)
+                       description="Build a batch of random orders with the encoder, frame them and validate the "
+                                   "batch in one nogil call on the embedded default rules (AAPL, MSFT, GOOG, AMZN; "
+                                   "tick 0.01, collar +-10 %% around 100); print counts, rejects by reason and "
+                                   "ns/order.")
     _demo_flags(d)
     d.set_defaults(func=validate_demo)
     try:
@@ -120,15 +169,28 @@ def build_parser() -> argparse.ArgumentParser:
         d2 = sub.add_parser("demo", help="same as validate-demo (the services package is not installed)")
         _demo_flags(d2)
         d2.set_defaults(func=validate_demo)
+    for sp in sub.choices.values():
+        _debug_flag(sp)
     return p
 
 
+def _debug_flag(p: argparse.ArgumentParser) -> None:
+    """``--debug`` after the command too (``lowlat demo --debug``), on every nested parser."""
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of an error")
+    for a in p._actions:
+        if isinstance(a, argparse._SubParsersAction):
+            for sp in a.choices.values():
+                _debug_flag(sp)
+
+
 def _demo_flags(d: argparse.ArgumentParser) -> None:
-    d.add_argument("--count", type=int, default=100_000, help="orders in the batch (default %(default)s)")
-    d.add_argument("--reject-ratio", type=float, default=0.05,
-                   help="fraction of deliberately invalid orders (default %(default)s)")
-    d.add_argument("--repeat", type=int, default=5, help="validate the batch N times, report the best")
-    d.add_argument("--seed", type=int, default=1)
+    d.add_argument("--count", type=_count, default=100_000, metavar="N",
+                   help="orders in the batch, 1 .. 100000000 (default %(default)s)")
+    d.add_argument("--reject-ratio", type=_ratio, default=0.05, metavar="F",
+                   help="fraction of deliberately invalid orders, 0 .. 1 (default %(default)s)")
+    d.add_argument("--repeat", type=_repeat, default=5, metavar="N",
+                   help="validate the batch N times and report the best, 1 .. 10000 (default %(default)s)")
+    d.add_argument("--seed", type=int, default=1, help="random seed of the orders (default %(default)s)")
 
 
 def _version() -> str:
@@ -137,9 +199,64 @@ def _version() -> str:
     return f"lowlat {lowlat.__version__}"
 
 
+def _debug_wanted(argv: list[str]) -> bool:
+    return "--debug" in argv or os.environ.get("LOWLAT_DEBUG_TRACEBACK", "") not in ("", "0")
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if len(text) <= 400 else text[:397] + "..."
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    """Run the CLI; return the exit status (argparse's own exits, ``--help`` and usage errors, too)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = _debug_wanted(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("lowlat: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # every error becomes one line unless --debug
+        if debug:
+            raise
+        return _report(e)
+
+
+def _report(e: Exception) -> int:
+    """Print ``lowlat: error: ...`` for ``e`` and return the exit status."""
+    from .errors import LowlatError, MissingExtraError
+
+    code = 1
+    try:
+        from .services._cli import CliError
+        from .services.config import ConfigError
+    except ImportError:
+        CliError = ConfigError = ()  # type: ignore[assignment,misc]
+    if isinstance(e, CliError):
+        msg, code = str(e), e.code  # type: ignore[union-attr]
+    elif isinstance(e, ConfigError):
+        msg, code = _one_line(e), 2
+    elif isinstance(e, (MissingExtraError, LowlatError)):
+        msg = _one_line(e)
+    elif isinstance(e, ValueError):
+        msg, code = _one_line(e), 2
+    elif isinstance(e, OSError):
+        msg = f"{e.strerror or type(e).__name__}" + (f": {e.filename}" if e.filename else "")
+    else:
+        msg = f"{type(e).__name__}: {_one_line(e)}"
+    if not isinstance(e, (LowlatError, ValueError)):  # not a mistake we know: say how to see where it happened
+        msg += " (--debug shows the traceback)"
+    from ._redact import redact
+
+    print(f"lowlat: error: {redact(msg)}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

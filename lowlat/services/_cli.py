@@ -1,70 +1,133 @@
-"""Sub-commands of the ``lowlat`` CLI that run services: ``demo``, ``serve``, ``loadgen``, ``bench``.
+"""Sub-commands of the ``lowlat`` CLI that run services: ``demo``, ``serve``, ``loadgen``, ``bench``, ``durable``.
 
-``lowlat/cli.py`` builds the top-level parser and calls ``add_commands(subparsers)``.  Every flag can also come
-from ``LOWLAT_<FIELD>`` or a TOML file (``--config``); flags win.
+``lowlat/cli.py`` builds the top-level parser and calls ``add_commands(subparsers)``.  Every flag ``--foo-bar`` is
+also the config-file key ``foo_bar`` and the variable ``LOWLAT_FOO_BAR`` (``--config`` / ``LOWLAT_CONFIG``); flags
+win.  Flag values are converted and range-checked by ``config.check_value`` while the command line is parsed, so
+a mistake is an argparse usage error naming the flag and the valid range.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import errno
+import importlib.util
 import json
+import signal
+import socket
 import sys
+from collections.abc import Callable
 from typing import Any
 
-from .config import DEFAULT_TRANSPORT, ServiceConfig, load_config
+from ..errors import LowlatError, TransportTimeoutError
+from .config import (
+    DEFAULT_TRANSPORT,
+    LOG_FORMATS,
+    LOG_LEVELS,
+    MODES,
+    RANGES,
+    ConfigError,
+    ServiceConfig,
+    check_value,
+    config_key,
+    load_config,
+)
 
-__all__ = ["SERVE_TRANSPORT", "add_commands"]
+__all__ = ["SERVE_TRANSPORT", "CliError", "add_commands"]
 
 #: default of ``serve`` and ``loadgen``: the embedded transport that spans processes (no broker)
 SERVE_TRANSPORT = "shm://lowlat"
 
+#: the schemes that need nothing running elsewhere (nothing to wait for when connecting)
+_EMBEDDED = ("inproc", "shm", "zmq+inproc")
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--transport", "--url", dest="transport", metavar="URL",
-                   help=f"transport URL (demo: {DEFAULT_TRANSPORT}; serve/loadgen: shm://lowlat; e.g. "
-                        "nats://127.0.0.1:4222, zmq+tcp://127.0.0.1:5555)")
-    p.add_argument("--config", metavar="FILE", help="TOML config file (also $LOWLAT_CONFIG)")
-    p.add_argument("--bind", action="store_true", default=None,
-                   help="ZeroMQ: be the hub (bind the URL); other processes connect")
-    p.add_argument("--symbols", help="comma-separated symbols (default AAPL,MSFT,GOOG,AMZN)")
-    p.add_argument("--log-level", dest="log_level", help="INFO (default) or ERROR, DEBUG")
+
+class CliError(LowlatError):
+    """A mistake the CLI reports as one line (``lowlat: error: ...``); ``code`` is the exit status."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _typed(field: str) -> Callable[[str], Any]:
+    """An argparse ``type=`` that converts and range-checks like the config file does."""
+
+    def conv(text: str) -> Any:
+        try:
+            return check_value(field, text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    conv.__name__ = config_key(field)
+    return conv
+
+
+def _rng(field: str) -> str:
+    r = RANGES.get(field)
+    return f"; {r.text()}" if r is not None else ""
+
+
+def _flag(p: argparse.ArgumentParser | argparse._ArgumentGroup, field: str, help: str, **kw: Any) -> None:
+    """Add ``--<key>`` for config field ``field`` (flag name = config key with ``-``)."""
+    name = "--" + config_key(field).replace("_", "-")
+    if kw.get("action") == "store_true":
+        p.add_argument(name, dest=field, default=None, help=help, **kw)
+    else:
+        p.add_argument(name, dest=field, type=_typed(field), help=help + _rng(field), **kw)
+
+
+def _common(p: argparse.ArgumentParser, *, transport: str, log_level: str, log_format: str) -> None:
+    g = p.add_argument_group("transport and process")
+    g.add_argument("--transport", "--url", dest="transport", metavar="URL", type=_typed("transport"),
+                   help=f"transport URL (default {transport}; e.g. nats://127.0.0.1:4222, "
+                        "zmq+tcp://127.0.0.1:5555, shm://name, kafka://127.0.0.1:9092)")
+    g.add_argument("--config", metavar="FILE", help="TOML config file (default $LOWLAT_CONFIG); keys = flag names")
+    _flag(g, "bind", "ZeroMQ: this process is the hub (binds the URL); the others connect", action="store_true")
+    _flag(g, "connect_timeout_s", "seconds to keep trying to reach the broker or hub (default 10)", metavar="S")
+    _flag(g, "symbols", "comma-separated symbols (default AAPL,MSFT,GOOG,AMZN)", metavar="LIST")
+    g.add_argument("--log-level", dest="log_level", type=_typed("log_level"), choices=LOG_LEVELS, metavar="LEVEL",
+                   help=f"{', '.join(LOG_LEVELS)} (default {log_level})")
+    g.add_argument("--log-format", dest="log_json", type=_typed("log_json"), metavar="FORMAT",
+                   help=f"log lines on stderr: {' or '.join(LOG_FORMATS)} (default {log_format})")
     g = p.add_argument_group("NATS credentials and TLS (files keep secrets out of the URL and of ps)")
-    g.add_argument("--token-file", dest="token_file", metavar="FILE", help="file holding the auth token")
-    g.add_argument("--creds", dest="creds_file", metavar="FILE", help="NATS .creds file (JWT + nkey seed)")
-    g.add_argument("--nkey-file", dest="nkey_file", metavar="FILE", help="nkey seed file")
-    g.add_argument("--tls-ca", dest="tls_ca", metavar="FILE", help="PEM CA bundle (turns TLS on)")
-    g.add_argument("--tls-cert", dest="tls_cert", metavar="FILE", help="PEM client certificate (mutual TLS)")
-    g.add_argument("--tls-key", dest="tls_key", metavar="FILE", help="PEM client key")
-    g.add_argument("--reconnect-attempts", dest="reconnect_attempts", type=int,
-                   help="reconnect attempts per server after an outage (default -1: keep trying)")
+    _flag(g, "token_file", "file holding the auth token", metavar="FILE")
+    _flag(g, "creds_file", "NATS .creds file (JWT + nkey seed)", metavar="FILE")
+    _flag(g, "nkey_file", "nkey seed file", metavar="FILE")
+    _flag(g, "tls_ca", "PEM CA bundle (turns TLS on)", metavar="FILE")
+    _flag(g, "tls_cert", "PEM client certificate (mutual TLS)", metavar="FILE")
+    _flag(g, "tls_key", "PEM client key", metavar="FILE")
+    _flag(g, "connect_attempts", "attempts per server at start-up (default 5)", metavar="N")
+    _flag(g, "reconnect_attempts", "reconnect attempts per server after an outage, -1 = keep trying (default -1)",
+          metavar="N")
 
 
-def _service_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--queue", help="queue group of validator instances (default 'validators')")
-    p.add_argument("--batch-max", dest="batch_max", type=int, help="largest batch per nogil call (default 1024)")
-    p.add_argument("--max-pending", dest="max_pending", type=int,
-                   help="bound on pending messages per subscription (default 65536)")
-    p.add_argument("--rate-limit", dest="rate_limit", type=float, help="max messages/s taken in (0 = off)")
-    p.add_argument("--metrics-port", dest="metrics_port", type=int,
-                   help="serve Prometheus /metrics on 127.0.0.1:PORT (0 = off)")
-    p.add_argument("--publish-results", dest="publish_results", action="store_true", default=None,
-                   help="validator: also publish results to orders.validated / orders.rejected")
-    p.add_argument("--forward", action="store_true", default=None,
-                   help="validator: forward accepted orders to orders.match.<SYMBOL>")
-    p.add_argument("--snapshot-interval", dest="snapshot_interval_s", type=float,
-                   help="matcher: seconds between published book snapshots (default 1)")
-    p.add_argument("--otel", action="store_true", default=None, help="OpenTelemetry spans per batch (lowlat[otel])")
+def _intake_flags(g: argparse._ArgumentGroup) -> None:
+    _flag(g, "batch_max", "largest batch per nogil call (default 1024)", metavar="N")
+    _flag(g, "max_pending", "bound on pending messages per subscription (default 65536)", metavar="N")
+    _flag(g, "rate_limit", "max messages/s taken in, 0 = off (default 0)", metavar="RATE")
+    _flag(g, "metrics_port", "serve Prometheus /metrics on 127.0.0.1:PORT, 0 = off (default 0)", metavar="PORT")
+    _flag(g, "otel", "OpenTelemetry spans per batch (pip install 'lowlat[otel]')", action="store_true")
 
 
-def _load_flags(p: argparse.ArgumentParser, *, rate: float | None = None, seconds: float | None = None) -> None:
-    p.add_argument("--rate", type=float, help=f"target orders/s, constant (default {rate or 10000:g})")
-    p.add_argument("--count", type=int, help="orders to send (overrides --duration)")
-    p.add_argument("--duration", "--seconds", dest="duration_s", type=float,
-                   help=f"seconds to send for (default {seconds or 3:g})")
-    p.add_argument("--payload", type=int, help="pad each order to at least this many bytes")
-    p.add_argument("--reject-ratio", dest="reject_ratio", type=float,
-                   help="fraction of deliberately invalid orders (default 0.05)")
+def _validator_flags(g: argparse._ArgumentGroup) -> None:
+    _flag(g, "queue", "queue group of the validator instances (default validators)", metavar="NAME")
+    _flag(g, "publish_results", "also publish results to orders.validated / orders.rejected", action="store_true")
+    _flag(g, "forward", "forward accepted orders to orders.match.<SYMBOL> (for a matcher)", action="store_true")
+
+
+def _matcher_flags(g: argparse._ArgumentGroup) -> None:
+    _flag(g, "snapshot_interval_s", "seconds between published book snapshots, 0 = off (default 1)", metavar="S")
+
+
+def _load_flags(p: argparse.ArgumentParser, *, rate: float, seconds: float) -> None:
+    g = p.add_argument_group("load")
+    _flag(g, "rate", f"target orders/s, constant (default {rate:g})", metavar="RATE")
+    _flag(g, "count", "orders to send, 0 = as many as --duration takes (default 0)", metavar="N")
+    _flag(g, "duration_s", f"seconds to send for (default {seconds:g})", metavar="S")
+    _flag(g, "payload", "pad each order to at least this many bytes (default 0 = natural size)", metavar="BYTES")
+    _flag(g, "reject_ratio", "fraction of deliberately invalid orders (default 0.05)", metavar="F")
 
 
 def _cfg(args: argparse.Namespace, service: str, **defaults: Any) -> ServiceConfig:
@@ -80,17 +143,126 @@ def _setup_logging(cfg: ServiceConfig) -> None:
     setup_logging(cfg.log_level, cfg.log_json)
 
 
+def _scheme(url: str) -> str:
+    from ..transport import scheme_of
+
+    return scheme_of(url)
+
+
+def _connect_options(cfg: ServiceConfig) -> dict[str, Any]:
+    """Adapter options: NATS credentials and reconnect policy (``cfg.connect_options()``), the ZeroMQ hub role
+    (``--bind``) and how long to try (``--connect-timeout``)."""
+    s = _scheme(cfg.transport)
+    try:
+        opts = cfg.connect_options()
+    except ValueError as e:  # an unreadable credential file
+        raise ConfigError(str(e)) from None
+    if s.startswith("zmq"):
+        opts.update(bind=cfg.bind, sync_timeout=cfg.connect_timeout_s)
+    elif s == "kafka":
+        opts["timeout"] = cfg.connect_timeout_s
+    return opts
+
+
+async def _probe(cfg: ServiceConfig) -> None:
+    """Say where we connect and for how long we try; fail with one line if nothing answers in that time."""
+    from .._redact import redact
+    from ..transport import connect
+
+    s = _scheme(cfg.transport)
+    url = redact(cfg.transport)  # what we print: never a password or token from the URL
+    if s in _EMBEDDED or (s.startswith("zmq") and cfg.bind):
+        return
+    wait = cfg.connect_timeout_s
+    print(f"connecting to {url} (trying for {wait:g} s)", file=sys.stderr, flush=True)
+    t = connect(cfg.transport, **_connect_options(cfg))
+    try:
+        async with asyncio.timeout(wait + 1.0):
+            await t.connect()
+            if s.startswith("zmq"):  # connecting never fails in ZeroMQ: a subscription needs the hub's answer
+                sub = await t.subscribe("_lowlat.probe")
+                await sub.unsubscribe()
+    except TransportTimeoutError:
+        if s.startswith("zmq"):
+            raise CliError(f"no ZeroMQ hub answered at {url} within {wait:g} s (start the hub first, or run this "
+                           "one with --bind)") from None
+        raise
+    except TimeoutError:
+        raise CliError(f"cannot connect to {url}: nothing answered within {wait:g} s (is the broker running? "
+                       "--connect-timeout sets how long to try)") from None
+    finally:
+        with contextlib.suppress(Exception):
+            await t.close()
+
+
+def _check_metrics_port(cfg: ServiceConfig) -> None:
+    """Refuse a port in use before any service starts (instead of a traceback from the HTTP server thread)."""
+    if not cfg.metrics_port:
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((cfg.metrics_host, cfg.metrics_port))
+        except OSError as e:
+            why = "already in use" if e.errno == errno.EADDRINUSE else (e.strerror or str(e))
+            raise CliError(f"--metrics-port {cfg.metrics_port}: {cfg.metrics_host}:{cfg.metrics_port} is {why}"
+                           if e.errno == errno.EADDRINUSE else
+                           f"--metrics-port {cfg.metrics_port}: cannot listen on {cfg.metrics_host}: {why}") from None
+
+
+def _plot_path(requested: str | None) -> tuple[str | None, str | None]:
+    """(path to draw, note to print): matplotlib is the ``plot`` extra; without it say how to get the PNG."""
+    if not requested:
+        return None, None
+    if importlib.util.find_spec("matplotlib") is None:
+        return None, "== latency plot: not drawn (matplotlib is not installed: pip install 'lowlat[plot]')"
+    return requested, None
+
+
+async def _until_interrupted(stop: asyncio.Event) -> Callable[[], None]:
+    """First Ctrl-C sets ``stop`` (the run ends early and reports); a second one interrupts for real."""
+    loop = asyncio.get_running_loop()
+
+    def first() -> None:
+        stop.set()
+        sys.stderr.write("\ninterrupted: stopping (Ctrl-C again to abort)\n")
+        loop.remove_signal_handler(signal.SIGINT)  # default handler again: the next Ctrl-C raises
+
+    loop.add_signal_handler(signal.SIGINT, first)
+
+    def restore() -> None:
+        loop.remove_signal_handler(signal.SIGINT)
+
+    return restore
+
+
 # ---------------------------------------------------------------- demo
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    cfg = _cfg(args, "demo", log_level="ERROR", rate=5000.0, duration_s=3.0)
+    cfg = _cfg(args, "demo", log_level="ERROR", log_json=False, rate=5000.0, duration_s=3.0)
     _setup_logging(cfg)
-    plot = None if args.no_plot else args.plot
-    out = asyncio.run(run_demo(cfg, plot=plot, progress=not args.no_progress))
-    if args.json:
-        print(json.dumps(out["result"].as_dict(), indent=1))
+    plot, note = _plot_path(None if args.no_plot else args.plot)
+    human = sys.stderr if args.json else sys.stdout
+
+    async def run() -> tuple[dict[str, Any], bool]:
+        await _probe(cfg)
+        stop = asyncio.Event()
+        restore = await _until_interrupted(stop)
+        try:
+            out = await run_demo(cfg, plot=plot, progress=not args.no_progress, out=human, stop=stop,
+                                 connect_options=_connect_options(cfg))
+        finally:
+            restore()
+        return out, stop.is_set()
+
+    out, interrupted = asyncio.run(run())
+    if note:
+        print(note, file=human)
     res = out["result"]
+    if args.json:
+        print(json.dumps(res.as_dict()))
+    if interrupted:
+        return 130
     return 0 if res.answered == res.sent and res.duplicates == 0 else 1
 
 
@@ -99,17 +271,17 @@ def _serve(args: argparse.Namespace) -> int:
     from .runtime import run_services
 
     # separate processes need a transport that spans processes: the embedded default here is shm://
-    cfg = _cfg(args, args.service, transport=SERVE_TRANSPORT)
+    cfg = _cfg(args, args.service, transport=SERVE_TRANSPORT, log_level="INFO", log_json=True)
     _setup_logging(cfg)
     try:
         cfg.connect_options()  # unreadable credential files: a config error before anything starts
     except ValueError as e:
-        print(f"lowlat serve: {e}", file=sys.stderr)
-        return 2
+        raise ConfigError(str(e)) from None
+    _check_metrics_port(cfg)
     if args.service == "validator":
         from .validator import ValidatorService
 
-        svcs: list[Any] = [ValidatorService(cfg) for _ in range(1)]
+        svcs: list[Any] = [ValidatorService(cfg)]
     elif args.service == "matcher":
         from .matcher import MatcherService
 
@@ -119,7 +291,12 @@ def _serve(args: argparse.Namespace) -> int:
         from .validator import ValidatorService
 
         svcs = [ValidatorService(cfg.replace(forward=True)), MatcherService(cfg)]
-    return _run_or_exit(run_services(cfg, svcs))
+
+    async def run() -> None:
+        await _probe(cfg)
+        await run_services(cfg, svcs)
+
+    return _run_or_exit(run())
 
 
 def _run_or_exit(main: Any) -> int:
@@ -144,31 +321,52 @@ def _run_or_exit(main: Any) -> int:
 
 
 # ---------------------------------------------------------------- loadgen
-async def _loadgen_run(cfg: ServiceConfig, progress: bool) -> Any:
+async def _loadgen_run(cfg: ServiceConfig, progress: bool) -> tuple[Any, bool]:
     from ..transport import connect
     from .loadgen import LoadGenerator, print_progress
 
-    async with connect(cfg.transport, **cfg.connect_options()) as t:
-        lg = LoadGenerator(t, cfg, progress=print_progress(sys.stderr) if progress else None)
-        res = await lg.run()
+    await _probe(cfg)
+    stop = asyncio.Event()
+    restore = await _until_interrupted(stop)
+    try:
+        async with connect(cfg.transport, **_connect_options(cfg)) as t:
+            lg = LoadGenerator(t, cfg, progress=print_progress(sys.stderr) if progress else None)
+            relay = asyncio.get_running_loop().create_task(_relay_stop(stop, lg))
+            try:
+                res = await lg.run()
+            finally:
+                relay.cancel()
+    finally:
+        restore()
     if progress and sys.stderr.isatty():
         sys.stderr.write("\n")
-    return res
+    return res, stop.is_set()
+
+
+async def _relay_stop(stop: asyncio.Event, lg: Any) -> None:
+    await stop.wait()
+    lg.stop()
 
 
 def _loadgen(args: argparse.Namespace) -> int:
     from .demo import format_report, plot_latency
 
-    cfg = _cfg(args, "loadgen", transport=SERVE_TRANSPORT)
+    cfg = _cfg(args, "loadgen", transport=SERVE_TRANSPORT, log_level="WARNING", log_json=False)
     _setup_logging(cfg)
-    res = asyncio.run(_loadgen_run(cfg, not args.no_progress))
+    plot, note = _plot_path(args.plot)
+    res, interrupted = asyncio.run(_loadgen_run(cfg, not args.no_progress))
+    human = sys.stderr if args.json else sys.stdout
     if args.json:
         print(json.dumps(res.as_dict()))
     else:
         print(format_report(res, title=f"lowlat loadgen ({cfg.mode}) on {cfg.transport}"))
-    if args.plot:
-        plot_latency({"order → validation result": res.latency}, args.plot, f"lowlat loadgen on {cfg.transport}")
-        print(f"== latency plot: {args.plot}")
+    if plot:
+        plot_latency({"order → validation result": res.latency}, plot, f"lowlat loadgen on {cfg.transport}")
+        print(f"== latency plot: {plot}", file=human)
+    elif note:
+        print(note, file=human)
+    if interrupted:
+        return 130
     return 0 if res.unanswered == 0 and res.duplicates == 0 else 1
 
 
@@ -176,48 +374,111 @@ def _loadgen(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from .bench import run_bench
 
-    cfg = _cfg(args, "bench", log_level="ERROR", rate=5000.0, duration_s=2.0)
+    cfg = _cfg(args, "bench", log_level="ERROR", log_json=False, rate=5000.0, duration_s=2.0)
     _setup_logging(cfg)
-    transports = [t.strip() for t in args.transports.split(",")] if args.transports else None
-    asyncio.run(run_bench(cfg, transports=transports, plot=args.plot, json_out=args.json,
-                          n_rt=args.round_trips, count=cfg.count or 50_000))
+    transports = [t.strip() for t in args.transports.split(",") if t.strip()] if args.transports else None
+    for url in transports or ():
+        try:
+            check_value("transport", url)
+        except ValueError as e:
+            raise CliError(f"--transports: {e}", 2) from None
+    plot, note = _plot_path(args.plot)
+    human = sys.stderr if args.json else sys.stdout
+    with contextlib.redirect_stdout(human):
+        rows = asyncio.run(run_bench(cfg, transports=transports, plot=plot, json_out=False,
+                                     n_rt=args.round_trips, count=cfg.count or 50_000))
+        if note:
+            print(note)
+    if args.json:
+        print(json.dumps([{k: v for k, v in r.items() if k != "hist"} for r in rows], default=str))
     return 0
 
 
+# ---------------------------------------------------------------- durable
+def _durable(args: argparse.Namespace) -> int:
+    from .durable import main
+
+    return main([args.service, *args.rest])
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is out of range (valid: >= 1)")
+    return v
+
+
 def add_commands(sub: Any) -> None:
-    """Add ``demo``, ``serve``, ``loadgen`` and ``bench`` to an argparse sub-parser collection."""
-    p = sub.add_parser("demo", help="validator + matcher + load generator on the embedded transport (no broker)",
+    """Add ``demo``, ``serve``, ``loadgen``, ``bench`` and ``durable`` to an argparse sub-parser collection."""
+    p = sub.add_parser("demo", help="validator + matcher + load generator in one process (no broker by default)",
                        description="Run the validator and matching services and a load generator for a few "
-                                   "seconds; print a latency report and write a PNG latency plot.")
-    _common(p)
+                                   "seconds; print a latency report and write a PNG latency plot (with "
+                                   "matplotlib: pip install 'lowlat[plot]'). Ctrl-C stops early and reports.")
+    _common(p, transport=DEFAULT_TRANSPORT, log_level="ERROR", log_format="text")
     _load_flags(p, rate=5000, seconds=3)
-    p.add_argument("--plot", default="lowlat-demo-latency.png", help="PNG path (default %(default)s)")
-    p.add_argument("--no-plot", action="store_true", help="do not write the PNG")
-    p.add_argument("--no-progress", action="store_true", help="no progress display")
-    p.add_argument("--json", action="store_true", help="also print the result as JSON")
+    g = p.add_argument_group("services")
+    _flag(g, "batch_max", "largest batch per nogil call (default 1024)", metavar="N")
+    _flag(g, "max_pending", "bound on pending messages per subscription (default 65536)", metavar="N")
+    g = p.add_argument_group("output")
+    g.add_argument("--plot", default="lowlat-demo-latency.png", metavar="PNG", help="PNG path (default %(default)s)")
+    g.add_argument("--no-plot", action="store_true", help="do not write the PNG")
+    g.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
+    g.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout (the report "
+                                                       "goes to stderr)")
     p.set_defaults(func=_demo)
 
-    p = sub.add_parser("serve", help="run a service until SIGTERM/SIGINT (graceful drain)")
-    p.add_argument("service", choices=["validator", "matcher", "all"])
-    _common(p)
-    _service_flags(p)
-    p.set_defaults(func=_serve)
+    p = sub.add_parser("serve", help="run a service until SIGTERM/SIGINT (graceful drain)",
+                       description="Run the validator, the matcher, or both in one process, until SIGTERM or "
+                                   "Ctrl-C; then stop intake, answer what was taken in, and exit 0.")
+    ss = p.add_subparsers(dest="service", required=True, metavar="{validator,matcher,all}")
+    for name, help_, groups in (
+            ("validator", "order validator (queue group, batched nogil validation, request/reply)",
+             (_validator_flags,)),
+            ("matcher", "matching service (one book per symbol, execution reports, market data, queries)",
+             (_matcher_flags,)),
+            ("all", "validator (forwarding) + matcher in one process", (_validator_flags, _matcher_flags))):
+        sp = ss.add_parser(name, help=help_, description=help_[0].upper() + help_[1:] + ".")
+        _common(sp, transport=SERVE_TRANSPORT, log_level="INFO", log_format="json")
+        g = sp.add_argument_group(f"{name} options")
+        _intake_flags(g)
+        for add in groups:
+            add(g)
+        sp.set_defaults(func=_serve, service=name)
 
-    p = sub.add_parser("loadgen", help="constant-rate load generator (latency from the intended send time)")
-    _common(p)
-    _load_flags(p)
-    p.add_argument("--mode", choices=["request", "pipeline"], help="request/reply (default) or pipelined publish")
-    p.add_argument("--plot", help="write a PNG latency plot here")
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--json", action="store_true", help="print the result as one JSON line")
+    p = sub.add_parser("loadgen", help="constant-rate load generator (latency from the intended send time)",
+                       description="Send orders at a constant rate to a running validator and report latency "
+                                   "from each order's intended send time (no coordinated omission). Ctrl-C stops "
+                                   "early and reports.")
+    _common(p, transport=SERVE_TRANSPORT, log_level="WARNING", log_format="text")
+    _load_flags(p, rate=10000, seconds=3)
+    g = p.add_argument_group("output")
+    g.add_argument("--mode", dest="mode", type=_typed("mode"), choices=MODES,
+                   help="request/reply (default) or pipelined publish with results on orders.validated/rejected")
+    g.add_argument("--plot", metavar="PNG", help="write a PNG latency plot here")
+    g.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
+    g.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
     p.set_defaults(func=_loadgen)
 
-    p = sub.add_parser("bench", help="cross-transport comparison available on this machine: table + plot")
-    _common(p)
+    p = sub.add_parser("bench", help="cross-transport comparison on this machine: table + plot",
+                       description="Echo vs validator round trips and the pipelined rate per transport available "
+                                   "here (brokers must already run for nats:// and kafka://).")
+    _common(p, transport=DEFAULT_TRANSPORT, log_level="ERROR", log_format="text")
     _load_flags(p, rate=5000, seconds=2)
-    p.add_argument("--transports", help="comma-separated URLs (default: every transport available here)")
-    p.add_argument("--round-trips", dest="round_trips", type=int, default=2000,
+    g = p.add_argument_group("output")
+    g.add_argument("--transports", metavar="URLS", help="comma-separated URLs (default: every transport found here)")
+    g.add_argument("--round-trips", dest="round_trips", type=_positive_int, default=2000, metavar="N",
                    help="sequential round trips per path (default %(default)s)")
-    p.add_argument("--plot", default="lowlat-bench.png", help="PNG path (default %(default)s)")
-    p.add_argument("--json", action="store_true")
+    g.add_argument("--plot", default="lowlat-bench.png", metavar="PNG", help="PNG path (default %(default)s)")
+    g.add_argument("--json", action="store_true", help="print the rows as one JSON array on stdout")
     p.set_defaults(func=_bench)
+
+    p = sub.add_parser("durable", help="the at-least-once JetStream services (validator, matcher, streams)",
+                       description="The durable pipeline over NATS JetStream: 'lowlat durable streams' creates "
+                                   "the streams, 'validator' and 'matcher' run the services. The remaining "
+                                   "arguments are those of `python -m lowlat.services.durable SERVICE --help`.")
+    p.add_argument("service", choices=["validator", "matcher", "streams"], help="which durable service")
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="--transport URL and the service's other options")
+    p.set_defaults(func=_durable)

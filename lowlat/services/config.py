@@ -11,24 +11,39 @@ A config file is a small TOML file (``--config path`` or ``LOWLAT_CONFIG``)::
     symbols = ["AAPL", "MSFT"]
 
 Top-level keys apply to every service; a ``[validator]`` / ``[matcher]`` / ``[loadgen]`` table overrides them for
-that service.  Environment variables are ``LOWLAT_<FIELD>`` in upper case (``LOWLAT_TRANSPORT``,
-``LOWLAT_METRICS_PORT``, ``LOWLAT_SYMBOLS=AAPL,MSFT``).
+that service.  A flag ``--batch-max`` is the key ``batch_max`` and the variable ``LOWLAT_BATCH_MAX``: one name in
+the three places (``--duration`` / ``duration`` / ``LOWLAT_DURATION``; the field names with their unit suffix,
+``duration_s``, are accepted too).  Every value is type- and range-checked when it is read, and a mistake raises
+``ConfigError`` naming where the value came from (the flag, the variable, or the file and key) and the valid range.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import math
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["DEFAULT_SYMBOLS", "DEFAULT_TRANSPORT", "ServiceConfig", "load_config"]
+from ..errors import LowlatError
+
+__all__ = ["DEFAULT_SYMBOLS", "DEFAULT_TRANSPORT", "ConfigError", "ServiceConfig", "check_value", "config_key",
+           "load_config"]
 
 #: The embedded default: in-process rings, no broker.  Cross-process without a broker: ``shm://name``.
 DEFAULT_TRANSPORT = "inproc://lowlat"
 DEFAULT_SYMBOLS = ("AAPL", "MSFT", "GOOG", "AMZN")
+
+
+class ConfigError(LowlatError, ValueError):
+    """A configuration value (flag, ``LOWLAT_*`` variable or config file) is missing, malformed or out of range.
+
+    The message is one line naming the origin and, for numbers, the valid range.
+    """
 
 
 @dataclass
@@ -86,6 +101,7 @@ class ServiceConfig:
     tls_ca: str = ""                              # PEM CA bundle; setting it turns TLS on
     tls_cert: str = ""                            # PEM client certificate (mutual TLS)
     tls_key: str = ""                             # PEM client key
+    connect_timeout_s: float = 10.0               # CLI: how long to try reaching the broker/hub before giving up
 
     def replace(self, **changes: Any) -> ServiceConfig:
         return dataclasses.replace(self, **changes)
@@ -122,39 +138,199 @@ class ServiceConfig:
 
 _FIELDS = {f.name: f for f in dataclasses.fields(ServiceConfig)}
 
+#: key (as a flag, a config-file key and LOWLAT_<KEY>) -> field, where the field carries a unit suffix
+ALIASES = {"duration": "duration_s", "snapshot_interval": "snapshot_interval_s", "drain_timeout": "drain_timeout_s",
+           "connect_timeout": "connect_timeout_s", "reconnect_wait": "reconnect_wait_s", "creds": "creds_file",
+           "log_format": "log_json"}
+_KEY_OF = {field: key for key, field in ALIASES.items()}
 
-def _coerce(name: str, value: Any) -> Any:
-    """Convert a string (env var / flag) or TOML value to the field's type; raise ValueError naming the field."""
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("text", "json")
+MODES = ("request", "pipeline")
+# a symbol becomes one token of a subject (orders.match.<SYMBOL>): no dots, wildcards or spaces
+_SYMBOL = re.compile(r"^[A-Za-z0-9_\-:/]{1,32}$")
+_SUBJECT = re.compile(r"^[^\s*>]+$")
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
+
+
+@dataclass(frozen=True)
+class _Range:
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False            # lo itself is not allowed (e.g. rate > 0)
+
+    def text(self) -> str:
+        lo = "" if self.lo is None else f"{'>' if self.lo_open else '>='} {_num(self.lo)}"
+        hi = "" if self.hi is None else f"<= {_num(self.hi)}"
+        return " and ".join(x for x in (lo, hi) if x)
+
+    def ok(self, v: float) -> bool:
+        if self.lo is not None and (v < self.lo or (self.lo_open and v == self.lo)):
+            return False
+        return self.hi is None or v <= self.hi
+
+
+#: the valid range of every numeric field
+RANGES: dict[str, _Range] = {
+    "batch_max": _Range(1, 1 << 20),
+    "max_pending": _Range(1, 1 << 30),
+    "rate_limit": _Range(0, 1e9),
+    "snapshot_interval_s": _Range(0, 86_400),
+    "tick_size": _Range(0, 1e9, lo_open=True),
+    "lot": _Range(1, 1 << 40),
+    "min_qty": _Range(1, 1 << 40),
+    "max_qty": _Range(1, 1 << 40),
+    "ref_price": _Range(1, 1 << 62),
+    "band_bps": _Range(0, 10_000),
+    "max_notional": _Range(1, 1 << 62),
+    "rate": _Range(0, 1e8, lo_open=True),
+    "count": _Range(0, 1 << 31),
+    "duration_s": _Range(0, 7 * 86_400, lo_open=True),
+    "payload": _Range(0, 1 << 20),
+    "reject_ratio": _Range(0, 1),
+    "metrics_port": _Range(0, 65_535),
+    "drain_timeout_s": _Range(0, 3600, lo_open=True),
+    "connect_timeout_s": _Range(0, 3600, lo_open=True),
+    "connect_attempts": _Range(0, 1_000_000),
+    "reconnect_attempts": _Range(-1, 1_000_000),
+    "reconnect_wait_s": _Range(0, 3600),
+}
+CHOICES: dict[str, tuple[str, ...]] = {"mode": MODES, "log_level": LOG_LEVELS}
+
+
+def config_key(field: str) -> str:
+    """The name a field has as a config key (and, with ``-``, as a flag): ``duration_s`` -> ``duration``."""
+    return _KEY_OF.get(field, field)
+
+
+def _known_keys() -> list[str]:
+    return sorted({config_key(f) for f in _FIELDS} | set(_FIELDS))
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        v = value.strip().lower()
+        if v in ("1", "true", "yes", "on"):
+            return True
+        if v in ("0", "false", "no", "off", ""):
+            return False
+    raise ValueError("expected true/false (also 1/0, yes/no, on/off)")
+
+
+def check_value(name: str, value: Any) -> Any:
+    """Convert ``value`` (a string from a flag/env var, or a TOML value) for field ``name`` and range-check it.
+
+    Returns the typed value; raises ``ValueError`` with a short reason (no origin: callers add it).
+    """
+    if name == "log_json" and not isinstance(value, bool):   # spelled --log-format text|json (or a bool)
+        fmt = str(value).strip().lower()
+        if fmt in LOG_FORMATS:
+            return fmt == "json"
+        try:
+            return _bool(fmt)
+        except ValueError:
+            raise ValueError(f"{value!r} is not one of {', '.join(LOG_FORMATS)}") from None
     default = _FIELDS[name].default
-    try:
-        if isinstance(default, bool):
-            if isinstance(value, str):
-                v = value.strip().lower()
-                if v in ("1", "true", "yes", "on"):
-                    return True
-                if v in ("0", "false", "no", "off", ""):
-                    return False
-                raise ValueError(value)
-            return bool(value)
-        if isinstance(default, tuple):
-            if isinstance(value, str):
-                return tuple(s.strip() for s in value.split(",") if s.strip())
-            return tuple(str(s) for s in value)
-        if isinstance(default, int):
-            return int(value)
-        if isinstance(default, float):
-            return float(value)
-        return str(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"config field {name!r}: cannot use {value!r} (expected {type(default).__name__})") from None
+    if isinstance(default, bool):
+        return _bool(value)
+    if isinstance(default, tuple):             # symbols
+        items = [s.strip() for s in value.split(",")] if isinstance(value, str) else [str(s) for s in value]
+        items = [s for s in items if s]
+        if not items:
+            raise ValueError("needs at least one symbol, e.g. AAPL,MSFT")
+        for s in items:
+            if not _SYMBOL.match(s):
+                raise ValueError(f"{s!r} is not a symbol (1-32 of A-Z a-z 0-9 _ - : /; no dots or spaces)")
+        if len(set(items)) != len(items):
+            raise ValueError(f"symbols repeat: {','.join(items)}")
+        return tuple(items)
+    if isinstance(default, (int, float)):
+        if isinstance(value, bool):
+            raise ValueError(f"expected a number, got {value!r}")  # noqa: TRY004 - reported as a config error
+        if isinstance(default, int) and isinstance(value, float) and not value.is_integer():
+            raise ValueError(f"expected an integer, got {value!r}")
+        try:
+            v: Any = int(value) if isinstance(default, int) else float(value)
+        except (TypeError, ValueError, OverflowError):
+            raise ValueError(f"expected {'an integer' if isinstance(default, int) else 'a number'}, "
+                             f"got {value!r}") from None
+        if isinstance(v, float) and math.isnan(v):
+            raise ValueError("NaN is not a value")
+        r = RANGES.get(name)
+        if r is not None and not r.ok(v):
+            raise ValueError(f"{value!r} is out of range (valid: {r.text()})")
+        return v
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {value!r}")  # noqa: TRY004 - reported as a config error
+    if name in CHOICES:
+        up = value.strip().upper() if name == "log_level" else value.strip()
+        if up not in CHOICES[name]:
+            raise ValueError(f"{value!r} is not one of {', '.join(CHOICES[name])}")
+        return up
+    if name == "transport":
+        return _check_url(value)
+    if name.endswith(("_subject", "_prefix")) or name == "queue":
+        if not value or not _SUBJECT.match(value):
+            raise ValueError(f"{value!r} is not a subject (non-empty, no spaces or wildcards)")
+    elif name == "metrics_host" and not value.strip():
+        raise ValueError("empty host")
+    return value
 
 
-def _apply(cfg: dict[str, Any], values: Mapping[str, Any], origin: str) -> None:
+def _check_url(url: str) -> str:
+    from ..transport import known_schemes, scheme_of
+
+    url = url.strip()
+    scheme = scheme_of(url)                    # ValueError: no scheme
+    if scheme not in known_schemes():
+        close = difflib.get_close_matches(scheme, known_schemes(), n=1)
+        hint = f"; did you mean {close[0]}://?" if close else ""
+        raise ValueError(f"unknown transport scheme {scheme!r} in {url!r} (known: {', '.join(known_schemes())})"
+                         f"{hint}")
+    return url
+
+
+def _unknown(key: str, origin: str) -> ConfigError:
+    close = difflib.get_close_matches(key, _known_keys(), n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return ConfigError(f"{origin}: unknown config key {key!r}{hint}")
+
+
+def _apply(cfg: dict[str, Any], values: Mapping[str, Any], origin: str, flags: bool = False) -> None:
     for k, v in values.items():
         key = k.replace("-", "_")
-        if key not in _FIELDS:
-            raise ValueError(f"{origin}: unknown config key {k!r}")
-        cfg[key] = _coerce(key, v)
+        field = ALIASES.get(key, key)
+        if field not in _FIELDS:
+            raise _unknown(key, origin)
+        try:
+            cfg[field] = check_value(field, v)
+        except ValueError as e:
+            where = f"--{config_key(field).replace('_', '-')}" if flags else f"{origin}: key {config_key(field)!r}"
+            raise ConfigError(f"{where}: {e}") from None
+
+
+def _read_file(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file is a directory: {path}") from None
+    except PermissionError:
+        raise ConfigError(f"config file not readable (permission denied): {path}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: TOML syntax error: {e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+
+
+SECTIONS = ("validator", "matcher", "loadgen", "marketdata", "demo", "bench")
 
 
 def load_config(service: str | None = None, *, path: str | None = None, env: Mapping[str, str] | None = None,
@@ -172,7 +348,8 @@ def load_config(service: str | None = None, *, path: str | None = None, env: Map
 
     Raises
     ------
-    ValueError for unknown keys or values of the wrong type; FileNotFoundError for a missing file.
+    ConfigError (a ``ValueError``) for a missing or unparsable file, unknown keys (with the closest known key) and
+    values of the wrong type or out of range; the message names the flag, variable or file and key.
     """
     env = os.environ if env is None else env
     cfg: dict[str, Any] = {}
@@ -180,16 +357,25 @@ def load_config(service: str | None = None, *, path: str | None = None, env: Map
         _apply(cfg, defaults, "defaults")
     path = path or env.get("LOWLAT_CONFIG")
     if path:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-        sections = {"validator", "matcher", "loadgen", "marketdata", "demo", "bench"}
-        _apply(cfg, {k: v for k, v in data.items() if k not in sections}, path)
+        data = _read_file(path)
+        _apply(cfg, {k: v for k, v in data.items() if k not in SECTIONS}, path)
+        for sec in SECTIONS:
+            if sec in data and not isinstance(data[sec], dict):
+                raise ConfigError(f"{path}: [{sec}] must be a table")
         if service and isinstance(data.get(service), dict):
             _apply(cfg, data[service], f"{path} [{service}]")
     for name in _FIELDS:
-        ev = env.get("LOWLAT_" + name.upper())
-        if ev is not None:
-            cfg[name] = _coerce(name, ev)
+        for key in dict.fromkeys((config_key(name), name)):
+            var = "LOWLAT_" + key.upper()
+            ev = env.get(var)
+            if ev is not None:
+                try:
+                    cfg[name] = check_value(name, ev)
+                except ValueError as e:
+                    raise ConfigError(f"environment variable {var}={ev!r} ({name}): {e}") from None
     if overrides:
-        _apply(cfg, {k: v for k, v in overrides.items() if v is not None}, "command line")
-    return ServiceConfig(**cfg)
+        _apply(cfg, {k: v for k, v in overrides.items() if v is not None}, "command line", flags=True)
+    out = ServiceConfig(**cfg)
+    if out.min_qty > out.max_qty:
+        raise ConfigError(f"min_qty ({out.min_qty}) is above max_qty ({out.max_qty})")
+    return out

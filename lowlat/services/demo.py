@@ -104,10 +104,18 @@ def plot_latency(curves: dict[str, LatencyHistogram], path: str, title: str = "l
     return path
 
 
+async def _stop_on(stop: asyncio.Event, lg: LoadGenerator) -> None:
+    await stop.wait()
+    lg.stop()
+
+
 async def run_demo(cfg: ServiceConfig, *, plot: str | None = "lowlat-demo-latency.png", out: TextIO | None = None,
-                   progress: bool = True) -> dict[str, Any]:
+                   progress: bool = True, stop: asyncio.Event | None = None,
+                   connect_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run the demo on ``cfg.transport`` for ``cfg.duration_s`` (or ``cfg.count`` orders) at ``cfg.rate``/s.
 
+    ``stop`` (set it, e.g. on Ctrl-C) ends the load early; the report then covers what was sent.
+    ``connect_options`` go to ``connect`` (e.g. ``bind=True`` for the ZeroMQ hub).
     Returns ``{"result": LoadResult, "report": str, "plot": path or None, ...}`` and prints the report.
     """
     from .matcher import MatcherService
@@ -115,7 +123,7 @@ async def run_demo(cfg: ServiceConfig, *, plot: str | None = "lowlat-demo-latenc
 
     out = out or sys.stdout
     cfg = cfg.replace(publish_results=True, forward=True, mode="pipeline")
-    t = connect(cfg.transport)
+    t = connect(cfg.transport, **(connect_options or {}))
     await t.connect()
     validator = ValidatorService(cfg)
     matcher = MatcherService(cfg)
@@ -128,7 +136,12 @@ async def run_demo(cfg: ServiceConfig, *, plot: str | None = "lowlat-demo-latenc
         lg = LoadGenerator(t, cfg, progress=print_progress(sys.stderr) if progress else None)
         print(f"lowlat demo: {lg.total:,} orders at {cfg.rate:,.0f}/s on {cfg.transport} "
               f"(validator + matcher + market data in one process; pid {os.getpid()})", file=out, flush=True)
-        res = await lg.run()
+        relay = asyncio.get_running_loop().create_task(_stop_on(stop, lg)) if stop is not None else None
+        try:
+            res = await lg.run()
+        finally:
+            if relay is not None:
+                relay.cancel()
         if progress and sys.stderr.isatty():
             sys.stderr.write("\n")
         # let the matcher finish what the validator forwarded, then stop intake and drain

@@ -166,6 +166,7 @@ class LoadGenerator:
         self._dups = 0
         self._errors = 0
         self._done = asyncio.Event()
+        self._stop = False
 
     # --- answers ---
     def _on_result(self, data: Any, now: int) -> None:
@@ -204,6 +205,10 @@ class LoadGenerator:
             return
         self._on_result(reply.data, time.perf_counter_ns())
 
+    def stop(self) -> None:
+        """End ``run`` early (e.g. on Ctrl-C): no more sends; ``run`` returns the result for what was sent."""
+        self._stop = True
+
     # --- run ---
     async def run(self) -> LoadResult:
         cfg = self.cfg
@@ -234,7 +239,7 @@ class LoadGenerator:
         last_progress = t0
         i = 0
         max_lag = 0
-        while i < total:
+        while i < total and not self._stop:
             now = pc()
             due = min(total, int((now - t0) / period) + 1)
             if due <= i:
@@ -265,11 +270,16 @@ class LoadGenerator:
                 last_progress = now
                 self.progress(i, self._answered, (now - t0) / 1e9)
         await self.t.flush()
-        # wait for the last answers
-        try:
-            await asyncio.wait_for(self._done.wait(), self.answer_timeout)
-        except TimeoutError:
-            pass
+        if i < total:  # stopped early: the answers to what was sent, briefly
+            total = i
+            until = time.monotonic() + min(self.answer_timeout, 1.0)
+            while self._answered < total and time.monotonic() < until:
+                await asyncio.sleep(0.01)
+        else:  # wait for the last answers
+            try:
+                await asyncio.wait_for(self._done.wait(), self.answer_timeout)
+            except TimeoutError:
+                pass
         end = pc()
         if inflight:
             await asyncio.gather(*inflight, return_exceptions=True)

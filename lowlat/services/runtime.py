@@ -65,17 +65,22 @@ class _JsonFormatter(logging.Formatter):
 
 
 def setup_logging(level: str = "INFO", json_lines: bool = True, stream: Any = None) -> None:
-    """Configure the ``lowlat`` logger (idempotent).  Services log per batch/event, never per message at INFO."""
-    root = logging.getLogger("lowlat")
-    root.setLevel(level.upper())
+    """Configure logging for a program that runs services (the CLI calls it; a library user need not).
+
+    One handler on the root logger (text or one JSON object per line, on stderr), replacing the one an earlier
+    call added, and ``level`` on the ``lowlat`` logger.  Importing lowlat adds no handler and changes no
+    propagation: an application that configures logging itself receives lowlat's records as usual.
+    Services log per batch/event, never per message at INFO.
+    """
+    logging.getLogger("lowlat").setLevel(level.upper())
+    root = logging.getLogger()
     for h in list(root.handlers):
         if getattr(h, "_lowlat", False):
             root.removeHandler(h)
     h = logging.StreamHandler(stream or sys.stderr)
     h._lowlat = True  # type: ignore[attr-defined]
-    h.setFormatter(_JsonFormatter() if json_lines else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    h.setFormatter(_JsonFormatter() if json_lines else logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     root.addHandler(h)
-    root.propagate = False
 
 
 class RateLimiter:

@@ -14,7 +14,8 @@ from typing import Any
 from ..errors import MissingExtraError
 from .base import Buffer, Handler, Headers, Message, Subscription, Transport
 
-__all__ = ["Buffer", "Handler", "Headers", "Message", "Subscription", "Transport", "connect", "scheme_of"]
+__all__ = ["Buffer", "Handler", "Headers", "Message", "Subscription", "Transport", "connect", "known_schemes",
+           "scheme_of"]
 
 # scheme -> (module, class, extra that provides the client or None)
 _ADAPTERS: dict[str, tuple[str, str, str | None]] = {
@@ -38,6 +39,11 @@ _NATS_CLIENTS: dict[str, tuple[str, str, str | None]] = {
 }
 
 
+def known_schemes() -> list[str]:
+    """The URL schemes ``connect`` knows (whether or not their client library is installed)."""
+    return sorted(_ADAPTERS)
+
+
 def scheme_of(url: str) -> str:
     if url.startswith("aeron:"):
         return "aeron"
@@ -48,7 +54,8 @@ def scheme_of(url: str) -> str:
 
 
 def connect(url: str, **options: Any) -> Transport:
-    """Return an unconnected ``Transport`` for ``url``; use ``async with connect(url) as t`` (or ``await t.connect()``).
+    """Return an unconnected ``Transport`` for ``url``: ``async with connect(url) as t``, or ``t = await connect(url)``
+    (connected; ``await t.close()`` when done), or ``t = connect(url)`` then ``await t.connect()``.
 
     Raises ``ValueError`` for an unknown scheme and ``MissingExtraError`` (an ``ImportError``) naming the extra to
     install when the scheme's client library is absent.

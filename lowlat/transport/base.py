@@ -27,7 +27,7 @@ import enum
 import itertools
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping, Sequence
 from typing import Any, Self
 
 from .._batch import MessageBatch
@@ -616,6 +616,10 @@ class Transport(abc.ABC):
     async def __aenter__(self) -> Self:
         await self.connect()
         return self
+
+    def __await__(self) -> Generator[Any, None, Self]:
+        """``t = await connect(url)``: connect and return the transport (the nats-py form); close it yourself."""
+        return self.__aenter__().__await__()
 
     async def __aexit__(self, *exc: object) -> None:
         try:

@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 import threading
 import uuid
@@ -89,6 +90,10 @@ def _topic(subject: str) -> str:
     if not _TOPIC.match(validate_subject(subject)):
         raise ValueError(f"Kafka topics allow [A-Za-z0-9._-] (1-249 chars), no wildcards: {subject!r}")
     return subject
+
+
+# librdkafka writes its own log lines to stderr unless it is given a logger
+_rdkafka_log = logging.getLogger("lowlat.transport.kafka.librdkafka")
 
 
 class KafkaSubscription(QueueSubscription):
@@ -206,7 +211,7 @@ class KafkaTransport(Transport):
 
     def _conf(self, kind: str, **defaults: Any) -> dict[str, Any]:
         o = self.options
-        return {"bootstrap.servers": self._servers, "socket.nagle.disable": True, **defaults,
+        return {"bootstrap.servers": self._servers, "socket.nagle.disable": True, "logger": _rdkafka_log, **defaults,
                 **o.get("config", {}), **o.get(f"{kind}_config", {})}
 
     async def connect(self) -> None:
