@@ -7,6 +7,14 @@ from libc.stdint cimport int8_t, uint8_t, int32_t, uint32_t, int64_t, uint64_t
 
 from lowlat._types cimport price_t, qty_t, side_t, reject_t, oid_t
 
+cdef extern from *:
+    """
+    /* Largest order quantity a Book takes (lots): the FlatBuffer Order.quantity range (uint32).  With at most
+     * 2**30 resting orders no sum of open quantities can pass 2**62, so level totals cannot wrap. */
+    #define LL_BOOK_MAX_QTY ((int64_t)0xFFFFFFFF)
+    """
+    const int64_t BOOK_MAX_QTY "LL_BOOK_MAX_QTY"
+
 # command ops (BookCommand.op)
 cdef enum:
     CMD_NEW = 0

@@ -9,6 +9,9 @@ cimport cython
 from libc.math cimport isfinite
 from libc.stdint cimport int8_t, uint8_t, int32_t, uint32_t, int64_t, uint64_t
 from cpython.mem cimport PyMem_RawRealloc, PyMem_RawFree
+from cpython.long cimport PyLong_Check
+from cpython.number cimport PyNumber_Index
+from libc.stdint cimport INT64_MAX
 from libc.string cimport memset, memcmp
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
@@ -39,6 +42,7 @@ cdef extern from *:
     void ll_prefetch "__builtin_prefetch"(const void* p) noexcept nogil
 
 DEBUG = bool(LOWLAT_DEBUG)
+MAX_QTY = BOOK_MAX_QTY    # largest order quantity in lots (2**32 - 1); larger ones get Reject.BAD_QUANTITY
 
 
 class EventKind(IntEnum):
@@ -439,6 +443,19 @@ cdef inline int _eff_stp(const BookCore* b, int stp) noexcept nogil:
     return b.default_stp if stp < 0 else stp
 
 
+cdef inline bint _in_band(const BookCore* b, price_t price) noexcept nogil:
+    # lo <= price < lo + n_ticks without signed overflow: price - lo wraps for a negative lo and a price near
+    # 2**63 (and the wrapped index would point outside the ladder); once price >= lo the unsigned difference
+    # is the true one.  lo + n_ticks - 1 itself fits in int64 (checked in Book.__cinit__).
+    return price >= b.lo and <uint64_t>price - <uint64_t>b.lo < <uint64_t>b.n_ticks
+
+
+cdef inline bint _qty_ok(qty_t qty) noexcept nogil:
+    # 1 <= qty <= BOOK_MAX_QTY: with at most 2**30 orders no sum of open quantities (level totals, the FOK
+    # walk, mass-cancel totals) can pass 2**62, so no add in the engine can wrap
+    return 0 < qty <= BOOK_MAX_QTY
+
+
 # ----------------------------------------------------------------------------------------------------
 # commands
 # ----------------------------------------------------------------------------------------------------
@@ -466,9 +483,9 @@ cdef reject_t book_new_c(BookCore* b, oid_t oid, uint64_t account, int side, int
         r = REJ_BAD_TIME_IN_FORCE
     elif stp < -1 or stp > STP_DECREMENT_AND_CANCEL:
         r = REJ_BAD_STP_MODE
-    elif qty <= 0:
+    elif not _qty_ok(qty):
         r = REJ_BAD_QUANTITY
-    elif not market and (price < b.lo or price - b.lo >= b.n_ticks):
+    elif not market and not _in_band(b, price):
         r = REJ_OUT_OF_RANGE
     elif market and post_only:
         r = REJ_MARKET_POST_ONLY
@@ -550,9 +567,9 @@ cdef reject_t book_modify_c(BookCore* b, oid_t oid, price_t price, qty_t qty, qt
     cdef bint crosses
     filled[0] = 0
     slot = -1
-    if qty <= 0:
+    if not _qty_ok(qty):
         r = REJ_BAD_QUANTITY
-    elif price < b.lo or price - b.lo >= b.n_ticks:
+    elif not _in_band(b, price):
         r = REJ_OUT_OF_RANGE
     else:
         slot = _map_find(b, oid)
@@ -696,7 +713,7 @@ cdef int book_check_c(BookCore* b) except -1 nogil:
             while s >= 0 and err == NULL:
                 if b.orders[s].prev != prev or not b.orders[s].live or b.orders[s].side != side:
                     err = "broken level link"
-                elif b.orders[s].price != b.lo + i or b.orders[s].qty <= 0:
+                elif b.orders[s].price != b.lo + i or not _qty_ok(b.orders[s].qty):
                     err = "order price/qty inconsistent with its level"
                 elif _map_find(b, b.orders[s].oid) != s:
                     err = "id map does not point at the resting order"
@@ -996,6 +1013,62 @@ cdef uint64_t _pow2_at_least(uint64_t n) noexcept:
     return p
 
 
+def _book_bytes(n_ticks: int, max_orders: int, event_capacity: int) -> int:
+    # what Book.__cinit__ allocates, in bytes (Python ints: no overflow for any argument)
+    if event_capacity < 0:
+        event_capacity = 3 * max_orders + 16
+    return (2 * n_ticks * sizeof(Level) + 2 * ((n_ticks + 63) >> 6) * 8 + max_orders * sizeof(Order)
+            + _pow2_at_least(2 * max_orders) * sizeof(MapEntry) + event_capacity * sizeof(BookEvent))
+
+
+def _memory_available():
+    # Bytes this process may still allocate: MemAvailable + SwapFree, capped by the cgroup limit (v2 or v1).
+    # None when nothing can be read (non-Linux): then allocation failure is the only check.
+    best = None
+    try:
+        with open("/proc/meminfo") as f:
+            info = {k: int(v.split()[0]) * 1024 for k, v in (ln.split(":", 1) for ln in f if ":" in ln)}
+        best = info["MemAvailable"] + info.get("SwapFree", 0)
+    except (OSError, KeyError, ValueError):
+        pass
+    for lim_p, cur_p in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                         ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        try:
+            with open(lim_p) as f:
+                lim = f.read().strip()
+            with open(cur_p) as f:
+                cur = int(f.read().strip())
+            if lim != "max" and int(lim) < (1 << 62):
+                left = max(0, int(lim) - cur)
+                best = left if best is None else min(best, left)
+        except (OSError, ValueError):
+            pass
+    return best
+
+
+cdef int _check_memory(int64_t n_ticks, int64_t max_orders, int64_t event_capacity) except -1:
+    # Refuse a book the machine cannot hold, before allocating: numpy maps lazily and __cinit__ touches every
+    # page, so an oversized book would otherwise end in the OOM killer, not in a MemoryError.  Books below
+    # 64 MiB skip the /proc reads.
+    need = _book_bytes(n_ticks, max_orders, event_capacity)
+    if need < (64 << 20):
+        return 0
+    avail = _memory_available()
+    if avail is not None and need > avail:
+        raise MemoryError(f"Book(n_ticks={n_ticks}, max_orders={max_orders}, event_capacity={event_capacity}) "
+                          f"needs {need / 2**20:,.0f} MiB; {avail / 2**20:,.0f} MiB are available "
+                          f"(see Book.memory_bytes)")
+    return 0
+
+
+cdef inline object _int(object x):
+    # The per-call API's integer contract: int, bool and numpy integers (anything with __index__).  Cython's
+    # C-integer conversion alone would take a float through __int__ and silently truncate it.
+    if PyLong_Check(x):
+        return x
+    return PyNumber_Index(x)  # TypeError for float, Decimal, str, ...
+
+
 @cython.final
 cdef class Book:
     """One instrument's limit order book with price-time matching.
@@ -1006,10 +1079,11 @@ cdef class Book:
         Lowest price of the band, in ticks.
     n_ticks : int
         Band width: prices ``lo .. lo + n_ticks - 1`` are accepted (others: ``Reject.OUT_OF_RANGE``).
-        Memory: 48 bytes per tick (both sides).
+        ``lo + n_ticks - 1`` must fit in int64.  Memory: 48 bytes per tick (both sides) plus a 2-bit bitmap.
     max_orders : int
         Resting-order capacity (pool + id map); a full pool rejects with ``Reject.BOOK_FULL``.
-        Memory: about 80 bytes per order.
+        Memory: 48 bytes per order for the pool and 32-64 bytes for the id map (a power of two >= 2 *
+        max_orders buckets of 16 bytes), plus the event buffer (below).
     default_stp : int
         ``StpMode`` for orders that give none (stp = -1).
     tick_size : float
@@ -1017,6 +1091,18 @@ cdef class Book:
     event_capacity : int
         Rows of the per-call event buffer (``Book.events``); default ``3 * max_orders + 16``, enough for any
         single command.  A command that could need more raises ``ValueError`` before running.
+        Memory: 80 bytes per row, so 240 bytes per order with the default.
+
+    Memory: with the default event buffer about 320-350 bytes per order plus 48 bytes per tick (1M orders
+    and a 1M-tick band: about 350 MiB), all allocated and touched at construction.
+    :meth:`memory_bytes` gives the exact figure and :attr:`nbytes` what a book holds; a size larger than
+    the memory available to the process (MemAvailable + free swap, and the cgroup limit) raises
+    ``MemoryError`` before anything is allocated.
+
+    Quantities are 1 .. ``MAX_QTY`` (2**32 - 1, the FlatBuffer quantity range) lots; other quantities get
+    ``Reject.BAD_QUANTITY``.  With at most 2**30 orders no level total or sum of open quantities can wrap.
+    Prices and quantities are integers: the per-call methods refuse floats (``TypeError``) rather than
+    truncating them; ``int``, ``bool`` and numpy integers are accepted.
     """
 
     def __cinit__(self, price_t lo, int64_t n_ticks, int64_t max_orders, int default_stp=STP_NONE,
@@ -1031,6 +1117,8 @@ cdef class Book:
         cdef int64_t i
         if n_ticks <= 0 or n_ticks > (1 << 31):
             raise ValueError("n_ticks must be in 1 .. 2**31")
+        if lo > INT64_MAX - (n_ticks - 1):
+            raise ValueError(f"the band lo .. lo + n_ticks - 1 must fit in int64 (lo={lo}, n_ticks={n_ticks})")
         if max_orders <= 0 or max_orders > (1 << 30):
             raise ValueError("max_orders must be in 1 .. 2**30")
         if default_stp < STP_NONE or default_stp > STP_DECREMENT_AND_CANCEL:
@@ -1041,6 +1129,7 @@ cdef class Book:
             event_capacity = 3 * max_orders + 16
         if event_capacity < 16:
             raise ValueError("event_capacity must be >= 16")
+        _check_memory(n_ticks, max_orders, event_capacity)
         memset(&self.core, 0, sizeof(BookCore))
         self.symbol = symbol
         b = &self.core
@@ -1113,8 +1202,8 @@ cdef class Book:
             book_check_c(&self.core)
         return 0
 
-    def submit(self, oid_t oid, int side, price_t price, qty_t qty, uint64_t account=0,
-               int order_type=OT_LIMIT, int tif=TIF_GTC, bint post_only=False, int stp=-1) -> tuple:
+    def submit(self, oid, side, price, qty, account=0, order_type=OT_LIMIT, tif=TIF_GTC, bint post_only=False,
+               stp=-1) -> tuple:
         """Submit a new order.
 
         Parameters
@@ -1136,52 +1225,72 @@ cdef class Book:
         (reject_code, filled_qty, n_events)
             ``reject_code`` is a ``Reject`` value (0 = accepted); the command's events are
             ``self.events[:n_events]`` until the next call.  Cost: O(1) plus O(1) per maker touched.
+
+        Raises
+        ------
+        TypeError
+            An argument is not an integer (a float is refused, not truncated).
         """
+        cdef oid_t oid_c = _int(oid)
+        cdef int side_c = _int(side)
+        cdef price_t price_c = _int(price)
+        cdef qty_t qty_c = _int(qty)
+        cdef uint64_t account_c = _int(account)
+        cdef int order_type_c = _int(order_type)
+        cdef int tif_c = _int(tif)
+        cdef int stp_c = _int(stp)
         self._idle_c()
         cdef BookCommand c
         cdef qty_t filled = 0
         cdef reject_t r
         c.op = CMD_NEW
-        c.side = <int8_t>side if -128 <= side <= 127 else -1
-        c.qty = qty
-        c.stp = <int8_t>stp if -128 <= stp <= 127 else -128
+        c.side = <int8_t>side_c if -128 <= side_c <= 127 else -1
+        c.qty = qty_c
+        c.stp = <int8_t>stp_c if -128 <= stp_c <= 127 else -128
         self._check_bound_c(&c)
-        r = book_new_c(&self.core, oid, account, side, order_type, tif, stp, post_only, price, qty, &filled)
+        r = book_new_c(&self.core, oid_c, account_c, side_c, order_type_c, tif_c, stp_c, post_only, price_c, qty_c,
+                       &filled)
         self._after_c()
         return r, filled, self.core.ev_n
 
-    def cancel(self, oid_t oid) -> tuple:
-        """Cancel a resting order.  Returns ``(reject_code, 0, n_events)``; cost O(1)."""
+    def cancel(self, oid) -> tuple:
+        """Cancel a resting order.  Returns ``(reject_code, 0, n_events)``; cost O(1).  ``TypeError`` for a
+        non-integer id."""
+        cdef oid_t oid_c = _int(oid)
         self._idle_c()
         self.core.ev_n = 0
-        cdef reject_t r = book_cancel_c(&self.core, oid)
+        cdef reject_t r = book_cancel_c(&self.core, oid_c)
         self._after_c()
         return r, 0, self.core.ev_n
 
-    def modify(self, oid_t oid, price_t price, qty_t qty) -> tuple:
+    def modify(self, oid, price, qty) -> tuple:
         """Replace a resting order's price (ticks) and open quantity (lots).
 
         Only a quantity decrease at the same price keeps time priority.  A new price that crosses trades
-        immediately.  Returns ``(reject_code, filled_qty, n_events)``.
+        immediately.  Returns ``(reject_code, filled_qty, n_events)``; ``TypeError`` for a non-integer argument.
         """
+        cdef oid_t oid_c = _int(oid)
+        cdef price_t price_c = _int(price)
+        cdef qty_t qty_c = _int(qty)
         self._idle_c()
         cdef BookCommand c
         cdef qty_t filled = 0
         c.op = CMD_MODIFY
-        c.oid = oid
-        c.qty = qty
+        c.oid = oid_c
+        c.qty = qty_c
         self._check_bound_c(&c)
-        cdef reject_t r = book_modify_c(&self.core, oid, price, qty, &filled)
+        cdef reject_t r = book_modify_c(&self.core, oid_c, price_c, qty_c, &filled)
         self._after_c()
         return r, filled, self.core.ev_n
 
-    def mass_cancel(self, uint64_t account) -> tuple:
+    def mass_cancel(self, account) -> tuple:
         """Cancel every resting order of ``account``.  Returns ``(0, n_cancelled, n_events)``; O(levels + orders)."""
+        cdef uint64_t account_c = _int(account)
         self._idle_c()
         cdef BookCommand c
         c.op = CMD_MASS_CANCEL
         self._check_bound_c(&c)
-        cdef int64_t n = book_mass_cancel_c(&self.core, account)
+        cdef int64_t n = book_mass_cancel_c(&self.core, account_c)
         self._after_c()
         return 0, n, self.core.ev_n
 
@@ -1321,6 +1430,18 @@ cdef class Book:
         return self.core.max_orders
 
     @property
+    def nbytes(self) -> int:
+        """Bytes of memory this book holds (ladder, bitmaps, order pool, id map, event buffer)."""
+        return (self._levels_arr[0].nbytes + self._levels_arr[1].nbytes + self._bits_arr.nbytes
+                + self._orders_arr.nbytes + self._map_arr.nbytes + self._events_arr.nbytes)
+
+    @staticmethod
+    def memory_bytes(int64_t n_ticks, int64_t max_orders, int64_t event_capacity=-1) -> int:
+        """Bytes a ``Book(lo, n_ticks, max_orders, event_capacity=...)`` allocates (and touches) at
+        construction: 48 per tick, 48 + 32..64 per order, 80 per event row.  Cost: O(1)."""
+        return _book_bytes(n_ticks, max_orders, event_capacity)
+
+    @property
     def tick_size(self) -> float:
         return self.core.tick_size
 
@@ -1372,6 +1493,8 @@ cdef class Book:
             raise ValueError("side must be 0 (BID) or 1 (ASK)")
         if n < 0:
             raise ValueError("n must be >= 0")
+        if n > self.core.n_side[side]:
+            n = self.core.n_side[side]  # a side has at most one non-empty level per resting order
         out = np.empty(n, DEPTH_DTYPE)
         cdef int64_t[:, ::1] o = out.view(np.int64).reshape(n, 3)
         lv = self.core.best[side]
@@ -1386,13 +1509,14 @@ cdef class Book:
     def queue(self, int side, price_t price):
         """The L3 FIFO at one level as an ``L3_DTYPE`` array (oid, account, qty), oldest first."""
         self._idle_c()
-        cdef int64_t idx = price - self.core.lo
+        cdef int64_t idx
         cdef Py_ssize_t k = 0
         cdef int32_t s
         if side != BID and side != ASK:
             raise ValueError("side must be 0 (BID) or 1 (ASK)")
-        if idx < 0 or idx >= self.core.n_ticks:
+        if not _in_band(&self.core, price):
             return np.empty(0, L3_DTYPE)
+        idx = <int64_t>(<uint64_t>price - <uint64_t>self.core.lo)
         out = np.empty(self.core.levels[side][idx].count, L3_DTYPE)
         cdef uint64_t[:, ::1] o = out.view(np.uint64).reshape(-1, 3)
         s = self.core.levels[side][idx].head
@@ -1477,8 +1601,8 @@ cdef class Book:
         with nogil:
             for i in range(n):
                 r = <const RestingOrder*>&orders[i * sizeof(RestingOrder)]
-                if ((r.side != BID and r.side != ASK) or r.qty <= 0 or r.price < b.lo
-                        or r.price - b.lo >= b.n_ticks or r.stp < -1 or r.stp > STP_DECREMENT_AND_CANCEL
+                if ((r.side != BID and r.side != ASK) or not _qty_ok(r.qty) or not _in_band(b, r.price)
+                        or r.stp < -1 or r.stp > STP_DECREMENT_AND_CANCEL
                         or r.post_only > 1):
                     rc = -1
                     break

@@ -115,3 +115,5 @@ cdef class BroadcastReceiver:
     cdef uint64_t cursor       # next record position to read
     cdef readonly uint64_t lapped_count  # times the producer overwrote unread records
     cdef bint raise_on_lap     # raise LappedError (True) or resync silently (False)
+    cdef uint64_t lap_tail     # shared tail at the last lap (a second lap at the same tail = corrupt intent)
+    cdef bint lapped_once      # lap_tail is set

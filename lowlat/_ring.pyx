@@ -40,6 +40,14 @@ next store would be skipped too; pass None to never do that).
 
 Broadcast: see BroadcastRing (Agrona's BroadcastTransmitter/Receiver scheme: tail intent, seqlock-style
 validation after copying).
+
+Hostile shared memory: every header word read at attach is range-checked before any arithmetic on it
+(capacity, slot_size, header size, version, kind); positions are only ever used masked, record headers
+are validated before use, an impossible shared tail (more than a ring ahead of the head) or a tail-intent
+word that laps a receiver twice at the same tail raises RingError, and no scan runs past one ring.  What
+this cannot cover: a segment truncated (ftruncate) by another process under a live mapping makes the next
+access to the lost pages raise SIGBUS; that is the POSIX shared-memory contract, so only let processes you
+trust hold a ring's name.
 """
 
 cimport cython
@@ -293,6 +301,17 @@ cdef void _init_header(char* base, int kind, uint64_t cap, uint64_t slot) noexce
     (<uint64_t*>(base + OFF_CREATOR_PID))[0] = ll_pid()
     # Publish: an attacher that sees the magic sees the fields above.
     ll_store_release(base + OFF_MAGIC, LL_RING_MAGIC)
+
+
+cdef inline uint64_t _max_slot(uint64_t cap) noexcept nogil:
+    # largest slot_size of a ring of `cap` data bytes: two strides align8(8 + slot) must fit (cap is a power
+    # of two >= 64, so cap / 2 is a multiple of 8)
+    return cap // 2 - 8
+
+
+cdef inline uint64_t _stride(uint64_t slot) noexcept nogil:
+    # frame bytes per record in slot mode; precondition slot <= _max_slot(cap) (no overflow)
+    return (slot + 15) & ~(<uint64_t>7) if slot else 0
 
 
 cdef uint64_t _check_capacity(object capacity) except 0:
@@ -559,6 +578,10 @@ cdef inline uint64_t ring_next(RingC* r, uint64_t head, uint64_t* pos) noexcept 
                 if <int64_t>(r.c_tail - p) <= 0:
                     pos[0] = p
                     return 0
+                if r.c_tail - head > r.cap:
+                    # the producer is never more than a ring ahead of the head: a foreign tail
+                    pos[0] = p
+                    return LL_HDR_CORRUPT
             h = ll_load_relaxed(r.data + off)
             if not (h & LL_HDR_COMMITTED):
                 pos[0] = p
@@ -594,8 +617,9 @@ cdef inline void ring_release(RingC* r, uint64_t end, uint64_t nrec) noexcept no
     if not r.multi:
         pass                        # SPSC reads only below the tail: stale bytes are never looked at
     elif r.hdr_only_zero:
-        # Slot mode with stride | capacity: headers only ever sit at multiples of the stride.
-        while p < end:
+        # Slot mode with stride | capacity: headers only ever sit at multiples of the stride.  Counted (end - p
+        # <= capacity), not compared, so positions near 2**64 (a foreign head) cannot make it run long.
+        for first in range((end - p) // r.stride):
             ll_store_relaxed(r.data + (p & r.mask), 0)
             p += r.stride
     else:
@@ -613,41 +637,47 @@ cdef inline void ring_release(RingC* r, uint64_t end, uint64_t nrec) noexcept no
     ll_store_release(r.base + OFF_HEAD, end)
 
 
-cdef void ring_check_stall(RingC* r, uint64_t pos) noexcept nogil:
+cdef int ring_check_stall(RingC* r, uint64_t pos) noexcept nogil:
     # Called when the slot at `pos` is not committed.  Notices a producer that claimed this slot and
     # died before publishing, and turns its slot into filler (see the module docstring).
+    # Returns 1 when the shared tail is impossible (more than a ring ahead of `pos`, which is at or after the
+    # head: producers never claim past head + capacity), so the caller raises RingError instead of waiting
+    # (or scanning) forever; 0 otherwise.
     cdef uint64_t tail, h, frame, q, step
     cdef int64_t now
     if not r.multi:
-        return                      # SPSC: an unpublished record is simply not there yet
+        return 0                    # SPSC: an unpublished record is simply not there yet
     tail = ll_load_acquire(r.base + OFF_TAIL)
     if <int64_t>(tail - pos) <= 0:
         r.stall_since = 0          # simply empty
-        return
+        return 0
+    if tail - pos > r.cap:
+        return 1
     now = ll_now_ns()
     if r.stall_since == 0 or r.stall_pos != pos:
         r.stall_pos = pos
         r.stall_tail = tail
         r.stall_since = now
         r.stall_pid_check = now
-        return
+        return 0
     h = ll_load_acquire(r.data + (pos & r.mask))
     if h & LL_HDR_COMMITTED:
-        return
+        return 0
     if h != 0:
         if now - r.stall_pid_check < PID_CHECK_NS:
-            return
+            return 0
         r.stall_pid_check = now
         if ll_pid_alive(<uint32_t>(h >> 32)):
-            return
+            return 0
         frame = h & LL_HDR_FRAME_MASK
         if frame == 0 or frame & 7 or frame > r.cap:
-            return
+            return 0
     else:
         if r.dead_timeout_ns < 0 or now - r.stall_since < r.dead_timeout_ns:
-            return
+            return 0
         # The header was never written.  Everything between here and the tail seen when the stall
-        # began was claimed before then; the first non-zero word is the next claim's header.
+        # began was claimed before then; the first non-zero word is the next claim's header.  The scan
+        # is at most capacity / step words: stall_tail - pos <= capacity was checked when it was taken.
         step = r.stride if r.hdr_only_zero else 8
         q = pos + step
         while <int64_t>(r.stall_tail - q) > 0:
@@ -658,11 +688,13 @@ cdef void ring_check_stall(RingC* r, uint64_t pos) noexcept nogil:
     ll_store_release(r.data + (pos & r.mask), frame | LL_HDR_PAD | LL_HDR_COMMITTED)
     ll_fetch_add(r.base + OFF_DEAD, 1)
     r.stall_since = 0
+    return 0
 
 
 cdef int ring_wait_readable(RingC* r, int64_t until, ll_idle_t* idle) noexcept nogil:
     # 1 when a record (or a corrupt header, which the caller reports) is at the head, 0 at `until`,
-    # -1 if the ring was closed meanwhile.  Does not move the head (safe next to a reader thread).
+    # -1 if the ring was closed meanwhile, -2 for an impossible shared tail (see ring_check_stall).
+    # Does not move the head (safe next to a reader thread).
     cdef uint64_t p
     while True:
         if r.closed:
@@ -670,7 +702,8 @@ cdef int ring_wait_readable(RingC* r, int64_t until, ll_idle_t* idle) noexcept n
         p = r.c_head if r.c_peek_end else ll_load_relaxed(r.base + OFF_HEAD)
         if ring_next(r, p, &p) != 0:
             return 1
-        ring_check_stall(r, p)
+        if ring_check_stall(r, p):
+            return -2
         if ll_now_ns() >= until:
             return 0
         ll_idle(idle)
@@ -700,6 +733,11 @@ cdef inline int _get_buf(object data, Py_buffer* view, const char** p, uint64_t*
     return 1
 
 
+cdef object _corrupt_tail(RingC* r):
+    return RingError(f"corrupt shared tail {ll_load_relaxed(r.base + OFF_TAIL)} (head {r.c_head}, capacity "
+                     f"{r.cap}): shared memory was written by something other than a lowlat producer")
+
+
 cdef object _corrupt(RingC* r, uint64_t pos):
     return RingError(f"corrupt record header 0x{ll_load_relaxed(r.data + (pos & r.mask)):016x} "
                      f"at position {pos}: shared memory was written by something other than a lowlat producer")
@@ -725,11 +763,11 @@ cdef class _Ring:
             self.r.dead_timeout_ns = <int64_t>(float(dead_producer_timeout) * 1e9)
         if name is None or create:
             cap = _check_capacity(capacity)
+            if slot_size > _max_slot(cap):
+                raise ValueError(f"slot_size {slot_size} too large for capacity {capacity}: two slots of "
+                                 f"8-byte header + payload, 8-aligned, must fit (at most {_max_slot(cap)})")
             slot = <uint64_t>slot_size
-            stride = (slot + 15) & ~(<uint64_t>7) if slot else 0
-            if slot and stride * 2 > cap:
-                raise ValueError(f"slot_size {slot_size} too large for capacity {capacity}: "
-                                 f"two slots of {stride} bytes (8-byte header + payload, 8-aligned) must fit")
+            stride = _stride(slot)
             if name is None:
                 if not create:
                     raise ValueError("create=False needs a name to attach to")
@@ -742,12 +780,14 @@ cdef class _Ring:
             self.mem = _shm_attach(name, kind)
             cap = (<uint64_t*>(self.mem.base + OFF_CAPACITY))[0]
             slot = (<uint64_t*>(self.mem.base + OFF_SLOT))[0]
-            stride = (slot + 15) & ~(<uint64_t>7) if slot else 0
+            # range-check before any arithmetic on it: a hostile slot_size near 2**64 would wrap the stride
+            if slot > _max_slot(cap):
+                raise RingError(f"{name!r} has an inconsistent header (slot_size {slot}, capacity {cap}: "
+                                f"at most {_max_slot(cap)})")
+            stride = _stride(slot)
             if capacity and (capacity != cap or slot_size != slot):
                 raise RingError(f"{name!r} has capacity {cap} and slot_size {slot}, "
                                 f"not {capacity} and {slot_size}")
-            if slot and stride * 2 > cap:
-                raise RingError(f"{name!r} has an inconsistent header (slot_size {slot}, capacity {cap})")
         if name is not None:
             self.name = name[1:] if name.startswith("/") else name
         self.r.base = self.mem.base
@@ -814,7 +854,8 @@ cdef class _Ring:
         self.check_open_c()
         cdef uint64_t t = ll_load_acquire(self.r.base + OFF_TAIL)
         cdef uint64_t h = ll_load_acquire(self.r.base + OFF_HEAD)
-        return <int64_t>(t - h) if t > h else 0
+        # clamped to [0, capacity]: foreign writes to the shared words must not give a nonsense size
+        return min(t - h, self.r.cap) if t > h else 0
 
     @property
     def dead_records(self):
@@ -828,7 +869,11 @@ cdef class _Ring:
             return 0
         cdef uint64_t popped = ll_load_acquire(self.r.base + OFF_POPPED)
         cdef uint64_t pushed = ll_load_acquire(self.r.base + OFF_PUSHED)
-        return <int64_t>(pushed - popped) if pushed > popped else 0
+        # Clamped to what can fit (a record takes >= 8 bytes): corrupted counters would otherwise give a
+        # length that len() cannot return (SystemError / OverflowError)
+        if pushed <= popped:
+            return 0
+        return min(pushed - popped, self.r.cap // 8)
 
     def __repr__(self):
         where = f"name={self.name!r}" if self.name is not None else "heap"
@@ -1144,7 +1189,8 @@ cdef class _Ring:
         p = self.r.c_head
         if ring_next(&self.r, self.r.c_head, &p) != 0:
             return 1
-        ring_check_stall(&self.r, p)
+        if ring_check_stall(&self.r, p):
+            raise _corrupt_tail(&self.r)
         cfg = _idle_cfg(idle)
         if cfg.kind == LL_IDLE_BUSY and timeout != 0:
             # The spinning side: poll a little with the GIL held before paying for the GIL hand-off
@@ -1166,6 +1212,8 @@ cdef class _Ring:
                     rc = ring_wait_readable(&self.r, until, &cfg)
                 if rc == 1:
                     return 1
+                if rc == -2:
+                    raise _corrupt_tail(&self.r)
                 if rc < 0:
                     raise RingError(f"{type(self).__name__} was closed while waiting")
                 if deadline >= 0 and ll_now_ns() >= deadline:
@@ -1208,7 +1256,8 @@ cdef class _Ring:
         if h == 0:
             if p != self.r.c_head and self.r.c_peek_end == 0:
                 ring_release(&self.r, p, 0)      # hand skipped filler back to producers early
-            ring_check_stall(&self.r, p)
+            if ring_check_stall(&self.r, p):
+                raise _corrupt_tail(&self.r)
             return None
         if h == LL_HDR_CORRUPT:
             raise _corrupt(&self.r, p)
@@ -1247,7 +1296,8 @@ cdef class _Ring:
         if h == 0:
             if p != self.r.c_head:
                 ring_release(&self.r, p, 0)
-            ring_check_stall(&self.r, p)
+            if ring_check_stall(&self.r, p):
+                raise _corrupt_tail(&self.r)
             return None
         if h == LL_HDR_CORRUPT:
             raise _corrupt(&self.r, p)
@@ -1300,7 +1350,8 @@ cdef class _Ring:
                 if k == 0:
                     if p != self.r.c_head:
                         ring_release(&self.r, p, 0)
-                    ring_check_stall(&self.r, p)
+                    if ring_check_stall(&self.r, p):
+                        raise _corrupt_tail(&self.r)
                 break
             if h == LL_HDR_CORRUPT:
                 if k == 0:
@@ -1487,6 +1538,15 @@ cdef class BroadcastRing:
 
 
 cdef int _lapped(BroadcastReceiver rx) except -1:
+    # After a resync to the newest record, a real lap needs the producer to publish more (the tail moves):
+    # the intent of a publish in flight is < 3/8 ring past `latest`.  A second lap at the same tail means the
+    # intent word is foreign; without this check try_recv(raise_on_lap=False) would resync forever.
+    cdef uint64_t tail = ll_load_acquire(rx.ring.base + OFF_BC_TAIL)
+    if rx.lapped_once and tail == rx.lap_tail:
+        raise RingError(f"corrupt broadcast tail intent {ll_load_relaxed(rx.ring.base + OFF_BC_INTENT)} "
+                        f"(tail {tail}): shared memory was written by something other than a lowlat producer")
+    rx.lap_tail = tail
+    rx.lapped_once = True
     rx.lapped_count += 1
     rx.cursor = ll_load_acquire(rx.ring.base + OFF_BC_LATEST)
     if rx.raise_on_lap:
@@ -1531,7 +1591,9 @@ cdef class BroadcastReceiver:
                 if ll_load_relaxed(ring.base + OFF_BC_INTENT) > self.cursor + cap:
                     _lapped(self)
                     continue
-                if frame == 0 or frame & 7 or off + frame != cap:
+                # the producer pads only from a non-zero offset to the end: a filler at 0 is foreign (and
+                # would let a loop of fillers run up to a foreign tail)
+                if frame == 0 or frame & 7 or off == 0 or off + frame != cap:
                     raise RingError(f"corrupt broadcast filler header 0x{h:016x}")
                 self.cursor += frame
                 continue

@@ -17,6 +17,7 @@ ACCEPTED, REJECTED, FILL, CANCELED, EXPIRED, MODIFIED, L2, MASS_CANCELED = 1, 2,
 
 R_MALFORMED = 1
 R_BAD_SIDE, R_BAD_QUANTITY = 4, 6
+MAX_QTY = 2**32 - 1  # the book's quantity bound (lowlat._book.MAX_QTY)
 R_BAD_ORDER_TYPE, R_BAD_TIF = 13, 14
 R_BOOK_FULL, R_DUPLICATE, R_UNKNOWN, R_POST_ONLY, R_FOK, R_NO_LIQ, R_STP, R_BAD_STP, R_RANGE, R_MKT_PO = (
     64, 65, 66, 67, 68, 69, 70, 71, 72, 73)
@@ -153,7 +154,7 @@ class RefBook:
             r = R_BAD_TIF
         elif not -1 <= stp <= DECREMENT_AND_CANCEL:
             r = R_BAD_STP
-        elif qty <= 0:
+        elif not 0 < qty <= MAX_QTY:
             r = R_BAD_QUANTITY
         elif not market and not self._in_band(price):
             r = R_RANGE
@@ -204,7 +205,7 @@ class RefBook:
         self.events = []
         r = 0
         o = None
-        if qty <= 0:
+        if not 0 < qty <= MAX_QTY:
             r = R_BAD_QUANTITY
         elif not self._in_band(price):
             r = R_RANGE
