@@ -99,7 +99,7 @@ def sync_shm(idle):
     # serve_sync: a plain-Python worker polling its ring, no event loop (the shm latency path)
     import signal, threading
     from lowlat._ring import BackoffIdle
-    from lowlat.transport.inproc import ShmTransport
+    from lowlat.transport.shm import ShmTransport
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *a: stop.set())
     with ShmTransport(url) as t:
@@ -143,7 +143,7 @@ def stop_server(proc: subprocess.Popen) -> None:
     if url:  # the bus directory outlives its members by design
         import shutil
 
-        from lowlat.transport.inproc import shm_root
+        from lowlat.transport.shm import shm_root
 
         shutil.rmtree(os.path.join(shm_root(), "lowlat-bus-" + url[6:]), ignore_errors=True)
 
@@ -323,7 +323,7 @@ async def tp_bare_zmq(addr: str, size: int) -> float:
 
 
 def rtt_sync_shm(url: str, size: int, idle) -> hdrh.HdrHistogram:
-    from lowlat.transport.inproc import ShmTransport
+    from lowlat.transport.shm import ShmTransport
 
     h = hist()
     payload = os.urandom(size)

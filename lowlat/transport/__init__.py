@@ -20,7 +20,7 @@ __all__ = ["Buffer", "Handler", "Headers", "Message", "Subscription", "Transport
 # scheme -> (module, class, extra that provides the client or None)
 _ADAPTERS: dict[str, tuple[str, str, str | None]] = {
     "inproc": ("lowlat.transport.inproc", "InprocTransport", None),
-    "shm": ("lowlat.transport.inproc", "ShmTransport", None),
+    "shm": ("lowlat.transport.shm", "ShmTransport", None),
     "zmq+tcp": ("lowlat.transport.zmq", "ZmqTransport", "zmq"),
     "zmq+ipc": ("lowlat.transport.zmq", "ZmqTransport", "zmq"),
     "zmq+inproc": ("lowlat.transport.zmq", "ZmqTransport", "zmq"),

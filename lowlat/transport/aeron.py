@@ -137,7 +137,6 @@ class AeronTransport(Transport):
     for subscriptions.
     """
 
-    schemes = ("aeron",)
     capabilities = Capability.HEADERS | Capability.REQUEST_REPLY | Capability.WILDCARDS
 
     def __init__(self, url: str, *, aeron_dir: str | None = None, stream_id: int = 1001,

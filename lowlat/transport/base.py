@@ -7,9 +7,9 @@ allows it) that goes straight into ``lowlat``'s zero-copy readers.  The conforma
 Subjects follow NATS rules on every adapter: dot-separated tokens, ``*`` matches exactly one token and ``>``
 matches one or more trailing tokens (only in subscriptions).  ``subject_matches`` is the reference.
 
-Pure helpers any adapter may use: ``subject_matches``/``validate_subject``, ``new_inbox`` and
-``encode_meta``/``decode_meta`` (reply subject + headers in one small frame, for transports without native
-headers).  ``QueueSubscription`` is the bounded receive queue most adapters feed (``max_pending`` /
+Pure helpers any adapter may use (defined in ``_subjects``, importable from here): ``subject_matches`` /
+``validate_subject``, ``new_inbox`` and ``encode_meta``/``decode_meta`` (reply subject + headers in one small
+frame, for transports without native headers).  Routing for embedded and hub-side adapters is ``_routes``.  ``QueueSubscription`` is the bounded receive queue most adapters feed (``max_pending`` /
 ``max_pending_bytes``, drops counted and reported); ``ServeSink`` is the one request/reply worker every adapter's
 ``serve()`` uses.  ``Transport.capabilities`` says what an adapter supports; callers read it instead of
 catching errors.
@@ -24,14 +24,13 @@ import abc
 import asyncio
 import collections
 import enum
-import itertools
 import logging
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping, Sequence
 from typing import Any, Self
 
 from .._batch import MessageBatch
-from ..errors import DecodeError, TransportClosedError, TransportNotConnectedError, TransportTimeoutError
+from ..errors import TransportClosedError, TransportNotConnectedError, TransportTimeoutError
+from ._subjects import decode_meta, encode_meta, new_inbox, subject_matches, validate_subject
 
 Buffer = bytes | bytearray | memoryview
 Headers = Mapping[str, str]
@@ -40,10 +39,10 @@ Handler = Callable[["Message"], "Awaitable[Buffer | None] | Buffer | None"]
 __all__ = [
     "Buffer",
     "Capability",
-    "MessageBatch",
     "Handler",
     "Headers",
     "Message",
+    "MessageBatch",
     "QueueSubscription",
     "ServeSink",
     "SlowConsumerCallback",
@@ -72,87 +71,6 @@ class Capability(enum.Flag):
     WILDCARDS = enum.auto()       # '*' and '>' in subscriptions
     DURABLE = enum.auto()         # the adapter implements the durable-log protocol
     NATIVE_BATCH = enum.auto()    # take_batch/publish_batch_to avoid a Python object per message
-
-
-def validate_subject(subject: str, *, wildcards: bool = False) -> str:
-    """Return ``subject`` if it is a valid NATS-style subject, else raise ``ValueError``.
-
-    Tokens are separated by ``.`` and must be non-empty and free of whitespace.  With ``wildcards=True``
-    (subscriptions) ``*`` may stand for a whole token and ``>`` may be the last token.  Cost: O(len).
-    """
-    if not isinstance(subject, str) or not subject:
-        raise ValueError(f"invalid subject {subject!r}: must be a non-empty str")
-    toks = subject.split(".")
-    last = len(toks) - 1
-    for i, t in enumerate(toks):
-        if not t or any(c.isspace() for c in t):
-            raise ValueError(f"invalid subject {subject!r}: empty token or whitespace")
-        if t == "*" or t == ">":
-            if not wildcards:
-                raise ValueError(f"invalid subject {subject!r}: wildcards are only allowed in subscriptions")
-            if t == ">" and i != last:
-                raise ValueError(f"invalid subject {subject!r}: '>' must be the last token")
-        elif "*" in t or ">" in t:
-            raise ValueError(f"invalid subject {subject!r}: a wildcard must be a whole token")
-    return subject
-
-
-def subject_matches(pattern: str, subject: str) -> bool:
-    """True if the literal ``subject`` matches subscription ``pattern`` (``*`` one token, ``>`` the rest)."""
-    if pattern == subject:
-        return True
-    p = pattern.split(".")
-    s = subject.split(".")
-    for i, tok in enumerate(p):
-        if tok == ">":
-            return len(s) > i
-        if i >= len(s):
-            return False
-        if tok != "*" and tok != s[i]:
-            return False
-    return len(p) == len(s)
-
-
-def encode_meta(reply: str | None, headers: Headers | None) -> bytes:
-    """``b""`` or ``reply\\nk:v\\nk:v``; raises ``ValueError`` for a newline in a key/value or ':' in a key."""
-    if not reply and not headers:
-        return b""
-    parts = [reply or ""]
-    if headers:
-        for k, v in headers.items():
-            k, v = str(k), str(v)
-            if "\n" in k or "\n" in v or ":" in k or not k:
-                raise ValueError(f"invalid header {k!r}: {v!r}")
-            parts.append(f"{k}:{v}")
-    return "\n".join(parts).encode()
-
-
-def decode_meta(meta: bytes | memoryview) -> tuple[str | None, dict[str, str] | None]:
-    """Inverse of ``encode_meta``; raises ``lowlat.DecodeError`` (a ``ValueError``) on malformed input."""
-    if not meta:
-        return None, None
-    try:
-        text = bytes(meta).decode()
-    except UnicodeDecodeError as e:
-        raise DecodeError("zmq meta frame is not UTF-8") from e
-    lines = text.split("\n")
-    headers: dict[str, str] | None = None
-    for line in lines[1:]:
-        k, sep, v = line.partition(":")
-        if not sep or not k:
-            raise DecodeError(f"malformed zmq header line {line!r}")
-        if headers is None:
-            headers = {}
-        headers[k] = v
-    return lines[0] or None, headers
-
-
-_inbox_ids = itertools.count(1)
-
-
-def new_inbox(prefix: str = "_INBOX") -> str:
-    """A process-unique inbox subject, ``<prefix>.<random hex>.<n>``."""
-    return f"{prefix}.{os.urandom(8).hex()}.{next(_inbox_ids)}"
 
 
 class Message:
@@ -449,7 +367,7 @@ class ServeSink:
         self.handled += 1
         try:
             out = self.handler(msg)
-        except Exception:  # noqa: BLE001 - a failing handler must not kill the worker; the requester times out
+        except Exception:  # a failing handler must not kill the worker; the requester times out
             log.exception("serve(%r): handler failed", self.subject)
             return None
         tp = type(out)
@@ -496,7 +414,7 @@ class ServeSink:
     async def _finish(self, msg: Message, aw: Awaitable[Any]) -> None:
         try:
             out = await aw
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("serve(%r): handler failed", self.subject)
             return
         if out is not None and msg.reply and not self._t.closed:
@@ -510,7 +428,7 @@ class ServeSink:
             self._reply_now(reply, payload)
         except TransportClosedError:
             pass
-        except Exception:  # noqa: BLE001 - one failed answer must not stop the worker
+        except Exception:  # one failed answer must not stop the worker
             log.exception("serve(%r): reply to %r failed", self.subject, reply)
 
     async def _answer_async(self, reply: str, payload: Buffer) -> None:
@@ -520,7 +438,7 @@ class ServeSink:
             await self._t.publish(reply, payload)
         except TransportClosedError:
             pass
-        except Exception:  # noqa: BLE001 - one failed answer must not stop the worker
+        except Exception:  # one failed answer must not stop the worker
             log.exception("serve(%r): reply to %r failed", self.subject, reply)
 
     def close_nowait(self) -> None:
@@ -540,7 +458,6 @@ class Transport(abc.ABC):
     the client where they mean something there.
     """
 
-    schemes: tuple[str, ...] = ()
     capabilities: Capability = Capability.REQUEST_REPLY | Capability.WILDCARDS
 
     def __init__(self, url: str, **options: Any) -> None:

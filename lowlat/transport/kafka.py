@@ -63,7 +63,17 @@ from functools import partial
 from typing import Any
 
 from ..errors import MissingExtraError, TransportClosedError, TransportError, TransportTimeoutError
-from .base import Buffer, Capability, Headers, Message, QueueSubscription, Transport, log, new_inbox, validate_subject
+from .base import (
+    Buffer,
+    Capability,
+    Headers,
+    Message,
+    QueueSubscription,
+    Transport,
+    log,
+    new_inbox,
+    validate_subject,
+)
 
 try:
     from confluent_kafka import (
@@ -182,7 +192,6 @@ class KafkaSubscription(QueueSubscription):
 class KafkaTransport(Transport):
     """Kafka over confluent-kafka (see the module docstring for options and semantics)."""
 
-    schemes = ("kafka",)
     # queue groups are consumer groups: load spreads by partition (keys), not per message
     capabilities = Capability.QUEUE_GROUPS | Capability.HEADERS | Capability.REQUEST_REPLY
 

@@ -138,7 +138,6 @@ class JsPullSubscription:
 class NatsTransport(Transport):
     """NATS over nats-py (see the module docstring for options and semantics)."""
 
-    schemes = ("nats", "tls")
     capabilities = Capability.QUEUE_GROUPS | Capability.HEADERS | Capability.REQUEST_REPLY | Capability.WILDCARDS
 
     def __init__(self, url: str, **options: Any) -> None:

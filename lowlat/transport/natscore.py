@@ -345,7 +345,6 @@ class _Inbox:
 class NatsCoreTransport(Transport):
     """Core NATS on the compiled protocol (see the module docstring for options and semantics)."""
 
-    schemes = ("nats", "tls")
     capabilities = (Capability.QUEUE_GROUPS | Capability.HEADERS | Capability.REQUEST_REPLY
                     | Capability.WILDCARDS | Capability.NATIVE_BATCH)
 

@@ -41,6 +41,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import MissingExtraError, TransportClosedError, TransportError, TransportTimeoutError
+from ._routes import RouteTable
 from .base import (
     Buffer,
     Capability,
@@ -55,7 +56,6 @@ from .base import (
     encode_meta,
     validate_subject,
 )
-from .inproc import RouteTable
 
 try:
     import zmq
@@ -129,7 +129,6 @@ class ZmqTransport(Transport):
     """ZeroMQ transport (see the module docstring).  Options: ``bind`` (hub), ``rr_port``, ``hwm``,
     ``sync_timeout`` (s, default 10), ``max_pending``/``max_pending_bytes``/``on_slow_consumer``."""
 
-    schemes = ("zmq+tcp", "zmq+ipc", "zmq+inproc")
     capabilities = Capability.HEADERS | Capability.REQUEST_REPLY | Capability.WILDCARDS
 
     def __init__(self, url: str, *, bind: bool = False, rr_port: int | None = None, hwm: int = 100_000,

@@ -26,7 +26,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 SYNC_SERVER = r'''
 import signal, sys, threading
-from lowlat.transport.inproc import ShmTransport
+from lowlat.transport.shm import ShmTransport
 from lowlat._ring import BackoffIdle
 stop = threading.Event()
 signal.signal(signal.SIGTERM, lambda *a: stop.set())
@@ -47,7 +47,7 @@ print("handled", n, flush=True)
 
 @pytest.fixture
 def bus():
-    from lowlat.transport.inproc import shm_available, shm_root
+    from lowlat.transport.shm import shm_available, shm_root
 
     ok, why = shm_available()
     if not ok:
@@ -74,7 +74,7 @@ def sync_server(bus):
 
 
 def test_sync_client_against_sync_server_in_another_process(bus, sync_server):
-    from lowlat.transport.inproc import ShmTransport
+    from lowlat.transport.shm import ShmTransport
 
     with ShmTransport(bus) as t:
         for i in range(200):
@@ -108,7 +108,7 @@ async def test_async_client_against_sync_server(bus, sync_server):
 
 async def test_sync_client_against_async_server(bus):
     from lowlat.transport import connect
-    from lowlat.transport.inproc import ShmTransport
+    from lowlat.transport.shm import ShmTransport
 
     async with connect(bus) as srv:
         await srv.serve("fp.async", lambda m: b"async:" + bytes(m.data))
@@ -137,7 +137,7 @@ async def test_request_sync_on_the_loop_thread_of_an_async_transport(bus, sync_s
 
 
 def test_no_responders_and_misuse(bus):
-    from lowlat.transport.inproc import ShmTransport
+    from lowlat.transport.shm import ShmTransport
 
     with ShmTransport(bus) as t:
         t0 = time.monotonic()
@@ -156,7 +156,7 @@ def test_no_responders_and_misuse(bus):
 
 
 def test_serve_sync_in_a_thread_stops_and_survives_handler_errors(bus, caplog):
-    from lowlat.transport.inproc import ShmTransport
+    from lowlat.transport.shm import ShmTransport
 
     stop = threading.Event()
     srv = ShmTransport(bus).connect_sync()
@@ -207,7 +207,7 @@ def test_serve_sync_in_a_thread_stops_and_survives_handler_errors(bus, caplog):
 
 
 def test_serve_sync_queue_group_spreads_requests(bus):
-    from lowlat.transport.inproc import ShmTransport
+    from lowlat.transport.shm import ShmTransport
 
     stop = threading.Event()
     workers = [ShmTransport(bus).connect_sync() for _ in range(2)]

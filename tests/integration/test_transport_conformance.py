@@ -63,7 +63,7 @@ def endpoint_inproc() -> Endpoint:
 def endpoint_shm():
     import shutil
 
-    from lowlat.transport.inproc import shm_available, shm_root
+    from lowlat.transport.shm import shm_available, shm_root
 
     ok, why = shm_available()
     if not ok:

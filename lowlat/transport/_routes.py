@@ -1,0 +1,66 @@
+"""``RouteTable``: subject -> subscribers, the routing every embedded or hub-side adapter shares (inproc, shm,
+the zmq hub).  Pure Python, no shared memory: importing it costs nothing."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from typing import Any
+
+from .base import subject_matches
+
+__all__ = ["RouteTable"]
+
+
+class RouteTable:
+    """Subject -> subscribers, with a per-subject cache invalidated on every (un)subscribe.
+
+    ``route(subject)`` returns ``(plain, groups)``: the list of non-queue subscribers and a list of queue-group
+    member lists; the publisher delivers to every plain one and to one member per group (round robin).  Entries
+    are any objects with ``subject`` and ``queue`` attributes.  Cost: a dict hit per publish once warm.
+    """
+
+    def __init__(self) -> None:
+        self._subs: list[Any] = []
+        self._cache: dict[str, tuple[list[Any], list[list[Any]]]] = {}
+        self._rr = itertools.count()
+        self.lock = threading.Lock()
+
+    def add(self, sub: Any) -> None:
+        with self.lock:
+            self._subs.append(sub)
+            self._cache = {}
+
+    def remove(self, sub: Any) -> None:
+        with self.lock:
+            try:
+                self._subs.remove(sub)
+            except ValueError:
+                return
+            self._cache = {}
+
+    def __len__(self) -> int:
+        return len(self._subs)
+
+    def route(self, subject: str) -> tuple[list[Any], list[list[Any]]]:
+        hit = self._cache.get(subject)
+        if hit is not None:
+            return hit
+        with self.lock:
+            plain: list[Any] = []
+            groups: dict[str, list[Any]] = {}
+            for s in self._subs:
+                if subject_matches(s.subject, subject):
+                    if s.queue:
+                        groups.setdefault(s.queue, []).append(s)
+                    else:
+                        plain.append(s)
+            out = (plain, list(groups.values()))
+            if len(self._cache) > 4096:  # bound the cache under subject churn
+                self._cache = {}
+            self._cache[subject] = out
+            return out
+
+    def pick(self, members: list[Any]) -> Any:
+        """One member of a queue group (round robin over the process-wide counter)."""
+        return members[next(self._rr) % len(members)]

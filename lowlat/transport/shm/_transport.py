@@ -1,0 +1,535 @@
+"""``ShmTransport``: the ``shm://name`` bus between processes on one host, over ``lowlat._ring``.
+
+publish(subject): if the registry's generation moved, re-read it (``_registry``); route the subject over every
+member's subscriptions; push ONE record (``_codec``) per member that has plain matches (``SID_ALL``: "deliver to
+all your matching plain subs") and one record per queue group to a member picked round-robin (sid = that
+subscription).  Receiving: the event loop drains the ring and dispatches.  Wake-up ("doorbell"): every member
+also owns a FIFO ``<dir>/<member>.bell``; a publisher writes one byte to it after pushing (non-blocking; a full
+FIFO already means "wake up"), and the owner's event loop watches the FIFO with ``add_reader()``: no polling
+thread, one epoll wake-up per burst.  The owner empties the FIFO *before* draining the ring, so a record pushed
+after the drain always leaves a byte behind (no lost wake-up).  ``wait="spin"`` instead polls the ring from the
+event loop (lowest latency, burns a core), and ``spin_us=N`` makes ``request()`` poll its reply ring for up to
+N µs before sleeping (a bounded spin that saves the wake-up when the server answers fast).  The synchronous
+fast path (``connect_sync``/``request_sync``/``serve_sync``, no event loop) is in ``_sync``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import re
+import struct
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Self
+
+from ...errors import (
+    NoRespondersError,
+    RingError,
+    TransportClosedError,
+    TransportError,
+    TransportTimeoutError,
+)
+from .._inbox import InboxSink
+from .._routes import RouteTable
+from ..base import (
+    Buffer,
+    Capability,
+    Handler,
+    Headers,
+    Message,
+    QueueSubscription,
+    ServeSink,
+    Subscription,
+    Transport,
+    encode_meta,
+    validate_subject,
+)
+from . import _sync
+from ._codec import SID_ALL, SID_INBOX, SMALL_RECORD, decode, encode_small, record_size, write_record
+from ._registry import Registry, member_pid, pid_alive, shm_available
+
+__all__ = ["ShmTransport"]
+
+log = logging.getLogger("lowlat.transport.shm")
+_NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+
+
+class _Remote:
+    """One subscription of some member, as seen by publishers."""
+
+    __slots__ = ("member", "queue", "sid", "subject")
+
+    def __init__(self, subject: str, queue: str | None, member: str, sid: int) -> None:
+        self.subject, self.queue, self.member, self.sid = subject, queue, member, sid
+
+
+class _ShmSub(QueueSubscription):
+    sid: int = 0
+
+
+def inbox_member(subject: str) -> str:
+    """The member an ``_INBOX.<member>.<token>`` reply subject belongs to (``-`` is spelled ``_`` in subjects)."""
+    return subject[7:].partition(".")[0].replace("_", "-")
+
+
+class ShmTransport(Transport):
+    """Shared-memory bus ``shm://name`` between processes on one host (see the module docstring).
+
+    Options: ``ring_capacity`` (bytes, power of two, default 4 MiB: largest payload is half of it),
+    ``wait`` ("bell" default: FIFO doorbell watched by the event loop, or "spin": poll the ring from the loop,
+    one core busy), ``spin_us`` (µs request() polls for its reply before sleeping; default 0),
+    ``publish_timeout`` (s a publish waits for room in a full subscriber ring before dropping the message and
+    counting it in ``full_drops``; default 1.0), ``max_pending``/``max_pending_bytes``/``on_slow_consumer`` per
+    subscription.
+    """
+
+    capabilities = Capability.QUEUE_GROUPS | Capability.HEADERS | Capability.REQUEST_REPLY | Capability.WILDCARDS
+
+    def __init__(self, url: str, *, ring_capacity: int = 4 << 20, wait: str = "bell", spin_us: float = 0.0,
+                 publish_timeout: float = 1.0, **options: Any) -> None:
+        super().__init__(url, **options)
+        name = url.partition("://")[2]
+        if not _NAME_RE.match(name):
+            raise ValueError(f"shm URL needs a bus name of [A-Za-z0-9_.-]{{1,64}}: {url!r}")
+        if wait not in ("bell", "spin"):
+            raise ValueError("wait must be 'bell' or 'spin'")
+        self.name = name
+        self.ring_capacity = ring_capacity
+        self.wait = wait
+        self.spin_ns = int(spin_us * 1000)
+        self.publish_timeout = publish_timeout
+        self.member = f"{os.getpid()}-{os.urandom(4).hex()}"
+        self._reg = Registry(name, self.member)
+        self.dir = self._reg.dir
+        self.full_drops = 0
+        self._ring: Any = None
+        self._gen_seen = -1
+        self._routes = RouteTable()          # every member's subscriptions (_Remote)
+        self._targets: dict[str, Any] = {}   # member -> attached MpscRing
+        self._bells: dict[str, int] = {}     # member -> write fd of its doorbell FIFO
+        self._bell_fd = -1                   # our own FIFO (O_RDWR, non-blocking)
+        self._local: dict[int, Any] = {}     # sid -> local subscription / serve sink / inbox
+        self._local_plain = RouteTable()     # local non-queue subs, for SID_ALL records
+        self._sids = itertools.count(2)
+        self._inbox: InboxSink | None = None
+        self._req_ids = itertools.count(1)
+        self._reader: asyncio.Task[None] | None = None
+        self._poll = False                   # this member polls its ring (spin / sync): publishers skip its bell
+        self._nobell: set[str] = set()       # members that poll, from the registry
+        self._owner = 0                      # thread id of the ring's consumer (async mode: the loop thread)
+        self._consume_lock = threading.Lock()
+
+    # --- registry ---
+    def _bump_and_write(self) -> None:
+        self._reg.publish({"pid": os.getpid(), "ring": self._ring.name, "poll": self._poll,
+                           "subs": [[sid, s.subject, s.queue] for sid, s in self._local.items()]})
+
+    def _reload(self, gen: int) -> None:
+        from ..._ring import MpscRing
+
+        routes = RouteTable()
+        seen: set[str] = set()
+        nobell: set[str] = set()
+        for member, entry in self._reg.entries():
+            if member not in self._targets:
+                try:
+                    self._targets[member] = MpscRing.attach(entry["ring"])
+                except (RingError, OSError, KeyError):
+                    continue
+            seen.add(member)
+            if entry.get("poll"):
+                nobell.add(member)
+            for sid, subject, queue in entry.get("subs", ()):
+                routes.add(_Remote(subject, queue, member, sid))
+        for member in list(self._targets):
+            if member not in seen:
+                self._targets.pop(member).close()
+                self._close_bell(member)
+        self._routes = routes
+        self._nobell = nobell
+        self._gen_seen = gen
+
+    def _reap_member(self, member: str) -> None:
+        entry = self._reg.entry(member)
+        ring = self._targets.pop(member, None)
+        if ring is not None:
+            ring.close()
+        self._close_bell(member)
+        self._reg.reap(member, entry)
+        self._reg.bump()
+
+    # --- lifecycle ---
+    async def connect(self) -> None:
+        if not self._closed:
+            return
+        loop = asyncio.get_running_loop()
+        self._open(poll=self.wait == "spin")
+        if self.wait == "spin":
+            self._reader = loop.create_task(self._spin_loop(), name=f"lowlat-shm:{self.name}")
+        else:
+            loop.add_reader(self._bell_fd, self._on_bell)
+
+    def _open(self, poll: bool) -> None:
+        ok, why = shm_available()
+        if not ok:
+            raise TransportError(f"shm transport unavailable: {why}")
+        from ..._ring import MpscRing
+
+        self._reg.open()
+        try:
+            self._ring = MpscRing(self.ring_capacity, name=self._reg.ring_name(self.member), create=True)
+        except (RingError, ValueError, OSError) as e:
+            raise TransportError(f"cannot create the inbound ring for {self.url}: {e}") from e
+        bell = self._reg.bell_path(self.member)
+        os.mkfifo(bell, 0o600)
+        self._bell_fd = os.open(bell, os.O_RDWR | os.O_NONBLOCK)
+        self._poll = poll
+        self._owner = threading.get_ident()
+        self._mark_open()
+        self._bump_and_write()
+
+    async def close(self) -> None:
+        self._cancel_background()
+        if self._closed and self._ring is None:
+            return
+        self._closed = True
+        if self._reader is not None:
+            self._reader.cancel()
+            try:
+                await self._reader
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001, S110 - stopping: its outcome is moot
+                pass
+            self._reader = None
+        if self._bell_fd >= 0 and not self._poll:
+            try:
+                asyncio.get_running_loop().remove_reader(self._bell_fd)
+            except RuntimeError:
+                pass
+        self.close_sync()
+
+    def close_sync(self) -> None:
+        """Leave the bus now (what ``close()`` does, without an event loop; for ``connect_sync`` users)."""
+        if self._closed and self._ring is None:
+            return
+        self._closed = True
+        for s in list(self._local.values()):
+            if isinstance(s, (QueueSubscription, ServeSink)):
+                s.close_nowait()
+        self._local.clear()
+        if self._inbox is not None:
+            for fut in self._inbox.waiting.values():
+                if not fut.done():
+                    fut.set_exception(TransportClosedError("transport closed while waiting for a reply"))
+            self._inbox = None
+        if self._bell_fd >= 0:
+            os.close(self._bell_fd)
+            self._bell_fd = -1
+        for member in list(self._bells):
+            self._close_bell(member)
+        self._reg.leave()
+        for r in self._targets.values():
+            r.close()
+        self._targets.clear()
+        if self._ring is not None:
+            self._ring.unlink()
+            self._ring.close()
+            self._ring = None
+
+    async def drain(self) -> None:
+        if self._closed:
+            return
+        self._drain_ring()  # what already arrived goes to the subscriptions
+        for s in list(self._local.values()):
+            if isinstance(s, QueueSubscription):
+                s._finish(discard=False)
+        await self.close()
+
+    # --- sending ---
+    def _push(self, member: str, sid: int, subj: bytes, meta: bytes, payload: Buffer) -> bool:
+        ring = self._targets.get(member)
+        if ring is None:
+            return False
+        n = payload.nbytes if type(payload) is memoryview else memoryview(payload).nbytes
+        size = record_size(subj, meta, n)
+        if size <= SMALL_RECORD:
+            if not ring.try_push(encode_small(sid, subj, meta, payload)):
+                return False
+            if member not in self._nobell:
+                self._ring_bell(member)
+            return True
+        if size > ring.max_record_size:
+            raise ValueError(f"message of {size} bytes exceeds the shm ring's max record ({ring.max_record_size})")
+        buf = ring.claim(size)
+        if buf is None:
+            return False
+        try:
+            write_record(buf, sid, subj, meta, payload, n)
+        except BaseException:
+            ring.abort()
+            raise
+        ring.publish()
+        self._ring_bell(member)
+        return True
+
+    def _ring_bell(self, member: str) -> None:
+        if member in self._nobell:
+            return  # it polls its ring (wait="spin" or a sync member): the doorbell write would be a wasted syscall
+        fd = self._bells.get(member)
+        if fd is None:
+            try:
+                fd = self._bells[member] = os.open(self._reg.bell_path(member), os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:  # owner gone (ENXIO: no reader) or not created yet: it polls on connect anyway
+                return
+        try:
+            os.write(fd, b"\x01")
+        except BlockingIOError:
+            pass  # FIFO full: the owner has wake-ups pending already
+        except OSError:
+            self._close_bell(member)
+
+    def _close_bell(self, member: str) -> None:
+        fd = self._bells.pop(member, None)
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def _plan(self, subject: str) -> list[tuple[str, int]]:
+        g = self._reg.generation
+        if g != self._gen_seen:
+            self._reload(g)
+        plain, groups = self._routes.route(subject)
+        out: list[tuple[str, int]] = []
+        seen: set[str] = set()
+        for r in plain:
+            if r.member not in seen:
+                seen.add(r.member)
+                out.append((r.member, SID_ALL))
+        for members in groups:
+            r = self._routes.pick(members)
+            out.append((r.member, r.sid))
+        return out
+
+    def _send(self, subject: str, payload: Buffer, headers: Headers | None, reply: str | None) -> list[Any]:
+        """Push to every target now; returns the (member, sid, subject, meta) of the rings that were full."""
+        if subject.startswith("_INBOX.") and not headers and not reply:
+            # reply fast path: the inbox names its member; skip routing (each reply subject is unique, so the
+            # route cache would only miss)
+            member = inbox_member(subject)
+            if member in self._targets:
+                subj = subject.encode()
+                if self._push(member, SID_INBOX, subj, b"", payload):
+                    return []
+                return [(member, SID_INBOX, subj, b"")]
+        plan = self._plan(subject)
+        if not plan:
+            validate_subject(subject)
+            return plan
+        subj = subject.encode()
+        meta = encode_meta(reply, headers) if (reply or headers) else b""
+        return [(m, sid, subj, meta) for m, sid in plan if not self._push(m, sid, subj, meta, payload)]
+
+    async def _send_async(self, subject: str, payload: Buffer, headers: Headers | None,
+                          reply: str | None) -> None:
+        full = self._send(subject, payload, headers, reply)
+        if not full:
+            return
+        # a full ring whose owner died is reaped at once instead of stalling every publish
+        for f in full:
+            if not pid_alive(member_pid(f[0])):
+                self._reap_member(f[0])
+        full = [f for f in full if f[0] in self._targets]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.publish_timeout
+        while full and loop.time() < deadline:
+            await asyncio.sleep(0.0002)
+            full = [f for f in full if not self._push(f[0], f[1], f[2], f[3], payload)]
+        if full:
+            self.full_drops += len(full)
+            log.warning("shm bus %r: %d subscriber ring(s) full for %.3fs, message on %r dropped (total %d)",
+                        self.name, len(full), self.publish_timeout, subject, self.full_drops)
+
+    async def publish(self, subject: str, payload: Buffer, *, reply: str | None = None,
+                      headers: Headers | None = None) -> None:
+        """Copy ``payload`` once into each target process's ring.  Waits up to ``publish_timeout`` for room."""
+        if self._closed:
+            raise self._closed_error()
+        await self._send_async(subject, payload, headers, reply)
+
+    # --- receiving ---
+    def _dispatch(self, rec: bytes) -> None:
+        sid, subject, reply, headers, data = decode(rec)
+        if sid == SID_ALL:
+            for s in self._local_plain.route(subject)[0]:
+                s._deliver(Message(subject, data, headers, reply, self))
+        else:
+            s = self._local.get(sid)
+            if s is not None:
+                s._deliver(Message(subject, data, headers, reply, self))
+
+    def _dispatch_safe(self, rec: bytes) -> None:
+        try:
+            self._dispatch(rec)
+        except (ValueError, UnicodeDecodeError, struct.error) as e:
+            log.warning("shm bus %r: dropped malformed record: %s", self.name, e)
+
+    def _drain_ring(self) -> int:
+        ring = self._ring
+        n = 0
+        while ring is not None:
+            recs = ring.pop_batch(64)
+            if not recs:
+                break
+            for rec in recs:
+                self._dispatch_safe(rec)
+            n += len(recs)
+        return n
+
+    def _on_bell(self) -> None:
+        # empty the FIFO first, then the ring: a push after our drain leaves a byte -> we are called again
+        try:
+            while len(os.read(self._bell_fd, 65536)) == 65536:
+                pass
+        except BlockingIOError:
+            pass
+        except OSError:
+            return
+        self._drain_ring()
+
+    async def _spin_loop(self) -> None:
+        while True:
+            self._drain_ring()
+            await asyncio.sleep(0)
+
+    # --- subscribing ---
+    def _register(self, sink: Any) -> None:
+        self._local[sink.sid] = sink
+        if not sink.queue:
+            self._local_plain.add(sink)
+        self._bump_and_write()
+
+    def _forget(self, sink: Any) -> None:
+        if self._local.pop(sink.sid, None) is not None:
+            self._local_plain.remove(sink)
+            if not self._closed:
+                self._bump_and_write()
+
+    def _check_async(self) -> None:
+        self._check_open()
+        if self._poll and self._reader is None:
+            raise TransportError("this ShmTransport was opened with connect_sync(): nothing drains its ring in the "
+                                 "event loop; use request_sync()/serve_sync(), or connect() for the async API")
+
+    async def subscribe(self, subject: str, *, queue: str | None = None, **options: Any) -> Subscription:
+        self._check_async()
+        validate_subject(subject, wildcards=True)
+        sub = _ShmSub(subject, queue, on_unsubscribe=self._forget, **self._sub_options(options))
+        sub.sid = next(self._sids)
+        self._register(sub)
+        return sub
+
+    async def serve(self, subject: str, handler: Handler, *, queue: str | None = None,
+                    **options: Any) -> asyncio.Task[None]:
+        """Handler runs inline in the ring reader (no queue hop); cancel the task to stop."""
+        self._check_async()
+        validate_subject(subject, wildcards=True)
+        sink = ServeSink(self, subject, queue, handler, reply_now=self._reply_now)
+        sink.sid = next(self._sids)  # type: ignore[attr-defined]
+        self._register(sink)
+        return self._serve_task(sink, lambda: self._forget(sink))
+
+    def _reply_now(self, reply: str, payload: Buffer) -> None:
+        self._send(reply, payload, None, None)
+
+    async def request(self, subject: str, payload: Buffer, *, timeout: float = 1.0,
+                      headers: Headers | None = None) -> Message:
+        self._check_async()
+        loop = asyncio.get_running_loop()
+        inbox = self._inbox or self._make_inbox(loop)
+        if not self._plan(subject):
+            validate_subject(subject)
+            raise NoRespondersError(f"no responders on {subject!r}")
+        token = str(next(self._req_ids))
+        fut: asyncio.Future[Message] = loop.create_future()
+        inbox.waiting[token] = fut
+        try:
+            await self._send_async(subject, payload, headers, inbox.subject[:-1] + token)
+            if self.spin_ns and not fut.done():
+                end = time.perf_counter_ns() + self.spin_ns
+                while not fut.done() and time.perf_counter_ns() < end:
+                    self._drain_ring()
+                if fut.done():
+                    return fut.result()
+            async with asyncio.timeout(timeout):
+                return await fut
+        except TimeoutError:
+            raise TransportTimeoutError(f"request on {subject!r} timed out after {timeout}s") from None
+        finally:
+            if self._inbox is not None:
+                self._inbox.waiting.pop(token, None)
+
+    def _make_inbox(self, loop: asyncio.AbstractEventLoop | None) -> InboxSink:
+        inbox = InboxSink(f"_INBOX.{self.member.replace('-', '_')}", loop)
+        inbox.sid = SID_INBOX  # type: ignore[attr-defined]
+        self._inbox = inbox
+        self._register(inbox)
+        return inbox
+
+    # --- synchronous fast path (lowlat.transport.shm._sync: no event loop between the ring and the caller) ---
+    def connect_sync(self) -> Self:
+        """Join the bus without an event loop, for ``request_sync``/``serve_sync`` (a latency-critical
+        process or thread that polls its ring).  Publishers skip this member's doorbell; what arrives waits in
+        the ring until the next ``request_sync``/``serve_sync`` call.  ``subscribe``/``serve``/``request``
+        (async) are not available on such a transport.  Also ``with ShmTransport(url) as t:``.  Cost: a few
+        syscalls and one ring allocation (``ring_capacity`` bytes, prefaulted)."""
+        if not self._closed:
+            return self
+        self._open(poll=True)
+        self._owner = 0  # any one thread at a time (guarded by _consume_lock)
+        return self
+
+    def __enter__(self) -> Self:
+        return self.connect_sync()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close_sync()
+
+    def request_sync(self, subject: str, payload: Buffer, *, timeout: float = 1.0, headers: Headers | None = None,
+                     idle: Any = None) -> Message:
+        """Send a request and wait for its reply **synchronously**, polling this member's ring (no event loop).
+
+        The latency path of the shm transport: with the server in ``serve_sync`` the round trip is two ring
+        pushes and two polls (see BENCHMARKS.md for p50 on a 2-vCPU VM).  ``idle`` is the ``lowlat._ring``
+        idle strategy while waiting (default ``sync_idle()``: poll ≈200 µs, then sleep 50 µs..1 ms;
+        ``BusySpinIdle()`` burns a core for up to ``timeout``: let at most one side spin).  Records for other
+        local consumers that arrive meanwhile are dispatched as usual.  Works on a ``connect_sync()`` transport
+        (any one thread) or, from the event loop's thread, on an async one (the loop is blocked meanwhile).
+        Interoperates with async ``serve()``/``request()`` members of the bus.
+
+        Returns the reply ``Message`` (``data`` a memoryview of the popped record).  Raises
+        ``NoRespondersError`` at once when nobody serves ``subject``, ``TransportTimeoutError`` when no reply
+        comes within ``timeout`` s.
+        """
+        return _sync.request_sync(self, subject, payload, timeout, headers, idle)
+
+    def serve_sync(self, subject: str, handler: Callable[[Message], Buffer | None], *, queue: str | None = None,
+                   idle: Any = None, stop: Callable[[], bool] | threading.Event | None = None,
+                   check_interval: float = 0.05, ready: Callable[[], Any] | None = None) -> int:
+        """Run a request/reply worker **in this thread** until ``stop`` is set (or KeyboardInterrupt).
+
+        Polls this member's inbound ring with ``idle`` (a ``lowlat._ring`` idle strategy; default
+        ``sync_idle()``: poll ≈200 µs after the last request, then sleep 50 µs doubling to 1 ms, so a busy
+        worker answers from the poll and an idle one costs little CPU and wakes within ≈1 ms;
+        ``BusySpinIdle()`` never sleeps but burns a core) and calls the synchronous
+        ``handler(msg) -> reply payload | None`` inline, then pushes the reply straight into the requester's
+        ring: no event loop, no doorbell.  Any ``request``/``request_sync`` on the bus reaches it.  ``stop`` is a
+        ``threading.Event`` or a callable, checked at least every ``check_interval`` s.  Returns the number of
+        requests handled.  Registration is removed on return.  ``ready()`` (if given) is called once the worker
+        is registered in the bus, i.e. once requests reach it (a readiness signal for whoever starts it).
+        """
+        return _sync.serve_sync(self, subject, handler, queue, idle, stop, check_interval, ready)
