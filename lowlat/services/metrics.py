@@ -116,6 +116,7 @@ class Metrics:
         self.dropped = 0            # messages the transport dropped because we were a slow consumer
         self.slow_consumer_events = 0
         self.throttled = 0          # times the rate limiter made intake wait
+        self.intake_age_ns = 0      # age (sender timestamp -> taken in) of the oldest message of the last batch
         self.transport: Any = None  # the service's transport: connection state for /metrics and /healthz
 
     def stage(self, name: str) -> LatencyHistogram:
@@ -218,6 +219,8 @@ class _Collector:
                                    "Messages dropped because the service was a slow consumer", labels=["service"])
         slow = CounterMetricFamily("lowlat_slow_consumer_events", "Times the dropped count grew",
                                    labels=["service"])
+        age = GaugeMetricFamily("lowlat_intake_age_seconds", "Age of the oldest message of the last batch taken "
+                                "in (sender clock): grows while a backlog waits in the broker", labels=["service"])
         thr = CounterMetricFamily("lowlat_throttled", "Times the intake rate limit made the service wait",
                                   labels=["service"])
         conn = GaugeMetricFamily("lowlat_transport_connected", "1 while the transport is connected, 0 while "
@@ -244,6 +247,7 @@ class _Collector:
             drop.add_metric([m.service], s["dropped"])
             slow.add_metric([m.service], s["slow_consumer_events"])
             thr.add_metric([m.service], s["throttled"])
+            age.add_metric([m.service], m.intake_age_ns / 1e9)
             ts = s["transport"]
             conn.add_metric([m.service], int(ts["connected"]))
             disc.add_metric([m.service], ts["disconnects"])
@@ -253,7 +257,7 @@ class _Collector:
                     lat.add_metric([m.service, stage, f"{q / 100:g}"], summ[f"p{q:g}"] / 1e9)
             for stage, (buckets, total_s) in hists.items():
                 lat_hist.add_metric([m.service, stage], buckets, total_s)
-        yield from (msgs, rej, pend, plim, drop, slow, thr, conn, disc, reco, lat, lat_hist)
+        yield from (msgs, rej, pend, plim, drop, slow, thr, age, conn, disc, reco, lat, lat_hist)
 
     def describe(self) -> list[Any]:
         return []  # dynamic: no registration-time description (prometheus_client then skips collect at register)

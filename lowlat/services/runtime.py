@@ -149,7 +149,7 @@ class BatchService:
         self._stopping = False
         self._limiter = RateLimiter(cfg.rate_limit) if cfg.rate_limit > 0 else None
         self._overloaded = False
-        self._inflight = 0
+        self._inflight: dict[asyncio.Task[None], int] = {}  # per intake loop: the batch taken in, not yet done
         self.processed = 0
 
     # --- subclass API ---
@@ -201,12 +201,12 @@ class BatchService:
             finally:
                 self._waiting[me] = False
             n = len(batch)
+            self._inflight[me] = n  # taken in: from here a cut-off drain counts it as dropped
             pend = sub.pending
             dropped = sub.dropped
             self._check_overload(subject, pend, dropped, m.observe_pending(pend, self.cfg.max_pending, dropped))
             if self._limiter is not None and await self._limiter.acquire(n):
                 m.throttled += 1
-            self._inflight = n
             try:
                 await self.handle(subject, batch)
                 if batch[-1]._ack is not None:
@@ -214,7 +214,7 @@ class BatchService:
             except Exception:  # one bad batch must not kill the worker; the error is logged, not hidden
                 log.exception("batch failed", extra={"service": self.name, "subject": subject, "n": n})
                 m.inc("batch_errors")
-            self._inflight = 0
+            self._inflight[me] = 0
             self.processed += n
 
     async def _ack_answered(self, batch: list[Message]) -> None:
@@ -277,14 +277,15 @@ class BatchService:
             await asyncio.wait(live, timeout=0.02)
         leftover = [t for t in self._tasks if not t.done()]
         # what the timeout cuts off: the batch being handled (its answers may be partial) + what is still pending
-        cut = self._inflight + sum(max(0, s.pending) for s in self._subs) if leftover else 0
+        in_flight = sum(self._inflight.values())
+        cut = in_flight + sum(max(0, s.pending) for s in self._subs) if leftover else 0
         for t in leftover:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if cut:
             self.metrics.inc("drain_dropped", cut)
             log.error("drain timed out: messages taken in were not answered",
-                      extra={"service": self.name, "dropped": cut, "in_flight": self._inflight,
+                      extra={"service": self.name, "dropped": cut, "in_flight": in_flight,
                              "drain_timeout_s": timeout})
         await self.on_stop()
         log.info("service stopped", extra={"service": self.name, "processed": self.processed,
