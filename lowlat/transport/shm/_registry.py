@@ -12,6 +12,10 @@ Layout (also in the README "Transports" section)::
 A member rewrites its entry and bumps ``gen`` on every (un)subscribe; publishers compare ``gen`` (one 8-byte
 read) before routing and re-read the directory only when it moved.  Entries of dead pids are reaped by whoever
 notices first (racing reapers are fine).
+
+The directory is private: created 0700, and an existing one is used only if it is a real directory owned by
+this user (a group/world-accessible one of ours is tightened to 0700); one owned by someone else is refused
+with ``TransportError`` (another user could otherwise read the entries, forge members or swap doorbells).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import tempfile
 from collections.abc import Iterator
 from typing import Any
 
-from ...errors import RingError
+from ...errors import RingError, TransportError
 
 __all__ = ["Registry", "pid_alive", "shm_available", "shm_root"]
 
@@ -77,8 +81,24 @@ class Registry:
         self.dir = os.path.join(shm_root(), f"lowlat-bus-{name}")
         self._gen: mmap.mmap | None = None
 
+    def _private_dir(self) -> None:
+        import stat
+
+        try:
+            os.mkdir(self.dir, 0o700)
+        except FileExistsError:
+            pass
+        st = os.lstat(self.dir)
+        if not stat.S_ISDIR(st.st_mode):
+            raise TransportError(f"shm bus {self.name!r}: {self.dir} is not a directory (refusing it)")
+        if st.st_uid != os.geteuid():
+            raise TransportError(f"shm bus {self.name!r}: {self.dir} belongs to uid {st.st_uid}, not to this user "
+                                 f"(uid {os.geteuid()}); refusing to join another user's bus")
+        if st.st_mode & 0o077:
+            os.chmod(self.dir, 0o700)
+
     def open(self) -> None:
-        os.makedirs(self.dir, exist_ok=True)
+        self._private_dir()
         fd = os.open(os.path.join(self.dir, "gen"), os.O_RDWR | os.O_CREAT, 0o600)
         try:
             if os.fstat(fd).st_size < _GEN.size:

@@ -11,6 +11,12 @@ after the drain always leaves a byte behind (no lost wake-up).  ``wait="spin"`` 
 event loop (lowest latency, burns a core), and ``spin_us=N`` makes ``request()`` poll its reply ring for up to
 N µs before sleeping (a bounded spin that saves the wake-up when the server answers fast).  The synchronous
 fast path (``connect_sync``/``request_sync``/``serve_sync``, no event loop) is in ``_sync``.
+
+Dead members: a member killed with ``kill -9`` leaves its entry and ring behind and never bumps the generation.
+Publishers check the pids of the members they route to at most every ``liveness_interval`` s (default 0.1;
+one ``kill(pid, 0)`` each) and drop a dead one from routing at once (queue groups fail over to the live members);
+the records left unread in its ring are lost and counted in ``dead_member_drops`` (logged at ERROR).  What a
+member had already popped but not answered when it died is not visible to anyone: the requester times out.
 """
 
 from __future__ import annotations
@@ -90,7 +96,7 @@ class ShmTransport(Transport):
     capabilities = Capability.QUEUE_GROUPS | Capability.HEADERS | Capability.REQUEST_REPLY | Capability.WILDCARDS
 
     def __init__(self, url: str, *, ring_capacity: int = 4 << 20, wait: str = "bell", spin_us: float = 0.0,
-                 publish_timeout: float = 1.0, **options: Any) -> None:
+                 publish_timeout: float = 1.0, liveness_interval: float = 0.1, **options: Any) -> None:
         super().__init__(url, **options)
         name = url.partition("://")[2]
         if not _NAME_RE.match(name):
@@ -106,6 +112,9 @@ class ShmTransport(Transport):
         self._reg = Registry(name, self.member)
         self.dir = self._reg.dir
         self.full_drops = 0
+        self.dead_member_drops = 0           # records left unread in the rings of members found dead
+        self.liveness_interval = liveness_interval
+        self._live_checked = 0.0             # monotonic time of the last liveness check
         self._ring: Any = None
         self._gen_seen = -1
         self._routes = RouteTable()          # every member's subscriptions (_Remote)
@@ -157,6 +166,15 @@ class ShmTransport(Transport):
         entry = self._reg.entry(member)
         ring = self._targets.pop(member, None)
         if ring is not None:
+            try:
+                lost = len(ring)  # pushed, never consumed: the dead member will not answer them
+            except (RingError, SystemError, ValueError):
+                lost = 0
+            if lost:
+                self.dead_member_drops += lost
+                log.error("shm bus %r: member %s (pid %s) died with %d unread message(s); dropped from routing "
+                          "(%d lost to dead members so far)", self.name, member, member_pid(member), lost,
+                          self.dead_member_drops)
             ring.close()
         self._close_bell(member)
         self._reg.reap(member, entry)
@@ -299,7 +317,17 @@ class ShmTransport(Transport):
             except OSError:
                 pass
 
+    def _check_liveness(self) -> None:
+        """Reap the members we route to whose process is gone (at most every ``liveness_interval`` s)."""
+        now = time.monotonic()
+        if now - self._live_checked < self.liveness_interval:
+            return
+        self._live_checked = now
+        for member in [m for m in self._targets if m != self.member and not pid_alive(member_pid(m))]:
+            self._reap_member(member)
+
     def _plan(self, subject: str) -> list[tuple[str, int]]:
+        self._check_liveness()
         g = self._reg.generation
         if g != self._gen_seen:
             self._reload(g)
