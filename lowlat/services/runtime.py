@@ -149,6 +149,7 @@ class BatchService:
         self._stopping = False
         self._limiter = RateLimiter(cfg.rate_limit) if cfg.rate_limit > 0 else None
         self._overloaded = False
+        self._slow_logged = (-1e9, 0)  # (monotonic s, dropped) at the last slow-consumer line
         self._inflight: dict[asyncio.Task[None], int] = {}  # per intake loop: the batch taken in, not yet done
         self.processed = 0
 
@@ -244,8 +245,13 @@ class BatchService:
             self._overloaded = False
             log.info("overload cleared", extra={"service": self.name, "subject": subject, "pending": pending})
         if dropped_grew:
-            log.error("slow consumer: transport dropped messages",
-                      extra={"service": self.name, "subject": subject, "dropped": dropped})
+            # one line per 5 s at most, with the counts since the previous one (drops come in bursts)
+            now = time.monotonic()
+            if now - self._slow_logged[0] >= 5.0:
+                log.error("slow consumer: transport dropped messages",
+                          extra={"service": self.name, "subject": subject, "dropped": dropped,
+                                 "dropped_since_last": dropped - self._slow_logged[1], "pending": pending})
+                self._slow_logged = (now, dropped)
 
     async def stop(self, timeout: float | None = None) -> None:
         """Stop intake, finish in-flight and pending work (bounded by ``timeout`` s), then run ``on_stop``."""

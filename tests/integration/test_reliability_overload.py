@@ -122,3 +122,5 @@ def test_10x_burst_sheds_by_policy_bounded_memory_and_recovers(nats_server):
     assert r["recovered"] == 1000, r                                # recovers when the burst ends
     assert r["recovery_max_delay_s"] < 5.0, r  # sanity only: this shared 2-vCPU box stalls for seconds at times
     assert "slow consumer" in v.output                              # and says so in its logs
+    slow = [json.loads(x) for x in v.output.splitlines() if "slow consumer: transport dropped" in x]
+    assert 1 <= len(slow) <= 3 and slow[0]["dropped"] > 0, slow     # rate-limited (5 s), with counts
