@@ -359,7 +359,8 @@ class NatsTransport(Transport):
         deliver = sub._deliver
 
         async def cb(m: Any) -> None:
-            deliver(Message(m.subject, m.data, m.headers, m.reply or None, self))
+            if not deliver(Message(m.subject, m.data, m.headers, m.reply or None, self)) and not sub.closed:
+                self.slow_consumers += 1  # dropped at our pending limit: counted with nats-py's own events
 
         try:
             # nats-py's own queue gets the same limits; our callback empties it at once, so drops show up in ours

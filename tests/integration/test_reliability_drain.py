@@ -71,3 +71,17 @@ def test_sigterm_with_backlog_counts_and_logs_what_the_drain_timeout_drops(nats_
     assert stopped["processed"] + stopped["drain_dropped"] == n, stopped
     assert len(errors) == 1 and errors[0]["dropped"] == stopped["drain_dropped"], errors
     assert len(behind) == 1, behind  # rate-limited: one line per 10 s
+
+
+async def test_nats_slow_consumer_drops_are_counted_on_the_transport(nats_server):
+    subject = f"d{uuid.uuid4().hex[:8]}.slow"
+    async with connect(nats_server.url) as t:
+        sub = await t.subscribe(subject, max_pending=5)
+        for i in range(50):
+            await t.publish(subject, b"%d" % i)
+        await t.flush()
+        deadline = time.monotonic() + 5
+        while sub.pending + sub.dropped < 50 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert (sub.pending, sub.dropped) == (5, 45)
+        assert t.slow_consumers == sub.dropped  # every drop, in our queue or in nats-py's, counted once
