@@ -67,6 +67,9 @@ from .base import (
     Buffer,
     Capability,
     Headers,
+    LogAck,
+    LogReader,
+    LogRecord,
     Message,
     QueueSubscription,
     Transport,
@@ -193,7 +196,7 @@ class KafkaTransport(Transport):
     """Kafka over confluent-kafka (see the module docstring for options and semantics)."""
 
     # queue groups are consumer groups: load spreads by partition (keys), not per message
-    capabilities = Capability.QUEUE_GROUPS | Capability.HEADERS | Capability.REQUEST_REPLY
+    capabilities = Capability.QUEUE_GROUPS | Capability.HEADERS | Capability.REQUEST_REPLY | Capability.DURABLE
 
     def __init__(self, url: str, **options: Any) -> None:
         super().__init__(url, **options)
@@ -419,3 +422,111 @@ class KafkaTransport(Transport):
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(asyncio.wrap_future(self._admin.delete_topics([self._inbox])[self._inbox]), 2)
         self._admin = None
+
+    # --- the durable-log protocol (base.DurableLog): partition 0 of topic ``name``, positions = offset + 1 ---
+    async def log_ensure(self, name: str, subjects: Sequence[str] = (), *, replicas: int = 1,
+                         duplicate_window: float = 600.0) -> None:
+        """Topic ``name`` with one partition (``subjects``/``duplicate_window`` do not apply to Kafka;
+        replication is the ``replication_factor`` option)."""
+        await self.create_topic(name, 1)
+
+    async def log_append(self, name: str, subject: str, payload: Buffer, *, msg_id: str | None = None,
+                         timeout: float = 5.0) -> LogAck:
+        """Produce to partition 0 and await the broker's ack.  Kafka cannot deduplicate by ``msg_id`` here: a
+        retried append may be stored twice (readers skip it by content, see services/journal.py)."""
+        self._check_open()
+        if name not in self._known:
+            await self._prepare(name)
+        fut: asyncio.Future[int] = self._loop.create_future()
+
+        def done(err: Any, msg: Any) -> None:
+            self._loop.call_soon_threadsafe(self._settle_pos, fut, err, None if err else msg.offset())
+
+        value = payload if type(payload) is bytes else bytes(payload)
+        while True:
+            try:
+                self._producer.produce(name, value, partition=0, on_delivery=done)
+                break
+            except BufferError:
+                await asyncio.sleep(0.001)
+            except KafkaException as e:
+                raise TransportError(f"kafka produce to {name!r} failed: {e.args[0].str()}") from e
+        try:
+            return LogAck(await asyncio.wait_for(fut, timeout) + 1)
+        except TimeoutError:
+            raise TransportTimeoutError(f"log_append to {name!r}: no ack within {timeout}s") from None
+
+    @staticmethod
+    def _settle_pos(fut: asyncio.Future[int], err: Any, offset: int | None) -> None:
+        if fut.done():
+            return
+        if err:
+            fut.set_exception(TransportError(f"kafka delivery failed: {err.str()}"))
+        else:
+            fut.set_result(offset)  # type: ignore[arg-type]  # set when err is None
+
+    async def log_end(self, name: str) -> int:
+        self._check_open()
+        c = Consumer(self._conf("consumer", **{"group.id": f"lowlat-log-{uuid.uuid4().hex}"}))
+        try:
+            wm = await self._loop.run_in_executor(None, c.get_watermark_offsets, TopicPartition(_topic(name), 0), 5.0)
+        except KafkaException as e:
+            raise TransportError(f"log_end {name!r}: {e}") from e
+        finally:
+            c.close()
+        if wm is None:
+            raise TransportTimeoutError(f"log_end {name!r}: no watermarks from the broker")
+        return int(wm[1])
+
+    async def log_get(self, name: str, pos: int) -> Message:
+        reader = await self.log_reader(name, pos - 1)
+        try:
+            recs = await reader.fetch(1, 10.0)
+        finally:
+            await reader.close()
+        if not recs or recs[0].pos != pos:
+            raise TransportError(f"log_get {name!r}: no record at position {pos}")
+        return recs[0].msg
+
+    async def log_reader(self, name: str, after: int = 0, *,
+                         subjects: Sequence[str] | None = None) -> LogReader:
+        """Reads partition 0 from offset ``after`` (``subjects``: Kafka logs are one topic, no filter)."""
+        reader = _KafkaLogReader(self)
+        reader._sub = await self.subscribe(name, partitions=[0], offset=after, _sink=reader._push)
+        return reader
+
+
+class _KafkaLogReader:
+    """``LogReader`` over an assign()-ed consumer of partition 0 (raw messages keep their offsets)."""
+
+    def __init__(self, t: KafkaTransport) -> None:
+        self._t = t
+        self._sub: Any = None
+        self._q: list[Any] = []
+        self._wake: asyncio.Event = asyncio.Event()
+
+    def _push(self, batch: list[Any]) -> None:  # event loop (the consumer thread hands batches over)
+        for m in batch:
+            e = m.error()
+            if e is not None:
+                if e.fatal() or e.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                    log.error("kafka log reader: %s", e.str())
+                continue
+            self._q.append(m)
+        self._wake.set()
+
+    async def fetch(self, max_msgs: int = 256, timeout: float = 1.0) -> list[LogRecord]:
+        self._t._check_open()
+        if not self._q:
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            except TimeoutError:
+                return []
+        take, self._q = self._q[:max_msgs], self._q[max_msgs:]
+        return [LogRecord(m.offset() + 1, Message(m.topic(), memoryview(m.value() or b""), None, None, self._t))
+                for m in take]
+
+    async def close(self) -> None:
+        if self._sub is not None:
+            await self._sub.unsubscribe()

@@ -48,6 +48,9 @@ from .base import (
     Capability,
     Handler,
     Headers,
+    LogAck,
+    LogReader,
+    LogRecord,
     Message,
     QueueSubscription,
     ServeSink,
@@ -138,7 +141,8 @@ class JsPullSubscription:
 class NatsTransport(Transport):
     """NATS over nats-py (see the module docstring for options and semantics)."""
 
-    capabilities = Capability.QUEUE_GROUPS | Capability.HEADERS | Capability.REQUEST_REPLY | Capability.WILDCARDS
+    capabilities = (Capability.QUEUE_GROUPS | Capability.HEADERS | Capability.REQUEST_REPLY | Capability.WILDCARDS
+                    | Capability.DURABLE)
 
     def __init__(self, url: str, **options: Any) -> None:
         super().__init__(url, **options)
@@ -467,3 +471,75 @@ class NatsTransport(Transport):
         except Exception as e:
             raise _map_error(e, f"js_pull_subscribe on {subject!r}") from e
         return JsPullSubscription(self, psub, subject, durable)
+
+    # --- the durable-log protocol (base.DurableLog) on JetStream ---
+    async def log_ensure(self, name: str, subjects: Sequence[str], *, replicas: int = 1,
+                         duplicate_window: float = 600.0) -> None:
+        """A file-backed stream ``name`` capturing ``subjects`` (created, or updated to this config)."""
+        try:
+            await self.js_add_stream(name, subjects, storage=nats.js.api.StorageType.FILE, num_replicas=replicas,
+                                     duplicate_window=duplicate_window)
+        except TransportError:
+            raise
+        except Exception as e:
+            raise _map_error(e, f"log_ensure {name!r}") from e
+
+    async def log_append(self, name: str, subject: str, payload: Buffer, *, msg_id: str | None = None,
+                         timeout: float = 5.0) -> LogAck:
+        ack = await self.js_publish(subject, payload, msg_id=msg_id, stream=name, timeout=timeout)
+        return LogAck(ack.seq, bool(ack.duplicate))
+
+    async def log_end(self, name: str) -> int:
+        try:
+            return int((await self.jetstream.stream_info(name)).state.last_seq)
+        except Exception as e:
+            raise _map_error(e, f"log_end {name!r}") from e
+
+    async def log_get(self, name: str, pos: int) -> Message:
+        try:
+            m = await self.jetstream.get_msg(name, pos)
+        except Exception as e:
+            raise _map_error(e, f"log_get {name!r} #{pos}") from e
+        return Message(m.subject, m.data, m.headers, None, self)
+
+    async def log_reader(self, name: str, after: int = 0, *,
+                         subjects: Sequence[str] | None = None) -> LogReader:
+        """An ephemeral pull consumer from ``after + 1`` (no acks; the server drops it after 30 s unused)."""
+        cfg = nats.js.api.ConsumerConfig(deliver_policy=nats.js.api.DeliverPolicy.BY_START_SEQUENCE,
+                                         opt_start_seq=after + 1, ack_policy=nats.js.api.AckPolicy.NONE,
+                                         inactive_threshold=30.0, filter_subjects=list(subjects or ()) or None)
+        try:
+            psub = await self.jetstream.pull_subscribe("", durable=None, stream=name, config=cfg)
+        except Exception as e:
+            raise _map_error(e, f"log_reader {name!r}") from e
+        return _JsLogReader(self, psub, after)
+
+
+class _JsLogReader:
+    """``LogReader`` over an ephemeral JetStream pull consumer; skips what it already returned (a re-created
+    consumer may start earlier)."""
+
+    def __init__(self, t: NatsTransport, psub: Any, after: int) -> None:
+        self._t, self._psub, self.pos = t, psub, after
+
+    async def fetch(self, max_msgs: int = 256, timeout: float = 1.0) -> list[LogRecord]:
+        self._t._check_open()
+        try:
+            msgs = await self._psub.fetch(max_msgs, timeout=timeout)
+        except (TimeoutError, nats.errors.TimeoutError):
+            return []
+        except Exception as e:
+            raise _map_error(e, "log fetch") from e
+        out = []
+        for m in msgs:
+            seq = m.metadata.sequence.stream
+            if seq > self.pos:
+                self.pos = seq
+                out.append(LogRecord(seq, Message(m.subject, m.data, m.headers, None, self._t)))
+        return out
+
+    async def close(self) -> None:
+        try:
+            await self._psub.unsubscribe()
+        except Exception:  # noqa: BLE001, S110 - the ephemeral consumer goes away by itself
+            pass

@@ -346,7 +346,7 @@ class NatsCoreTransport(Transport):
     """Core NATS on the compiled protocol (see the module docstring for options and semantics)."""
 
     capabilities = (Capability.QUEUE_GROUPS | Capability.HEADERS | Capability.REQUEST_REPLY
-                    | Capability.WILDCARDS | Capability.NATIVE_BATCH)
+                    | Capability.WILDCARDS | Capability.NATIVE_BATCH | Capability.DURABLE)
 
     def __init__(self, url: str, **options: Any) -> None:
         super().__init__(url, **options)
@@ -1025,6 +1025,22 @@ class NatsCoreTransport(Transport):
 
     async def js_pull_subscribe(self, subject: str, durable: str, **kw: Any) -> Any:
         return await self._js().js_pull_subscribe(subject, durable, **kw)
+
+    # the durable-log protocol (base.DurableLog), on the JetStream side connection
+    async def log_ensure(self, name: str, subjects: Sequence[str], **kw: Any) -> None:
+        await self._js().log_ensure(name, subjects, **kw)
+
+    async def log_append(self, name: str, subject: str, payload: Buffer, **kw: Any) -> Any:
+        return await self._js().log_append(name, subject, payload, **kw)
+
+    async def log_end(self, name: str) -> int:
+        return await self._js().log_end(name)
+
+    async def log_get(self, name: str, pos: int) -> Message:
+        return await self._js().log_get(name, pos)
+
+    async def log_reader(self, name: str, after: int = 0, **kw: Any) -> Any:
+        return await self._js().log_reader(name, after, **kw)
 
 
 def _expire(fut: asyncio.Future[Message], subject: str, timeout: float) -> None:
