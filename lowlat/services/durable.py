@@ -148,13 +148,10 @@ class IdempotentPublisher:
 
 async def ensure_streams(t: Any, cfg: ServiceConfig, *, replicas: int = 1, duplicate_window: float = 600.0) -> None:
     """Create the file-backed streams of the durable pipeline (idempotent)."""
-    from nats.js import api
-
     subjects = {"ORDERS": [cfg.orders_subject], "MATCH": [f"{cfg.match_prefix}.>"],
                 "RESULTS": [cfg.validated_subject, cfg.rejected_subject], "EXEC": [f"{cfg.exec_prefix}.>"]}
     for name, subj in subjects.items():
-        await t.js_add_stream(name, subj, storage=api.StorageType.FILE, num_replicas=replicas,
-                              duplicate_window=duplicate_window)
+        await t.log_ensure(name, subj, replicas=replicas, duplicate_window=duplicate_window)
 
 
 def _connect(url: str, **options: Any) -> Any:
@@ -169,7 +166,7 @@ def _connect(url: str, **options: Any) -> Any:
 async def _wait_stream(t: Any, name: str, stop: asyncio.Event) -> None:
     while not stop.is_set():
         try:
-            await t.jetstream.stream_info(name)
+            await t.log_end(name)
             return
         except Exception:  # noqa: BLE001 - broker starting / stream not created yet
             await asyncio.sleep(0.2)
@@ -179,8 +176,6 @@ async def run_validator(cfg: ServiceConfig, *, durable: str = "validators", ack_
                         stop: asyncio.Event | None = None, transport: Any = None, ready: Any = None,
                         **options: Any) -> dict[str, int]:
     """At-least-once validator on the ``ORDERS`` stream until ``stop``; returns counters."""
-    from nats.js import api
-
     from .validator import ValidatorService
 
     stop = stop or asyncio.Event()
@@ -192,8 +187,6 @@ async def run_validator(cfg: ServiceConfig, *, durable: str = "validators", ack_
                                   cfg.match_prefix + ".": "order"})
     svc.transport = pub  # type: ignore[assignment]
     await _wait_stream(t, "ORDERS", stop)
-    ccfg = api.ConsumerConfig(ack_policy=api.AckPolicy.EXPLICIT, ack_wait=ack_wait,
-                              max_ack_pending=4 * cfg.batch_max)
     psub = None
     acked = 0
     if ready is not None:
@@ -202,8 +195,8 @@ async def run_validator(cfg: ServiceConfig, *, durable: str = "validators", ack_
         while not stop.is_set():
             try:
                 if psub is None:
-                    psub = await t.jetstream.pull_subscribe(cfg.orders_subject, durable=durable, stream="ORDERS",
-                                                            config=ccfg)
+                    psub = await t.js_pull_subscribe(cfg.orders_subject, durable, stream="ORDERS", ack_wait=ack_wait,
+                                                     max_ack_pending=4 * cfg.batch_max)
                 msgs = await psub.fetch(cfg.batch_max, timeout=0.5)
             except asyncio.CancelledError:
                 raise
@@ -236,8 +229,6 @@ async def run_matcher(cfg: ServiceConfig, workdir: str | Path, *, shard: str = "
                       replicas: int = 1, **options: Any) -> dict[str, Any]:
     """Matcher for ``cfg.symbols`` reading ``MATCH`` by position, journal ``JOURNAL_<shard>``, snapshots in
     ``workdir``; restores itself first.  Returns counters and the recovery report."""
-    from nats.js import api
-
     from .journal import DurableMatcher, JetStreamJournal
     from .snapshot import SnapshotStore
 
@@ -279,15 +270,12 @@ async def run_matcher(cfg: ServiceConfig, workdir: str | Path, *, shard: str = "
                     # quiet for 2 s: the ephemeral consumer may have died with a broker restart (fetch then just
                     # times out); re-create it at our position, which costs one request
                     try:
-                        await psub.unsubscribe()
-                    except Exception:  # noqa: BLE001
+                        await psub.close()
+                    except Exception:  # noqa: BLE001, S110
                         pass
                     psub, idle = None, 0
                 if psub is None:
-                    ccfg = api.ConsumerConfig(deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
-                                              opt_start_seq=m.input_pos + 1, ack_policy=api.AckPolicy.NONE,
-                                              inactive_threshold=30.0, filter_subjects=filters)
-                    psub = await t.jetstream.pull_subscribe("", durable=None, stream="MATCH", config=ccfg)
+                    psub = await t.log_reader("MATCH", m.input_pos, subjects=filters)
                 msgs = await psub.fetch(cfg.batch_max, timeout=0.5)
             except asyncio.CancelledError:
                 raise
@@ -298,15 +286,15 @@ async def run_matcher(cfg: ServiceConfig, workdir: str | Path, *, shard: str = "
                     psub = None
                     await asyncio.sleep(0.2)
                 continue
-            msgs = [x for x in msgs if x.metadata.sequence.stream > m.input_pos]
+            msgs = [x for x in msgs if x.pos > m.input_pos]
             if not msgs:
                 idle += 1
                 continue
             idle = 0
             from ..transport import Message
 
-            m.input_pos = msgs[-1].metadata.sequence.stream
-            await m.handle(msgs[0].subject, [Message(x.subject, x.data, None, None, t) for x in msgs])
+            m.input_pos = msgs[-1].pos
+            await m.handle(msgs[0].msg.subject, [Message(x.msg.subject, x.msg.data, None, None, t) for x in msgs])
             await pub.commit()
             n += len(msgs)
     finally:

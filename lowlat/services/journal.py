@@ -17,9 +17,9 @@ replay(after)``):
 
 - :class:`FileJournal`: an append-only local file (``[u32 len][record]`` frames; a torn last frame is cut on
   open; ``fsync`` per append optional).  Replays at memory speed.
-- :class:`JetStreamJournal`: one message per record on a file-backed JetStream stream (``Nats-Msg-Id`` makes a
-  retried append idempotent); replayed with an ephemeral pull consumer in batches.
-- :class:`KafkaJournal`: one record per append on partition 0 of a Kafka topic (``KafkaTransport``).
+- :class:`LogJournal` on a transport's durable log (``Capability.DURABLE``): :class:`JetStreamJournal` (a
+  file-backed stream; the message id makes a retried append idempotent) and :class:`KafkaJournal` (partition 0
+  of a topic) are its names per broker.
 """
 
 from __future__ import annotations
@@ -38,11 +38,12 @@ import numpy as np
 
 from .. import _book
 from ..errors import DecodeError, LowlatError, TransportError
+from ..transport.base import Capability, log_replay
 from .config import ServiceConfig
 from .matcher import ExecStatus, MatcherService
 from .snapshot import Snapshot, SnapshotStore, dump_engine, restore_engine
 
-__all__ = ["DurableMatcher", "FileJournal", "JetStreamJournal", "SnapshotConfigError", "decode_record", "encode_record",
+__all__ = ["DurableMatcher", "FileJournal", "JetStreamJournal", "KafkaJournal", "LogJournal", "SnapshotConfigError", "decode_record", "encode_record",
            "replay_into"]
 
 log = logging.getLogger("lowlat.services.journal")
@@ -148,15 +149,19 @@ class FileJournal:
         self._f.close()
 
 
-class JetStreamJournal:
-    """Journal on a JetStream stream (file storage) through a connected ``NatsTransport``.
+class LogJournal:
+    """Journal on a transport's durable log (``lowlat.transport.base.DurableLog``: JetStream, Kafka).
 
-    Positions are stream sequences.  ``append`` retries through a broker outage (reconnect) with the same
-    ``Nats-Msg-Id`` (``<name>:<input_pos>`` when the batch has an intake position), so a retry is not stored twice.
+    Positions are the log's (stream sequences; Kafka offsets + 1).  ``append`` retries through a broker outage
+    with the same message id (``<name>:<input_pos>`` when the batch has an intake position), so where the broker
+    deduplicates (JetStream) a retry is not stored twice; where it cannot (Kafka) ``replay_into`` skips a record
+    whose intake position is not past the previous one's.
     """
 
     def __init__(self, transport: Any, name: str, *, replicas: int = 1, retry_s: float = 30.0,
                  duplicate_window: float = 600.0) -> None:
+        if Capability.DURABLE not in getattr(transport, "capabilities", Capability.NONE):
+            raise TypeError(f"{type(transport).__name__} has no durable log (Capability.DURABLE)")
         self.t = transport
         self.name = name
         self.subject = f"lowlat.journal.{name}"
@@ -168,16 +173,12 @@ class JetStreamJournal:
         self._n = 0
 
     async def ensure(self) -> None:
-        """Create the stream if needed and read its last position."""
-        from nats.js import api
-
-        await self.t.js_add_stream(self.name, [self.subject], storage=api.StorageType.FILE,
-                                   num_replicas=self.replicas, duplicate_window=self.duplicate_window)
-        info = await self.t.jetstream.stream_info(self.name)
-        self.last_pos = info.state.last_seq
+        """Create the log if needed and read its last position."""
+        await self.t.log_ensure(self.name, [self.subject], replicas=self.replicas,
+                                duplicate_window=self.duplicate_window)
+        self.last_pos = await self.t.log_end(self.name)
         if self.last_pos:
-            msg = await self.t.jetstream.get_msg(self.name, self.last_pos)
-            self.last_input_pos = decode_record(msg.data)[0]
+            self.last_input_pos = decode_record((await self.t.log_get(self.name, self.last_pos)).data)[0]
 
     async def append(self, rows: np.ndarray, input_pos: int = 0) -> int:
         rec = encode_record(rows, input_pos)
@@ -186,114 +187,35 @@ class JetStreamJournal:
         deadline = time.monotonic() + self.retry_s
         while True:
             try:
-                ack = await self.t.js_publish(self.subject, rec, msg_id=mid, stream=self.name, timeout=2.0)
+                ack = await self.t.log_append(self.name, self.subject, rec, msg_id=mid, timeout=2.0)
                 break
             except TransportError:
                 if time.monotonic() > deadline:
                     raise
                 await asyncio.sleep(0.2)
-        self.last_pos = ack.seq
+        self.last_pos = ack.pos
         if input_pos:
             self.last_input_pos = input_pos
-        return ack.seq
+        return ack.pos
 
     async def replay(self, after: int = 0, batch: int = 256) -> AsyncIterator[tuple[int, int, np.ndarray]]:
-        from nats.js import api
-
-        js = self.t.jetstream
-        info = await js.stream_info(self.name)
-        last = info.state.last_seq
-        if last <= after:
-            return
-        cfg = api.ConsumerConfig(deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=after + 1,
-                                 ack_policy=api.AckPolicy.NONE, inactive_threshold=30.0)
-        psub = await js.pull_subscribe(self.subject, durable=None, stream=self.name, config=cfg)
-        try:
-            seq = after
-            while seq < last:
-                msgs = await psub.fetch(batch, timeout=5)
-                for m in msgs:
-                    seq = m.metadata.sequence.stream
-                    ipos, rows = decode_record(m.data)
-                    yield seq, ipos, rows
-        finally:
-            try:
-                await psub.unsubscribe()
-            except Exception:  # noqa: BLE001,S110 - the ephemeral consumer goes away by itself
-                pass
+        async for r in log_replay(self.t, self.name, after, batch=batch):
+            ipos, rows = decode_record(r.msg.data)
+            yield r.pos, ipos, rows
 
     async def close(self) -> None:
         pass
 
 
-class KafkaJournal:
-    """Journal on partition 0 of a Kafka topic through a connected ``KafkaTransport`` (acks=all by default).
+class JetStreamJournal(LogJournal):
+    """``LogJournal`` on a NATS transport's JetStream (the name the durable matcher uses)."""
 
-    Positions are offsets + 1.  Every append is produced alone and awaited (one record batch each).  A retried
-    append may be stored twice; replay skips a record whose intake position is not past the previous one's, so
-    such a duplicate is never applied twice.
-    """
+
+class KafkaJournal(LogJournal):
+    """``LogJournal`` on partition 0 of Kafka topic ``topic``."""
 
     def __init__(self, transport: Any, topic: str, *, retry_s: float = 30.0) -> None:
-        self.t = transport
-        self.topic = topic
-        self.retry_s = retry_s
-        self.last_pos = 0
-        self.last_input_pos = 0
-
-    async def _end(self) -> int:
-        import uuid
-
-        from confluent_kafka import Consumer, TopicPartition
-
-        c = Consumer(self.t._conf("consumer", **{"group.id": f"lowlat-journal-{uuid.uuid4().hex}"}))
-        try:
-            loop = asyncio.get_running_loop()
-            return (await loop.run_in_executor(None, c.get_watermark_offsets, TopicPartition(self.topic, 0), 5.0))[1]
-        finally:
-            c.close()
-
-    async def ensure(self) -> None:
-        """Create the topic if needed; find the last position and the last record's intake position."""
-        await self.t.create_topic(self.topic, 1)
-        self.last_pos = await self._end()
-        if self.last_pos:
-            async for _pos, ipos, _rows in self.replay(self.last_pos - 1):
-                self.last_input_pos = ipos
-
-    async def append(self, rows: np.ndarray, input_pos: int = 0) -> int:
-        rec = encode_record(rows, input_pos)
-        deadline = time.monotonic() + self.retry_s
-        while True:
-            try:
-                await self.t.publish(self.topic, rec, partition=0, wait=True)
-                break
-            except TransportError:
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.2)
-        self.last_pos += 1
-        if input_pos:
-            self.last_input_pos = input_pos
-        return self.last_pos
-
-    async def replay(self, after: int = 0, timeout: float = 10.0) -> AsyncIterator[tuple[int, int, np.ndarray]]:
-        end = await self._end()
-        if end <= after:
-            return
-        sub = await self.t.subscribe(self.topic, partitions=[0], offset=after)
-        try:
-            pos = after
-            while pos < end:
-                m = await asyncio.wait_for(sub.__anext__(), timeout)
-                pos += 1
-                ipos, rows = decode_record(m.data)
-                yield pos, ipos, rows
-        finally:
-            await sub.unsubscribe()
-
-    async def close(self) -> None:
-        pass
+        super().__init__(transport, topic, retry_s=retry_s)
 
 
 async def replay_into(engine: Any, journal: Any, after: int = 0, *, on_events: Any = None,

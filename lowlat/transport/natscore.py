@@ -370,6 +370,8 @@ class NatsCoreTransport(Transport):
         self._paused: asyncio.Future[None] | None = None
         self._connected = asyncio.Event()
         self._js_side: Any = None
+        if not self.options.get("jetstream", True):  # no side connection: no durable log
+            self.capabilities = type(self).capabilities & ~Capability.DURABLE
         self._info: dict[str, Any] = {}
         self._handshake: asyncio.Future[None] | None = None
         self._reconnect_task: asyncio.Task[None] | None = None

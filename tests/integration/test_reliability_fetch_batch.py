@@ -54,16 +54,21 @@ class _OrphanedPullJs:
 
 
 class _Transport:
+    """The transport, with the fault injected where the adapter does JetStream (services only see the
+    transport's durable-log / pull-consumer methods)."""
+
     def __init__(self, t: Any) -> None:
         self._t = t
         self.seen: list[int] = []
+        js_t = t._js() if callable(getattr(t, "_js", None)) else t  # natscore: its nats-py side connection
+        self._js_t, self._real = js_t, js_t.jetstream
+        js_t._js = _OrphanedPullJs(self._real, js_t.client, self.seen)
+
+    def restore(self) -> None:
+        self._js_t._js = self._real
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._t, name)
-
-    @property
-    def jetstream(self) -> Any:
-        return _OrphanedPullJs(self._t.jetstream, self._t.client, self.seen)
 
 
 async def _run_until(coro_fn: Any, done: Any, timeout: float = 30) -> Any:
@@ -96,6 +101,7 @@ async def test_durable_validator_and_matcher_take_oversized_fetches(nats_bin, tm
                 return await count("RESULTS") >= N
 
             v = await _run_until(lambda stop: run_validator(cfg, transport=vt, stop=stop), results_done)
+            vt.restore()
             assert max(vt.seen) > BATCH, vt.seen  # the fault really happened
             assert v["acked"] == N and await count("RESULTS") == N and await count("MATCH") == N, v
 
@@ -106,6 +112,7 @@ async def test_durable_validator_and_matcher_take_oversized_fetches(nats_bin, tm
 
             m = await _run_until(lambda stop: run_matcher(cfg, tmp_path / "m", transport=mt, stop=stop),
                                  fetched_all)
+            mt.restore()
             assert max(mt.seen) > BATCH, mt.seen
             assert m["processed"] == N, m
             assert await count("EXEC") >= N  # at least one report per order

@@ -39,7 +39,7 @@ from lowlat.errors import (
     TransportNotConnectedError,
     TransportTimeoutError,
 )
-from lowlat.transport.base import Capability
+from lowlat.transport.base import Capability, DurableLog, log_replay
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -547,6 +547,35 @@ async def test_publish_with_reply_subject(ep: Endpoint):
         await m.respond(b"a")
         await t.flush()
         assert bytes((await recv(answers)).data) == b"a"
+
+
+async def test_durable_log_append_end_get_replay(ep: Endpoint):
+    async with ep.connect() as t:
+        if Capability.DURABLE not in t.capabilities:
+            pytest.skip(f"{type(t).__name__} has no durable log by design (no Capability.DURABLE)")
+        assert isinstance(t, DurableLog)
+        tag = uuid.uuid4().hex[:8]
+        name, subject = f"CONF_{tag}", f"conf.log.{tag}"
+        await t.log_ensure(name, [subject])
+        await t.log_ensure(name, [subject])  # idempotent
+        assert await t.log_end(name) == 0
+        acks = [await t.log_append(name, subject, b"r%d" % i, msg_id=f"{name}:{i}") for i in range(5)]
+        assert acks[0].pos == 1 and [a.pos for a in acks] == list(range(1, 6)) and not any(a.duplicate for a in acks)
+        assert await t.log_end(name) == 5
+        assert bytes((await t.log_get(name, 3)).data) == b"r2"
+        got = [(r.pos, bytes(r.msg.data)) async for r in log_replay(t, name, 2)]
+        assert got == [(3, b"r2"), (4, b"r3"), (5, b"r4")]
+        assert [r async for r in log_replay(t, name, 5)] == []
+        if "jetstream" in ep.caps:  # the broker deduplicates a retried append by its id
+            again = await t.log_append(name, subject, b"r0", msg_id=f"{name}:0")
+            assert again.duplicate and again.pos == 1 and await t.log_end(name) == 5
+        reader = await t.log_reader(name, 4)
+        try:
+            recs = await reader.fetch(10, RECV_TIMEOUT)
+            assert [(r.pos, bytes(r.msg.data)) for r in recs] == [(5, b"r4")]
+            assert await reader.fetch(10, 0.2) == []
+        finally:
+            await reader.close()
 
 
 # --- shm:// across real processes ---
