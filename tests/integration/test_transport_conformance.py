@@ -578,6 +578,119 @@ async def test_durable_log_append_end_get_replay(ep: Endpoint):
             await reader.close()
 
 
+# --- the batch path (lowlat._batch.MessageBatch; lifetime: until the next take/next_batch) ---
+
+def _rows(b: MessageBatch) -> list[tuple[str, bytes, str | None]]:
+    return [(b.subject(i), bytes(b.payload(i)), b.reply(i)) for i in range(b.n)]
+
+
+async def test_take_batch_hands_over_everything_pending(ep: Endpoint):
+    ep.require("request_reply")  # reply subjects travel with the messages
+    async with ep.connect() as t:
+        sub = await t.subscribe("conf.tb")
+        assert sub.take_batch(16).n == 0
+        for i in range(20):
+            await t.publish("conf.tb", b"p%d" % i, reply=f"_lowlat.inbox.conf.r{i}" if i % 2 else None)
+        await t.flush()
+        await _until_pending(sub, 20)
+        b = sub.take_batch(16)  # at most max_msgs; the rest stays pending, in order
+        assert b.n == 16
+        b2_rows = _rows(b)
+        rest = sub.take_batch(16)
+        assert rest.n == 4
+        got = b2_rows + _rows(rest)
+        assert got == [("conf.tb", b"p%d" % i, f"_lowlat.inbox.conf.r{i}" if i % 2 else None) for i in range(20)]
+        assert sub.take_batch(16).n == 0 and sub.pending == 0
+
+
+async def test_next_batch_waits_then_times_out_empty(ep: Endpoint):
+    async with ep.connect() as t:
+        sub = await t.subscribe("conf.nb")
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        assert (await sub.next_batch(8, timeout=0.2)).n == 0
+        assert loop.time() - t0 >= 0.15
+        for i in range(12):
+            await t.publish("conf.nb", b"%d" % i)
+        await t.flush()
+        got: list[bytes] = []
+        deadline = loop.time() + RECV_TIMEOUT
+        while len(got) < 12 and loop.time() < deadline:
+            b = await sub.next_batch(8, timeout=RECV_TIMEOUT)
+            assert b.n <= 8
+            got += [bytes(b.payload(i)) for i in range(b.n)]
+        assert got == [b"%d" % i for i in range(12)]
+
+
+async def test_large_message_gets_a_batch_of_its_own(ep: Endpoint):
+    async with ep.connect() as t:
+        sub = await t.subscribe("conf.bigb")
+        big = os.urandom(min(ep.max_payload - 4096, 1 << 19))
+        await t.publish("conf.bigb", b"small")
+        await t.publish("conf.bigb", big)
+        await t.flush()
+        await _until_pending(sub, 2)
+        got: list[bytes] = []
+        while len(got) < 2:
+            b = await sub.next_batch(4, timeout=RECV_TIMEOUT)
+            assert b.n > 0
+            got += [bytes(b.payload(i)) for i in range(b.n)]
+        assert got == [b"small", big]
+
+
+async def test_publish_batch_to_one_subject(ep: Endpoint):
+    async with ep.connect() as t:
+        sub = await t.subscribe("conf.bto")
+        batch = MessageBatch(64)
+        for i in range(30):
+            assert batch.append(b"m%d" % i, "ignored.subject", None)
+        assert await t.publish_batch_to(batch, "conf.bto") == 30
+        await t.flush()
+        assert [bytes(m.data) for m in await recv_n(sub, 30)] == [b"m%d" % i for i in range(30)]
+        assert t.publish_errors == 0
+
+
+async def test_publish_batch_to_each_reply_subject(ep: Endpoint):
+    ep.require("request_reply")
+    async with ep.connect() as t:
+        a = await t.subscribe("_lowlat.inbox.conf.a")
+        b = await t.subscribe("_lowlat.inbox.conf.b")
+        batch = MessageBatch(8)
+        batch.append(b"to-a", "conf.in", "_lowlat.inbox.conf.a")
+        batch.append(b"nowhere", "conf.in", None)  # no reply subject: skipped, not an error
+        batch.append(b"to-b", "conf.in", "_lowlat.inbox.conf.b")
+        batch.append(b"to-a2", "conf.in", "_lowlat.inbox.conf.a")
+        assert await t.publish_batch_to(batch) == 3
+        await t.flush()
+        assert [bytes(m.data) for m in await recv_n(a, 2)] == [b"to-a", b"to-a2"]
+        assert bytes((await recv(b)).data) == b"to-b"
+        assert t.publish_errors == 0
+
+
+async def test_batch_answers_requests_through_publish_batch_to(ep: Endpoint):
+    # the compiled-consumer loop: take a batch of requests, answer them all with one publish_batch_to
+    ep.require("request_reply")
+    async with ep.connect() as t:
+        sub = await t.subscribe("conf.bsrv")
+
+        async def worker() -> None:
+            answered = 0
+            while answered < 10:
+                reqs = await sub.next_batch(16, timeout=RECV_TIMEOUT)
+                out = MessageBatch(16)
+                for i in range(reqs.n):
+                    out.append(b"ok:" + bytes(reqs.payload(i)), "", reqs.reply(i))
+                answered += await t.publish_batch_to(out)
+
+        w = asyncio.ensure_future(worker())
+        try:
+            reps = await asyncio.gather(*(t.request("conf.bsrv", b"%d" % i, timeout=RECV_TIMEOUT) for i in range(10)))
+            assert sorted(bytes(r.data) for r in reps) == sorted(b"ok:%d" % i for i in range(10))
+            await asyncio.wait_for(w, RECV_TIMEOUT)
+        finally:
+            w.cancel()
+
+
 # --- shm:// across real processes ---
 
 SHM_WORKER = """
