@@ -7,20 +7,21 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .errors import (  # noqa: F401
-    DecodeError,
-    LappedError,
-    LowlatError,
-    MissingExtraError,
-    RingError,
-    RingFullError,
-    TransportClosedError,
-    TransportError,
-    TransportTimeoutError,
+# --- order book / matching engine (lowlat._book) ---
+from ._book import (
+    COMMAND_DTYPE,
+    DEPTH_DTYPE,
+    EVENT_DTYPE,
+    L3_DTYPE,
+    Book,
+    Command,
+    Engine,
+    EventKind,
+    to_ticks,
 )
 
 # --- FlatBuffers core + validation (lowlat._core) ---
-from ._core import (  # noqa: F401
+from ._core import (
     DEBUG,
     BookSnapshot,
     Cancel,
@@ -66,23 +67,9 @@ from ._core import (  # noqa: F401
     iter_frames,
     read_order,
 )
-from .enums import CommandType, OrderType, Reject, Side, StpMode, TimeInForce  # noqa: F401
-
-# --- order book / matching engine (lowlat._book) ---
-from ._book import (  # noqa: F401
-    COMMAND_DTYPE,
-    DEPTH_DTYPE,
-    EVENT_DTYPE,
-    L3_DTYPE,
-    Book,
-    Command,
-    Engine,
-    EventKind,
-    to_ticks,
-)
 
 # --- ring buffers (lowlat._ring) ---
-from ._ring import (  # noqa: F401
+from ._ring import (
     BackoffIdle,
     BroadcastReceiver,
     BroadcastRing,
@@ -92,6 +79,100 @@ from ._ring import (  # noqa: F401
     SpscRing,
     YieldingIdle,
 )
+from .enums import CommandType, OrderType, Reject, Side, StpMode, TimeInForce
+from .errors import (
+    DecodeError,
+    LappedError,
+    LowlatError,
+    MissingExtraError,
+    RingError,
+    RingFullError,
+    TransportClosedError,
+    TransportError,
+    TransportTimeoutError,
+)
 
 # --- transports: lowlat.connect(url) picks the adapter by scheme (clients are optional extras) ---
-from .transport import connect  # noqa: E402,F401
+from .transport import connect
+
+__all__ = [
+    "COMMAND_DTYPE",
+    "DEBUG",
+    "DEPTH_DTYPE",
+    "EVENT_DTYPE",
+    "L3_DTYPE",
+    "BackoffIdle",
+    "Book",
+    "BookSnapshot",
+    "BroadcastReceiver",
+    "BroadcastRing",
+    "BusySpinIdle",
+    "Cancel",
+    "Command",
+    "CommandMsg",
+    "CommandType",
+    "DecodeError",
+    "Engine",
+    "EventKind",
+    "ExecutionReport",
+    "IdleStrategy",
+    "InstrumentRules",
+    "L2Update",
+    "LappedError",
+    "Level",
+    "LowlatError",
+    "MassCancel",
+    "MissingExtraError",
+    "Modify",
+    "MpscRing",
+    "OrderMsg",
+    "OrderType",
+    "OrderView",
+    "Reject",
+    "RingError",
+    "RingFullError",
+    "Side",
+    "SpscRing",
+    "StpMode",
+    "TimeInForce",
+    "Trade",
+    "TransportClosedError",
+    "TransportError",
+    "TransportTimeoutError",
+    "ValidationResult",
+    "Validator",
+    "YieldingIdle",
+    "__version__",
+    "annotations",
+    "command_type",
+    "connect",
+    "count_frames",
+    "decode_book_snapshot",
+    "decode_cancel",
+    "decode_command",
+    "decode_execution_report",
+    "decode_l2_update",
+    "decode_mass_cancel",
+    "decode_modify",
+    "decode_order",
+    "decode_order_msg",
+    "decode_trade",
+    "decode_validation_result",
+    "encode_book_snapshot",
+    "encode_cancel",
+    "encode_command",
+    "encode_execution_report",
+    "encode_l2_update",
+    "encode_mass_cancel",
+    "encode_message",
+    "encode_modify",
+    "encode_order",
+    "encode_order_into",
+    "encode_trade",
+    "encode_validation_result",
+    "frame",
+    "frame_order_into",
+    "iter_frames",
+    "read_order",
+    "to_ticks",
+]

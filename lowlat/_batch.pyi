@@ -1,11 +1,10 @@
 from collections.abc import Iterator
+from typing import TypeAlias, final
 
 import numpy as np
 import numpy.typing as npt
 
-from typing import final
-
-Buffer = bytes | bytearray | memoryview
+Buffer: TypeAlias = bytes | bytearray | memoryview
 
 @final
 class MessageBatch:

@@ -1,8 +1,13 @@
 from enum import IntEnum
-from typing import Final, final
+from typing import Final, Literal, final
 
 import numpy as np
 import numpy.typing as npt
+
+from lowlat.enums import OrderType, Side, StpMode, TimeInForce
+
+# Enum parameters take the enum; a defaulted one also admits its raw C default (what the compiled signature
+# reports, checked by stubtest), and no other int.  stp=-1: the book's default_stp.
 
 DEBUG: Final[bool]
 MAX_QTY: Final[int]
@@ -31,7 +36,7 @@ class Command(IntEnum):
     MODIFY = 2
     MASS_CANCEL = 3
 
-def to_ticks(price: float, tick_size: float) -> tuple[int, int]: ...
+def to_ticks(price: float, tick_size: float) -> tuple[int, int]: ...  # (reject code, ticks)
 
 @final
 class Book:
@@ -42,7 +47,7 @@ class Book:
         lo: int,
         n_ticks: int,
         max_orders: int,
-        default_stp: int = 0,
+        default_stp: StpMode | Literal[0] = 0,
         tick_size: float = 1.0,
         event_capacity: int = -1,
         symbol: str | None = None,
@@ -51,14 +56,14 @@ class Book:
     def submit(
         self,
         oid: int,
-        side: int,
+        side: Side,
         price: int,
         qty: int,
         account: int = 0,
-        order_type: int = 0,
-        tif: int = 0,
+        order_type: OrderType | Literal[0] = 0,
+        tif: TimeInForce | Literal[0] = 0,
         post_only: bool = False,
-        stp: int = -1,
+        stp: StpMode | Literal[-1] = -1,
     ) -> tuple[int, int, int]: ...
     def cancel(self, oid: int) -> tuple[int, int, int]: ...
     def modify(self, oid: int, price: int, qty: int) -> tuple[int, int, int]: ...
@@ -100,9 +105,9 @@ class Book:
     def trade_id(self) -> int: ...
     def best_bid(self) -> int | None: ...
     def best_ask(self) -> int | None: ...
-    def levels(self, side: int) -> npt.NDArray[np.void]: ...
-    def depth(self, side: int, n: int) -> npt.NDArray[np.void]: ...
-    def queue(self, side: int, price: int) -> npt.NDArray[np.void]: ...
+    def levels(self, side: Side) -> npt.NDArray[np.void]: ...
+    def depth(self, side: Side, n: int) -> npt.NDArray[np.void]: ...
+    def queue(self, side: Side, price: int) -> npt.NDArray[np.void]: ...
     def order(self, oid: int) -> tuple[int, int, int, int] | None: ...
     def check(self) -> None: ...
     def resting_orders(self) -> npt.NDArray[np.void]: ...
@@ -114,7 +119,7 @@ class Book:
 class Engine:
     @property
     def default_stp(self) -> int: ...
-    def __init__(self, default_stp: int = 0) -> None: ...
+    def __init__(self, default_stp: StpMode | Literal[0] = 0) -> None: ...
     def add_book(
         self,
         symbol: str,
@@ -122,7 +127,7 @@ class Engine:
         n_ticks: int,
         max_orders: int,
         tick_size: float = 1.0,
-        default_stp: int | None = None,
+        default_stp: StpMode | None = None,
         event_capacity: int = -1,
     ) -> Book: ...
     def __getitem__(self, symbol: str, /) -> Book: ...

@@ -1,7 +1,7 @@
 """Type stubs for lowlat._core (compiled).  Users import these names from ``lowlat``."""
 
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, Final, NamedTuple, TypeAlias, final
+from typing import Any, Final, Literal, NamedTuple, TypeAlias, final
 
 import numpy as np
 import numpy.typing as npt
@@ -50,20 +50,21 @@ class OrderView:
     def to_tuple(self) -> tuple[int, str | None, float, int, int, int]: ...
     def to_dict(self) -> dict[str, Any]: ...
 
+# enum parameters: the enum, or the raw default (see _book.pyi)
 def encode_order(
-    id: int, symbol: _Str, price: float, quantity: int, side: int, timestamp: int, *,
-    order_type: int = 0, time_in_force: int = 0, post_only: bool = False, account: int = 0,
-    client_order_id: _Str = None, stp: int = 0,
+    id: int, symbol: _Str, price: float, quantity: int, side: Side, timestamp: int, *,
+    order_type: OrderType | Literal[0] = 0, time_in_force: TimeInForce | Literal[0] = 0, post_only: bool = False,
+    account: int = 0, client_order_id: _Str = None, stp: StpMode | Literal[0] = 0,
 ) -> bytes: ...
 def encode_order_into(
-    buf: _Buffer, offset: int, id: int, symbol: _Str, price: float, quantity: int, side: int, timestamp: int, *,
-    order_type: int = 0, time_in_force: int = 0, post_only: bool = False, account: int = 0,
-    client_order_id: _Str = None, stp: int = 0,
+    buf: _Buffer, offset: int, id: int, symbol: _Str, price: float, quantity: int, side: Side, timestamp: int, *,
+    order_type: OrderType | Literal[0] = 0, time_in_force: TimeInForce | Literal[0] = 0, post_only: bool = False,
+    account: int = 0, client_order_id: _Str = None, stp: StpMode | Literal[0] = 0,
 ) -> int: ...
 def frame_order_into(
-    buf: _Buffer, offset: int, id: int, symbol: _Str, price: float, quantity: int, side: int, timestamp: int, *,
-    order_type: int = 0, time_in_force: int = 0, post_only: bool = False, account: int = 0,
-    client_order_id: _Str = None, stp: int = 0,
+    buf: _Buffer, offset: int, id: int, symbol: _Str, price: float, quantity: int, side: Side, timestamp: int, *,
+    order_type: OrderType | Literal[0] = 0, time_in_force: TimeInForce | Literal[0] = 0, post_only: bool = False,
+    account: int = 0, client_order_id: _Str = None, stp: StpMode | Literal[0] = 0,
 ) -> int: ...
 def frame(buffers: Iterable[_Buffer]) -> bytes: ...
 def count_frames(buf: _Buffer) -> int: ...

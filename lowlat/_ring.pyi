@@ -1,7 +1,7 @@
 from collections.abc import Iterable
-from typing import Any, Final, final
+from typing import Any, Final, Self, final
 
-from typing_extensions import Buffer, Self, disjoint_base
+from typing_extensions import Buffer, disjoint_base
 
 RING_LAYOUT_VERSION: Final[int]
 HEADER_SIZE: Final[int]

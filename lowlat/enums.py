@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-__all__ = ["Side", "OrderType", "TimeInForce", "StpMode", "Reject", "CommandType"]
+__all__ = ["CommandType", "OrderType", "Reject", "Side", "StpMode", "TimeInForce"]
 
 
 class Side(IntEnum):

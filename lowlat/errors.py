@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 __all__ = [
-    "LowlatError",
     "DecodeError",
-    "RingError",
-    "RingFullError",
     "LappedError",
-    "TransportError",
-    "TransportClosedError",
-    "TransportNotConnectedError",
-    "TransportTimeoutError",
-    "NoRespondersError",
+    "LowlatError",
     "MaxPayloadError",
     "MissingExtraError",
+    "NoRespondersError",
+    "RingError",
+    "RingFullError",
+    "TransportClosedError",
+    "TransportError",
+    "TransportNotConnectedError",
+    "TransportTimeoutError",
 ]
 
 

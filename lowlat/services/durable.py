@@ -216,7 +216,7 @@ async def run_validator(cfg: ServiceConfig, *, durable: str = "validators", ack_
                 try:
                     await m.ack()
                     acked += 1
-                except Exception:  # noqa: BLE001 - not acked: redelivered and deduplicated downstream
+                except Exception:  # noqa: BLE001, S110 - not acked: redelivered and deduplicated downstream
                     pass
     finally:
         if transport is None:

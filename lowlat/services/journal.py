@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from .. import _book
+from ..enums import Side
 from ..errors import DecodeError, LowlatError, TransportError
 from ..transport.base import Capability, log_replay
 from .config import ServiceConfig
@@ -337,7 +338,7 @@ class DurableMatcher(MatcherService):
             self.input_pos = snap.meta.get("input_pos", 0)
             for sym, rm in self.read.items():
                 book = self.engine[sym]
-                for side in (0, 1):
+                for side in (Side.BUY, Side.SELL):
                     lv = book.levels(side)
                     idx = np.flatnonzero(lv["count"])
                     rm.levels[side].update({int(book.lo + i): (int(lv["qty"][i]), int(lv["count"][i]))

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from ..enums import Reject
+from ..enums import Reject, Side
 from ..transport import Transport
 from .config import ServiceConfig
 from .metrics import LatencyHistogram
@@ -43,6 +43,7 @@ _INBOX_SCHEMES = frozenset({"inproc", "shm", "nats", "tls", "zmq+tcp", "zmq+ipc"
 
 # deliberately invalid orders (cycled through when reject_ratio > 0): what each breaks
 _BAD_KINDS = ("qty_zero", "off_band", "unknown_symbol", "off_tick", "qty_above_max")
+_SIDES = (Side.BUY, Side.SELL)  # indexed by the 0/1 side array
 
 
 class OrderFactory:
@@ -98,7 +99,7 @@ class OrderFactory:
                 qty = (cfg.max_qty + 1) * cfg.lot
         coid = "x" * self.pad if self.pad else None
         return self._encode(id=self.id_base + i, symbol=sym, price=price, quantity=qty,
-                            side=int(self._side[k]), timestamp=ts_ns, client_order_id=coid)
+                            side=_SIDES[self._side[k]], timestamp=ts_ns, client_order_id=coid)
 
 
 @dataclass

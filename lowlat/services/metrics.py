@@ -89,7 +89,7 @@ class LatencyHistogram:
 
     def prometheus_buckets(self) -> list[tuple[str, float]]:
         """Cumulative ``(le, count)`` pairs in seconds for ``PROMETHEUS_BUCKETS_S`` plus ``+Inf``."""
-        cum = self.h.cumulative_at([int(round(b * 1e9)) for b in PROMETHEUS_BUCKETS_S])
+        cum = self.h.cumulative_at([round(b * 1e9) for b in PROMETHEUS_BUCKETS_S])
         return [(f"{b:g}", float(c)) for b, c in zip(PROMETHEUS_BUCKETS_S, cum)] + [("+Inf", float(self.h.count))]
 
     def curve(self) -> tuple[list[float], list[int]]:

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from .. import _book
+from ..enums import StpMode
 from ..errors import DecodeError
 
 __all__ = [
@@ -182,7 +183,7 @@ def restore_engine(snap: Snapshot, engine: Any = None, *, default_stp: int = 0, 
     costs 240 B per slot to allocate; callers that only use ``apply_batch`` can pass e.g. 65536).
     """
     if engine is None:
-        engine = _book.Engine(default_stp)
+        engine = _book.Engine(StpMode(default_stp))
         for st in snap.books:
             engine.add_book(st.symbol, st.lo, st.n_ticks, st.max_orders, st.tick_size, st.default_stp,
                             event_capacity)
