@@ -1,6 +1,4 @@
-from typing import Any
-
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 _Text: TypeAlias = str | bytes | None
 

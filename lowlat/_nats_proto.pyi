@@ -1,8 +1,8 @@
-from typing import final
+from typing import TypeAlias, final
 
 from ._batch import MessageBatch
 
-_Buffer = bytes | bytearray | memoryview
+_Buffer: TypeAlias = bytes | bytearray | memoryview
 
 @final
 class MsgSink:
