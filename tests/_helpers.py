@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import platform
+import threading
+import time
 from typing import Any
 
 import lowlat
@@ -28,3 +31,21 @@ def encode_order_dict(d: dict) -> bytes:
                                order_type=d["order_type"], time_in_force=d["time_in_force"],
                                post_only=d["post_only"], account=d["account"],
                                client_order_id=d["client_order_id"], stp=d["stp"])
+
+
+# nanosleep / clock_nanosleep: the syscalls a ring wait parks in (BackoffIdle), never used to wait for the GIL
+_PARK_SYSCALLS = {"x86_64": {"35", "230"}, "aarch64": {"101", "115"}}[platform.machine()]
+
+
+def wait_parked(thread: threading.Thread, timeout: float = 10.0) -> None:
+    """Block until ``thread`` is parked in a sleep syscall (Linux ``/proc``): a thread that runs only a blocking
+    ring call parks only inside that call's wait, so the call has really started waiting."""
+    path = f"/proc/self/task/{thread.native_id}/syscall"
+    deadline = time.monotonic() + timeout
+    while True:
+        with open(path) as f:
+            if f.read().split(" ", 1)[0] in _PARK_SYSCALLS:
+                return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{thread.name} did not park within {timeout} s")
+        time.sleep(0.001)

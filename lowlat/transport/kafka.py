@@ -119,6 +119,8 @@ class KafkaSubscription(QueueSubscription):
         super().__init__(subject, queue, on_unsubscribe=self._halt, **limits)
         self._t, self._c, self._commit, self._sink = t, consumer, commit, sink
         self._stop, self.assigned = threading.Event(), threading.Event()
+        #: partitions this consumer owns now; a group member's set changes with every rebalance
+        self.partitions: frozenset[int] = frozenset()
         self._acks: dict[tuple[str, int], int] = {}  # (topic, partition) -> next offset to commit
         self._lock = threading.Lock()
         self.commit_error: BaseException | None = None
@@ -140,6 +142,14 @@ class KafkaSubscription(QueueSubscription):
                 call(self.close_nowait)
         finally:
             c.close()
+
+    def _on_assign(self, _c: Any, ps: list[Any]) -> None:  # consumer thread (group rebalance)
+        self.partitions = self.partitions | {tp.partition for tp in ps}  # eager: the full set; cooperative: added
+        self.assigned.set()
+
+    def _on_revoke(self, _c: Any, ps: list[Any]) -> None:  # consumer thread (group rebalance)
+        self._commit_acks()
+        self.partitions = self.partitions - {tp.partition for tp in ps}
 
     def _commit_acks(self, *_: Any, asynchronous: bool = False) -> None:  # consumer thread (also on revoke)
         with self._lock:
@@ -356,7 +366,7 @@ class KafkaTransport(Transport):
         sub = KafkaSubscription(self, subject, queue, c, (queue or group) is not None, _sink, **limits)
         try:
             if grouped:
-                c.subscribe([topic], on_assign=lambda c_, ps: sub.assigned.set(), on_revoke=sub._commit_acks)
+                c.subscribe([topic], on_assign=sub._on_assign, on_revoke=sub._on_revoke)
             else:
                 if partitions is None:
                     md = await run(None, partial(c.list_topics, topic, timeout=5.0))
@@ -366,6 +376,7 @@ class KafkaTransport(Transport):
                     tp.offset = (await run(None, partial(c.get_watermark_offsets, tp, 5.0)))[1] if offset == "end" \
                         else _OFFSETS.get(offset) or int(offset)
                 c.assign(tps)
+                sub.partitions = frozenset(partitions)
                 sub.assigned.set()
         except BaseException:
             c.close()

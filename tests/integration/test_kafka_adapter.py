@@ -105,7 +105,12 @@ async def test_consumer_group_spreads_across_two_consumers(kt, kafka_topic):
     await kt.create_topic(kafka_topic, 4)
     a = await kt.subscribe(kafka_topic, queue="workers-" + kafka_topic)
     b = await kt.subscribe(kafka_topic, queue="workers-" + kafka_topic)
-    await asyncio.sleep(1.0)  # let the first member finish the rebalance b's join caused
+    # b's join makes the group rebalance; publish once both members own a share of the 4 partitions
+    deadline = time.monotonic() + 30
+    while not (a.partitions and b.partitions and not a.partitions & b.partitions
+               and a.partitions | b.partitions == set(range(4))):
+        assert time.monotonic() < deadline, (a.partitions, b.partitions)
+        await asyncio.sleep(0.02)
     n = 200
     for i in range(n):
         await kt.publish(kafka_topic, b"%d" % i, key=b"sym%d" % i)

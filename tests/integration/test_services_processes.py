@@ -33,13 +33,14 @@ def _processed(proc) -> int:
     return json.loads(line)["processed"]
 
 
-async def _load(url: str, n: int, rate: float, mode: str = "request", answer_timeout: float = 15.0):
+async def _load(url: str, n: int, rate: float, mode: str = "request", answer_timeout: float = 15.0,
+                progress=None):
     from lowlat.services import LoadGenerator, ServiceConfig
     from lowlat.transport import connect
 
     cfg = ServiceConfig(transport=url, rate=rate, count=n, mode=mode, reject_ratio=0.1)
     async with connect(url) as t:
-        return await LoadGenerator(t, cfg, answer_timeout=answer_timeout).run()
+        return await LoadGenerator(t, cfg, answer_timeout=answer_timeout, progress=progress).run()
 
 
 def test_two_validators_answer_every_order_exactly_once(url):
@@ -84,10 +85,17 @@ def test_sigterm_drains_without_losing_taken_orders(url):
         a.wait_for('"ready"')
         b.wait_for('"ready"')
         out: dict[str, object] = {}
+        mid = threading.Event()  # a quarter of the orders answered: the stream is running through both
+
+        def progress(_sent: int, answered: int, _elapsed: float) -> None:
+            if answered >= n // 4:
+                mid.set()
+
         # a short answer wait: orders lost in transit at the unsubscribe would otherwise hold the test 15 s
-        th = threading.Thread(target=lambda: out.update(res=asyncio.run(_load(url, n, rate, answer_timeout=4))))
+        th = threading.Thread(target=lambda: out.update(
+            res=asyncio.run(_load(url, n, rate, answer_timeout=4, progress=progress))))
         th.start()
-        time.sleep(0.8)  # mid-stream (the run lasts ~2 s)
+        assert mid.wait(30), "the load never got a quarter of its orders answered"
         a.terminate()
         assert a.wait(30) == 0
         th.join(60)

@@ -9,6 +9,7 @@ import time
 import uuid
 
 import pytest
+from _helpers import wait_parked
 
 from lowlat import (
     BackoffIdle,
@@ -256,7 +257,7 @@ def test_wait_readable_from_worker_thread():
     res = []
     t = threading.Thread(target=lambda: res.append(r.wait_readable(5.0)))
     t.start()
-    time.sleep(0.02)
+    wait_parked(t)  # the push wakes a waiting thread, not one that has yet to look
     r.push(b"wake")
     t.join()
     assert res == [True] and r.try_pop() == b"wake"
@@ -544,7 +545,7 @@ def test_close_from_another_thread_ends_blocking_calls(cls):
 
     t = threading.Thread(target=waiter)
     t.start()
-    time.sleep(0.05)
+    wait_parked(t)  # close a ring a thread is blocked on, not one it has yet to call
     r.close()
     t.join(5)
     assert not t.is_alive() and len(errs) == 1 and "closed" in str(errs[0])
