@@ -91,6 +91,7 @@ from .errors import (
     RingFullError,
     TransportClosedError,
     TransportError,
+    TransportNotConnectedError,
     TransportTimeoutError,
 )
 
@@ -142,12 +143,12 @@ __all__ = [
     "Trade",
     "TransportClosedError",
     "TransportError",
+    "TransportNotConnectedError",
     "TransportTimeoutError",
     "ValidationResult",
     "Validator",
     "YieldingIdle",
     "__version__",
-    "annotations",
     "command_type",
     "connect",
     "count_frames",

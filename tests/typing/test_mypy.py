@@ -55,3 +55,16 @@ def test_misuses_are_reported(tmp_path):
     assert r.returncode == 1, r.stdout + r.stderr
     for name, f in files.items():
         assert f"{f.name}:2: error:" in r.stdout, (name, r.stdout)
+
+
+def test_all_lists_exactly_the_public_names():
+    import __future__
+
+    import inspect
+
+    import lowlat
+
+    public = {n for n, v in vars(lowlat).items() if not n.startswith("_") and not inspect.ismodule(v)
+              and not isinstance(v, __future__._Feature)}
+    assert set(lowlat.__all__) - {"__version__"} == public
+    assert len(lowlat.__all__) == len(set(lowlat.__all__))
