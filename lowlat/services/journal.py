@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from .. import _book
-from ..enums import Side
+from ..enums import Side, StpMode
 from ..errors import DecodeError, LowlatError, TransportError
 from ..transport.base import Capability, log_replay
 from .config import ServiceConfig
@@ -380,7 +380,8 @@ class DurableMatcher(MatcherService):
                 _check_meta(snap.meta, self._index)
                 scratch = _book.Engine()
                 for b in self.engine.books:
-                    scratch.add_book(b.symbol, b.lo, b.n_ticks, b.max_orders, b.tick_size, b.default_stp, 4096)
+                    scratch.add_book(str(b.symbol), b.lo, b.n_ticks, b.max_orders, b.tick_size,  # engine books have one
+                                     StpMode(b.default_stp), 4096)
                 restore_engine(snap, scratch)
                 return snap
             except SnapshotConfigError:
