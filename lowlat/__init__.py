@@ -79,7 +79,7 @@ from ._ring import (
     SpscRing,
     YieldingIdle,
 )
-from .enums import CommandType, OrderType, Reject, Side, StpMode, TimeInForce
+from .enums import CommandType, ExecStatus, OrderType, Reject, Side, StpMode, TimeInForce
 from .errors import (
     DecodeError,
     LappedError,
@@ -117,6 +117,7 @@ __all__ = [
     "DecodeError",
     "Engine",
     "EventKind",
+    "ExecStatus",
     "ExecutionReport",
     "IdleStrategy",
     "InstrumentRules",

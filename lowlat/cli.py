@@ -159,16 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "ns/order.")
     _demo_flags(d)
     d.set_defaults(func=validate_demo)
-    try:
-        from lowlat.services._cli import add_commands as _add
-    except ImportError:
-        _add = None  # type: ignore[assignment]
-    if _add is not None:
-        _add(sub)
-    else:
-        d2 = sub.add_parser("demo", help="same as validate-demo (the services package is not installed)")
-        _demo_flags(d2)
-        d2.set_defaults(func=validate_demo)
+    from lowlat.services._cli import add_commands
+
+    add_commands(sub)
     for sp in sub.choices.values():
         _debug_flag(sp)
     return p
@@ -234,13 +227,11 @@ def _report(e: Exception) -> int:
     from .errors import LowlatError, MissingExtraError
 
     code = 1
-    try:
-        from .services._cli import CliError
-        from .services.config import ConfigError
-    except ImportError:
-        CliError = ConfigError = ()  # type: ignore[assignment,misc]
+    from .services._cli import CliError
+    from .services.config import ConfigError
+
     if isinstance(e, CliError):
-        msg, code = str(e), e.code  # type: ignore[union-attr]
+        msg, code = str(e), e.code
     elif isinstance(e, ConfigError):
         msg, code = _one_line(e), 2
     elif isinstance(e, (MissingExtraError, LowlatError)):

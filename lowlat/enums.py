@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-__all__ = ["CommandType", "OrderType", "Reject", "Side", "StpMode", "TimeInForce"]
+__all__ = ["CommandType", "ExecStatus", "OrderType", "Reject", "Side", "StpMode", "TimeInForce"]
 
 
 class Side(IntEnum):
@@ -48,6 +48,18 @@ class CommandType(IntEnum):
     MODIFY = 3
     MASS_CANCEL = 4
 
+
+
+class ExecStatus(IntEnum):
+    """``ExecutionReport.status``: what happened to an order (``fbs/order.fbs`` documents the same values)."""
+
+    NEW = 0
+    PARTIALLY_FILLED = 1
+    FILLED = 2
+    CANCELED = 3
+    REJECTED = 4
+    REPLACED = 5
+    EXPIRED = 6
 
 class Reject(IntEnum):
     """Why an order or command was rejected.  ``Reject(code).reason`` is a human-readable sentence."""

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ..enums import Reject
+from ..enums import ExecStatus, Reject
 from ..transport import Message
 from .config import ServiceConfig
 from .marketdata import md_subjects
@@ -37,18 +37,6 @@ from .runtime import BatchService
 __all__ = ["ExecStatus", "MatcherService", "ReadModel"]
 
 log = logging.getLogger("lowlat.services.matcher")
-
-
-class ExecStatus:
-    """``ExecutionReport.status`` values (see fbs/order.fbs)."""
-
-    NEW = 0
-    PARTIALLY_FILLED = 1
-    FILLED = 2
-    CANCELED = 3
-    REJECTED = 4
-    REPLACED = 5
-    EXPIRED = 6
 
 
 class ReadModel:

@@ -12,8 +12,7 @@ File layout (all little-endian, ``SNAP_ORDER_DTYPE`` rows are raw numpy bytes, 4
                 u64 seq  u64 trade_id  u64 n_orders  rows[n_orders]
     u32 crc32 of everything before
 
-Restoring 1 M resting orders costs one ``Book.restore`` call (a nogil loop, ~50 ns/order) when the compiled
-book has it, else one ``apply_batch`` of NEW commands into a scratch event buffer.  Any inconsistency in a
+Restoring 1 M resting orders costs one ``Book.restore`` call (a nogil loop, ~50 ns/order).  Any inconsistency in a
 snapshot (bad magic, truncation, CRC mismatch, impossible sizes) raises ``lowlat.DecodeError``: a damaged
 snapshot is never half-loaded.
 """
@@ -89,35 +88,9 @@ class Snapshot:
 
 
 # --------------------------------------------------------------------------------------------- dump
-def _resting_public(book: Any) -> np.ndarray:
-    """Resting orders through the public read API (levels + L3 queues).  ``stp``/``post_only`` are not
-    exposed there and come out as -1/0; ``Book.resting_orders`` (compiled) has them."""
-    parts = []
-    lo = book.lo
-    for side in (0, 1):
-        lv = book.levels(side)
-        idx = np.flatnonzero(lv["count"])
-        if side == 0:
-            idx = idx[::-1]  # bids: best (highest) first
-        for i in idx.tolist():
-            q = book.queue(side, lo + i)
-            rows = np.zeros(len(q), SNAP_ORDER_DTYPE)
-            rows["oid"] = q["oid"]
-            rows["account"] = q["account"]
-            rows["qty"] = q["qty"]
-            rows["price"] = lo + i
-            rows["side"] = side
-            rows["stp"] = -1
-            parts.append(rows)
-    return np.concatenate(parts) if parts else np.zeros(0, SNAP_ORDER_DTYPE)
-
-
 def dump_book(book: Any) -> BookState:
     """Snapshot one ``Book`` (a copy; the book may change afterwards).  Cost: O(resting orders + levels)."""
-    if hasattr(book, "resting_orders"):
-        orders = np.asarray(book.resting_orders()).view(SNAP_ORDER_DTYPE)
-    else:
-        orders = _resting_public(book)
+    orders = np.asarray(book.resting_orders()).view(SNAP_ORDER_DTYPE)
     return BookState(book.symbol or "", book.lo, book.n_ticks, book.max_orders, book.tick_size, book.default_stp,
                      book.seq, book.trade_id, orders)
 
@@ -128,52 +101,13 @@ def dump_engine(engine: Any, journal_pos: int = 0, meta: dict[str, Any] | None =
 
 
 # ------------------------------------------------------------------------------------------ restore
-def _restore_public(book: Any, st: BookState) -> None:
-    # resting orders never cross, so re-submitting them in priority order rebuilds every FIFO exactly
-    n = len(st.orders)
-    chunk = 65536
-    ev = np.zeros(2 * chunk + 16, _book.EVENT_DTYPE)
-    cmds = np.zeros(min(n, chunk), _book.COMMAND_DTYPE)
-    for s in range(0, n, chunk):
-        o = st.orders[s:s + chunk]
-        c = cmds[:len(o)]
-        c["oid"], c["account"], c["price"], c["qty"] = o["oid"], o["account"], o["price"], o["qty"]
-        c["side"], c["stp"], c["post_only"] = o["side"], o["stp"], o["post_only"]
-        c["op"] = int(_book.Command.NEW)
-        done = 0
-        while done < len(c):
-            k, _ = book.apply_batch(c[done:], ev)
-            done += k
-    if book.n_orders != n:
-        raise DecodeError(f"snapshot of {st.symbol!r}: {n - book.n_orders} resting orders did not restore")
-    # the sequence: each restored order wrote 2 events; pad with rejected no-op cancels up to the saved value
-    gap = st.seq - book.seq
-    if gap < 0:
-        raise DecodeError(f"snapshot of {st.symbol!r}: sequence {st.seq} is below its own order count")
-    if gap:
-        probe = 0
-        while book.order(probe) is not None:
-            probe += 1
-        c = np.zeros(min(gap, chunk), _book.COMMAND_DTYPE)
-        c["op"] = int(_book.Command.CANCEL)
-        c["oid"] = probe
-        while gap:
-            k, _ = book.apply_batch(c[:min(gap, chunk)], ev)
-            gap -= k
-    if book.trade_id != st.trade_id:
-        raise NotImplementedError("this lowlat._book has no Book.restore: the trade-id counter cannot be set")
-
-
 def restore_book(book: Any, st: BookState) -> None:
     """Load ``st`` into an empty ``book`` built with the same parameters (raise ``ValueError`` otherwise)."""
     if book.n_orders or book.seq:
         raise ValueError("restore_book needs an empty, unused book")
     if (book.lo, book.n_ticks, book.max_orders) != (st.lo, st.n_ticks, st.max_orders):
         raise ValueError(f"book {st.symbol!r}: band/capacity differ from the snapshot")
-    if hasattr(book, "restore"):
-        book.restore(st.orders.view(np.uint8), st.seq, st.trade_id)
-    else:
-        _restore_public(book, st)
+    book.restore(st.orders.view(np.uint8), st.seq, st.trade_id)
 
 
 def restore_engine(snap: Snapshot, engine: Any = None, *, default_stp: int = 0, event_capacity: int = -1) -> Any:

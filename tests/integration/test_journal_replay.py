@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from lowlat import _core
-from lowlat._book import COMMAND_DTYPE, Book
+from lowlat._book import COMMAND_DTYPE
 from lowlat.services import ServiceConfig
 from lowlat.services.journal import (
     DurableMatcher,
@@ -25,7 +25,6 @@ from lowlat.services.matcher import MatcherService
 from lowlat.services.snapshot import SnapshotStore, dump_engine
 from lowlat.transport import Message
 
-HAS_RESTORE = hasattr(Book, "restore")
 SYMS = ("AAPL", "MSFT")
 
 
@@ -183,7 +182,6 @@ def _journal(kind: str, tmp_path, t):
     return KafkaJournal(t, f"lowlat.journal.{tmp_path.name[-20:]}")
 
 
-@pytest.mark.skipif(not HAS_RESTORE, reason="this lowlat._book has no Book.restore (trade ids cannot be restored)")
 @pytest.mark.parametrize("kind", ["file", pytest.param("kafka", marks=[pytest.mark.integration, pytest.mark.kafka])])
 def test_restarted_matcher_equals_uninterrupted(tmp_path, kind, request):
     cfg = ServiceConfig(symbols=SYMS, snapshot_interval_s=0)

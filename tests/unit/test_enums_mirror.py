@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import lowlat._core as core
-from lowlat.enums import CommandType, OrderType, Reject, Side, StpMode, TimeInForce
+from lowlat.enums import CommandType, ExecStatus, OrderType, Reject, Side, StpMode, TimeInForce
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFIX = {OrderType: "OT_", TimeInForce: "TIF_", StpMode: "STP_", Reject: "REJ_"}
@@ -40,6 +40,17 @@ def test_schema_enums_equal_python_enums():
         assert enums[enum.__name__][1] == {m.name: m.value for m in enum}
     members = ["NONE"] + [gen_slots._snake_upper(m) for m in unions["Command"]]
     assert members == [m.name for m in CommandType]
+
+
+def test_exec_status_equals_the_schema_comment():
+    # ExecutionReport.status is a ubyte in the schema; its values are listed in the comment above the table
+    text = (ROOT / "fbs" / "order.fbs").read_text()
+    line = re.search(r"^//\s+status: (.*)$", text, re.MULTILINE)
+    assert line, "fbs/order.fbs no longer documents ExecutionReport.status"
+    pairs = re.findall(r"(\d+) (\w+)", line.group(1))
+    assert {name: int(v) for v, name in pairs} == {m.name: m.value for m in ExecStatus}
+    from lowlat.services.matcher import ExecStatus as matcher_status
+    assert matcher_status is ExecStatus
 
 
 def test_reject_reasons_complete():

@@ -18,7 +18,6 @@ from lowlat.services.snapshot import (
 )
 
 LO, N, CAP = 1000, 64, 4096
-HAS_RESTORE = hasattr(Engine().add_book("X", 0, 1, 1), "restore")
 
 
 def make_engine() -> Engine:
@@ -68,8 +67,6 @@ def apply_all(e: Engine, cmds: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("trades", [False, True])
 def test_restore_then_continue_equals_uninterrupted_run(trades):
-    if trades and not HAS_RESTORE:
-        pytest.skip("this lowlat._book has no Book.restore (trade-id counter cannot be set)")
     rng = np.random.default_rng(7)
     head, tail = random_commands(rng, 3000, 1, trades), random_commands(rng, 3000, 3001, trades)
     ref = make_engine()
@@ -92,7 +89,7 @@ def test_restore_then_continue_equals_uninterrupted_run(trades):
 def test_snapshot_bytes_round_trip(seed, n):
     rng = np.random.default_rng(seed)
     e = make_engine()
-    apply_all(e, random_commands(rng, n, 1, trades=HAS_RESTORE))
+    apply_all(e, random_commands(rng, n, 1, trades=True))
     s = dump_engine(e, journal_pos=n)
     data = encode_snapshot(s)
     back = decode_snapshot(data)
