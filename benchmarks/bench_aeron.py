@@ -1,4 +1,4 @@
-"""Aeron ping-pong from Python (issue 6): IPC and UDP-loopback round trips through a real aeronmd 1.11.3.
+"""Aeron ping-pong from Python: IPC and UDP-loopback round trips through a real aeronmd 1.11.3.
 
 Run::
 

@@ -1,4 +1,4 @@
-"""Kafka adapter benchmarks (issue 6), each next to bare confluent-kafka doing the same thing in the same run.
+"""Kafka adapter benchmarks, each next to bare confluent-kafka doing the same thing in the same run.
 
 Run::
 

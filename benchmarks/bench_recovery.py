@@ -1,4 +1,4 @@
-"""Recovery and replay: how fast a crashed matching service is back (issue 8).
+"""Recovery and replay: how fast a crashed matching service is back.
 
 - **replay**: the 1,000,000-command ``touch`` workload of bench_book.py written to a local ``FileJournal``
   (records of 4096 ``COMMAND_DTYPE`` rows) and replayed into a fresh book (record decode + CRC + one

@@ -1,4 +1,4 @@
-"""End-to-end services benchmarks (issue 7), each next to its peer in the same run:
+"""End-to-end services benchmarks, each next to its peer in the same run:
 
 1. Validator round trip per transport: sequential request/reply RTTs (closed loop) through the validator service
    (``python -m lowlat.services serve validator``: decode + validate + encode a ValidationResult) versus a bare

@@ -1,4 +1,4 @@
-"""Transport benchmarks (issue 5): request/reply RTT p50/p99 and one-way publish throughput, lowlat adapters next to
+"""Transport benchmarks: request/reply RTT p50/p99 and one-way publish throughput, lowlat adapters next to
 the bare client doing the same thing in the same run (bare nats-py, bare pyzmq, bare lowlat._ring), pinned to one
 core with ``taskset``/``sched_setaffinity`` and unpinned.
 

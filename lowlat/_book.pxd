@@ -1,4 +1,4 @@
-# Limit order book and price-time matching engine (issue 3).  What other compiled modules may cimport.
+# Limit order book and price-time matching engine.  What other compiled modules may cimport.
 #
 # All state of one book lives in a C struct (BookCore) so that an Engine can drive many books from one
 # nogil loop through plain pointers; the Book cdef class only owns the numpy arrays backing that struct.

@@ -1542,7 +1542,7 @@ cdef class Book:
         self._idle_c()
         book_check_c(&self.core)
 
-    # --- snapshot / restore (issue 8: recovery) ------------------------------------------------------
+    # --- snapshot / restore (recovery) ------------------------------------------------------
 
     def resting_orders(self):
         """Every resting order in priority order, as a ``RESTING_DTYPE`` array (oid, account, price, qty, side,

@@ -1,4 +1,4 @@
-"""Helpers for the reliability/cluster tests (issue 8): durable service processes, an order producer that
+"""Helpers for the reliability/cluster tests: durable service processes, an order producer that
 retries with ``Nats-Msg-Id``, stream readers and the end-to-end reconciliation against local references."""
 
 from __future__ import annotations

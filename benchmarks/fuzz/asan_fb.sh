@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# AddressSanitizer pass over lowlat._core's verifier/readers/framing (issue 8 "Hostile input").
+# AddressSanitizer pass over lowlat._core's verifier/readers/framing ("Hostile input").
 #
 # Builds the committed tree (git archive HEAD) in a scratch directory with lowlat._core compiled with
 # -fsanitize=address, then runs the hostile-input, fuzz and codec tests against it with libasan preloaded and

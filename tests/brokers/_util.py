@@ -72,7 +72,7 @@ def stop(proc: subprocess.Popen, timeout: float = 10.0) -> None:
             proc.wait(timeout)
 
 
-# --- transport conformance endpoints (added by the transport work, issue 5) ---
+# --- transport conformance endpoints ---
 from dataclasses import dataclass, field  # noqa: E402
 from typing import Any  # noqa: E402
 

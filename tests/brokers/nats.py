@@ -1,4 +1,4 @@
-"""nats-server fixtures (issue 5): a real server on 127.0.0.1, a free port, JetStream in a tmp dir.
+"""nats-server fixtures: a real server on 127.0.0.1, a free port, JetStream in a tmp dir.
 
 ``start_nats(workdir, auth=..., tls=...)`` starts one and returns a ``NatsServer`` (stop it with ``.stop()``);
 fixtures wrap it: ``nats_server`` (plain + JetStream, session-scoped), ``nats_server_token``,

@@ -1,4 +1,4 @@
-"""Restartable nats-server nodes and a 3-node NATS cluster on 127.0.0.1 (issue 8: faults with nothing lost).
+"""Restartable nats-server nodes and a 3-node NATS cluster on 127.0.0.1 (faults with nothing lost).
 
 ``NatsNode`` is one nats-server whose port, JetStream file store and config survive ``kill()`` / ``stop()`` +
 ``start()`` (a broker restart mid-stream).  ``start_cluster(binary, workdir, n=3)`` starts ``n`` nodes with

@@ -1,4 +1,4 @@
-"""NATS auth and TLS against a real nats-server that rejects wrong credentials (issue 5)."""
+"""NATS auth and TLS against a real nats-server that rejects wrong credentials."""
 
 from __future__ import annotations
 

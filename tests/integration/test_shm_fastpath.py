@@ -1,4 +1,4 @@
-"""The synchronous shm fast path (issue 5, shm p50 goal): ``ShmTransport.connect_sync`` / ``request_sync`` /
+"""The synchronous shm fast path (shm p50 goal): ``ShmTransport.connect_sync`` / ``request_sync`` /
 ``serve_sync``, and their interoperation with async members of the same bus (same wire format and registry).
 
 Real processes and real POSIX shared-memory rings; no mocks.

