@@ -37,12 +37,14 @@ class Proc:
             self.lines.append(line)
             self._q.put(line)
 
-    def wait_for(self, needle: str, timeout: float = 30.0) -> str:
-        """Block until a line containing ``needle`` appears; raise with the output so far otherwise."""
+    def wait_for(self, needle: str, timeout: float = 30.0, *, line: bool = False) -> str:
+        """Block until a line containing ``needle`` appears (``line=True``: a line that is exactly ``needle``, so
+        "ready" is not matched by "Address already in use"); raise with the output so far otherwise."""
         deadline = time.monotonic() + timeout
-        for line in list(self.lines):
-            if needle in line:
-                return line
+        found = (lambda s: s.rstrip("\r\n") == needle) if line else (lambda s: needle in s)
+        for seen in list(self.lines):
+            if found(seen):
+                return seen
         while time.monotonic() < deadline:
             try:
                 line = self._q.get(timeout=0.1)
@@ -50,7 +52,7 @@ class Proc:
                 if self.p.poll() is not None and self._q.empty():
                     break
                 continue
-            if needle in line:
+            if found(line):
                 return line
         raise AssertionError(f"{needle!r} not seen from {self.args}; rc={self.p.poll()}; output:\n{self.output}")
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import sys
 import uuid
 
 import pytest
-from _services_util import EXAMPLES, example, service
-from brokers._util import free_port
+from _services_util import EXAMPLES, Proc, example, service
+from brokers._util import free_port_pair
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +45,7 @@ def covers(name: str):
 def test_order_validator_nats_answers_every_request(nats_server):
     p = example(covers("order_validator_nats.py"), "--url", nats_server.url, "--count", str(N))
     try:
-        p.wait_for("ready")
+        p.wait_for("ready", line=True)
         _check_all_answered(asyncio.run(_send(nats_server.url, N)))
         assert p.wait(30) == 0
         p.wait_for(f"validated {N} orders")
@@ -89,7 +91,7 @@ def test_matching_engine_service_reports_every_order(nats_server):
         return got
 
     try:
-        p.wait_for("ready")
+        p.wait_for("ready", line=True)
         got = asyncio.run(drive())
         assert set(got) == set(range(1, N + 1))
         assert any(2 in s or 1 in s for s in got.values())  # some fills happened
@@ -111,10 +113,10 @@ def test_market_data_fanout_consumers_resync_and_agree():
 
 @pytest.mark.zmq
 def test_validator_over_zmq():
-    url = f"zmq+tcp://127.0.0.1:{free_port()}"
+    url = f"zmq+tcp://127.0.0.1:{free_port_pair()}"  # the hub binds this port and the next
     p = example(covers("validator_zmq.py"), "--url", url, "--count", str(N))
     try:
-        p.wait_for("ready")
+        p.wait_for("ready", line=True)
         _check_all_answered(asyncio.run(_send(url, N)))
         assert p.wait(30) == 0
         p.wait_for(f"validated {N} orders")
@@ -126,7 +128,7 @@ def test_validator_over_shm():
     url = f"shm://ex-{uuid.uuid4().hex[:8]}"
     p = example(covers("validator_shm.py"), "--url", url, "--count", str(N))
     try:
-        p.wait_for("ready")
+        p.wait_for("ready", line=True)
         _check_all_answered(asyncio.run(_send(url, N)))
         assert p.wait(30) == 0
         p.wait_for(f"validated {N} orders")
@@ -137,3 +139,18 @@ def test_validator_over_shm():
 def test_every_example_is_run_by_this_file():
     scripts = {p.name for p in EXAMPLES.glob("*.py")}
     assert scripts == TESTED, f"examples without a test: {scripts - TESTED}"
+
+
+def test_a_hub_that_failed_to_bind_is_not_taken_for_ready():
+    """The example's bind error ("Address already in use") must not pass for its "ready" line: that made a hub
+    that never started look ready, and the client then waited the full subscribe timeout for it."""
+    p = Proc([sys.executable, "-c", "import sys; sys.exit('zmq.error.ZMQError: Address already in use')"])
+    with pytest.raises(AssertionError, match="not seen"):
+        p.wait_for("ready", timeout=10, line=True)
+
+
+def test_free_port_pair_leaves_both_ports_bindable():
+    p = free_port_pair()
+    with socket.socket() as a, socket.socket() as b:
+        a.bind(("127.0.0.1", p))
+        b.bind(("127.0.0.1", p + 1))

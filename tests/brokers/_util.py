@@ -41,6 +41,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def free_port_pair() -> int:
+    """A port ``p`` with ``p`` and ``p + 1`` both free right now: a ``zmq+tcp://host:p`` hub binds both (XPUB at
+    ``p``, ROUTER at ``p + 1``), and ``free_port`` alone says nothing about ``p + 1``."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as a:
+            a.bind((LOOPBACK, 0))
+            p = a.getsockname()[1]
+            try:
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as b:
+                    b.bind((LOOPBACK, p + 1))
+            except OSError:
+                continue
+            return p
+    raise RuntimeError("no two consecutive free ports on 127.0.0.1")
+
+
 def free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind((LOOPBACK, 0))

@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 from _services_util import Proc
-from brokers._util import free_port
+from brokers._util import free_port_pair
 from test_cli_errors import run_cli
 
 from lowlat import cli
@@ -73,7 +73,7 @@ def test_ctrl_c_during_loadgen_prints_the_partial_report():
 
 @pytest.mark.zmq
 def test_demo_bind_is_the_zmq_hub(tmp_path):
-    url = f"zmq+tcp://127.0.0.1:{free_port()}"
+    url = f"zmq+tcp://127.0.0.1:{free_port_pair()}"
     r = run_cli("demo", "--transport", url, "--bind", "--duration", "0.5", "--rate", "500", "--no-plot",
                 "--no-progress", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
@@ -83,7 +83,7 @@ def test_demo_bind_is_the_zmq_hub(tmp_path):
 @pytest.mark.zmq
 def test_loadgen_bind_is_the_zmq_hub():
     """loadgen is the hub; a validator connects to it (and says how long it tries) before orders flow."""
-    url = f"zmq+tcp://127.0.0.1:{free_port()}"
+    url = f"zmq+tcp://127.0.0.1:{free_port_pair()}"
     lg = Proc([sys.executable, "-m", "lowlat", "loadgen", "--transport", url, "--bind", "--count", "300", "--rate",
                "100", "--no-progress"])
     v = None

@@ -10,7 +10,7 @@ import textwrap
 import pytest
 import zmq
 import zmq.asyncio
-from brokers._util import free_port
+from brokers._util import free_port_pair
 
 from lowlat.errors import TransportError, TransportTimeoutError
 from lowlat.transport import connect
@@ -19,17 +19,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.zmq, pytest.mark.timeout(60)]
 
 
 def tcp_url() -> str:
-    import socket
-
-    for _ in range(50):
-        p = free_port()
-        try:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", p + 1))
-        except OSError:
-            continue
-        return f"zmq+tcp://127.0.0.1:{p}"
-    raise RuntimeError("no two consecutive free ports")
+    return f"zmq+tcp://127.0.0.1:{free_port_pair()}"
 
 
 @pytest.fixture(params=["tcp", "ipc", "inproc"])
