@@ -188,7 +188,10 @@ class NatsTransport(Transport):
             if isinstance(e, nats.errors.SlowConsumerError):
                 self.slow_consumers += 1
                 sub = self._subs.get(e.sid)
-                log.warning("nats slow consumer on %r (sid %s): messages dropped", e.subject, e.sid)
+                n = self.slow_consumers
+                if n == 1 or n % 1000 == 0:  # one line per message would slow the loop and cause more drops
+                    log.warning("nats slow consumer on %r (sid %s): nats-py dropped a message (%d dropped so far)",
+                                e.subject, e.sid, n)
                 if sub is not None:
                     sub._dropped += 1
                     if sub.on_slow_consumer is not None:
