@@ -26,7 +26,7 @@ CFLAGS = ["-O0", "-g"] if DEBUG else os.environ.get("LOWLAT_CFLAGS", "-O2").spli
 MACROS = [("LOWLAT_DEBUG", "1" if DEBUG else "0"), ("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
 
 # module -> extra Extension kwargs
-MODULES = {"_core": {}, "_book": {}, "_ring": {}, "_batch": {}, "_histogram": {}, "_encode": {}, "_nats_proto": {}}
+MODULES = {"_core": {}, "_book": {}, "_ring": {}, "_batch": {}, "_histogram": {}, "_encode": {}, "_nats_proto": {}, "_vstage": {}}
 
 aeron_home = os.environ.get("AERON_HOME")
 if aeron_home:

@@ -122,6 +122,17 @@ class IdempotentPublisher:
         for p in payloads:
             await self.publish(subject, p)
 
+    async def publish_batch_to(self, batch: Any, subject: str | None = None) -> int:
+        """A compiled stage's output batch: each message to ``subject`` or its own reply subject, routed as
+        ``publish`` routes it (not passed through: durable subjects must get their message ids)."""
+        sent = 0
+        for i in range(batch.n):
+            to = subject or batch.reply(i)
+            if to:
+                await self.publish(to, batch.payload(i))
+                sent += 1
+        return sent
+
     async def commit(self) -> None:
         """Wait until every durable publish since the last commit is acked (stored or a known duplicate)."""
         deadline = time.monotonic() + self.retry_s

@@ -132,7 +132,10 @@ class Metrics:
         h = self.stages.get(stage)
         if h is None:
             h = self.stage(stage)
-        h.h.record(value_ns, count)
+        try:
+            h.h.record(value_ns, count)
+        except OverflowError:  # a hostile timestamp 2**63 ns away: clamp (the histogram counts it)
+            h.h.record(-1 if value_ns < 0 else (1 << 63) - 1, count)
 
     def record_array(self, stage: str, values_ns: np.ndarray) -> None:
         self.stage(stage).record_array(values_ns)

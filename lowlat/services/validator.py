@@ -1,7 +1,9 @@
 """Order validator service: a stateless worker in a queue group that validates FlatBuffer orders in batches.
 
-Per batch (everything pending, up to ``batch_max``): one ``Validator.validate_many`` call (zero-copy, nogil)
-fills a preallocated code array; then, per order, a ``ValidationResult`` is encoded and
+Per batch (everything pending, up to ``batch_max``, as one ``MessageBatch``): one compiled call
+(``lowlat._vstage.ValidateStage.run``) validates every order and writes every resulting message into a
+preallocated output batch, which one ``Transport.publish_batch_to`` sends; Python runs once per batch.  Per
+order a ``ValidationResult`` is
 
 - sent as the reply when the order came as a request (``msg.reply``);
 - published to ``validated_subject`` / ``rejected_subject`` when ``publish_results`` is on, and always for an
@@ -20,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from .._batch import MessageBatch
+from .._vstage import ValidateStage
 from ..errors import TransportClosedError
 from ..transport import Message
 from .config import ServiceConfig
@@ -48,6 +52,14 @@ class ValidatorService(BatchService):
         self.validator = validator if validator is not None else _wire.make_validator(cfg)
         self._behind_logged = 0  # ns, last "falling behind" warning (at most one per 10 s)
         self._codes = np.zeros(max(1, cfg.batch_max), dtype=np.uint8)
+        bm = max(1, cfg.batch_max)
+        self.stage = ValidateStage(self.validator, validated_subject=cfg.validated_subject,
+                                   rejected_subject=cfg.rejected_subject, match_prefix=cfg.match_prefix,
+                                   publish_results=cfg.publish_results, forward=cfg.forward)
+        # up to 3 outputs per order (reply, published result, forward); results are ~60-90 bytes + subject
+        self._out = MessageBatch(3 * bm, max(1 << 20, bm * 1024))
+        self._in: MessageBatch | None = None   # for handle(list[Message]) callers (durable paths)
+        self._seen_reasons = np.zeros(256, dtype=np.int64)
 
     def _reply_refused(self, reply: str, e: BaseException) -> None:
         """Count a reply the transport refused; log the first and then one line per 1000 (rate-limited)."""
@@ -59,7 +71,93 @@ class ValidatorService(BatchService):
     def subjects(self) -> list[tuple[str, str | None]]:
         return [(self.cfg.orders_subject, self.cfg.queue or None)]
 
+    async def handle_batch(self, subject: str, batch: MessageBatch) -> None:
+        """Validate one received batch and publish everything it produces (Python once per output batch)."""
+        t = self.transport
+        assert t is not None
+        n = batch.n
+        if n == 0:
+            return
+        m = self.metrics
+        st = self.stage
+        out = self._out
+        pc = time.perf_counter_ns
+        now_wall = time.time_ns()
+        before = (st.n_in, st.accepted, st.rejected, st.replies, st.forwarded, st.dropped)
+        errs0 = getattr(t, "publish_errors", 0)
+        spent = pub = 0
+        i = 0
+        ts0 = 0
+        first = True
+        with otel_span("lowlat.validate", n):
+            while i < n:
+                out.clear()
+                t0 = pc()
+                i = st.run(batch, i, out, now_wall)
+                t1 = pc()
+                spent += t1 - t0
+                if first:
+                    first = False
+                    ts0 = st.first_timestamp  # the batch's first (oldest) order, 0 when unreadable
+                if out.n:
+                    await t.publish_batch_to(out)
+                pub += pc() - t1
+        if ts0 > 0:
+            self._intake_age(now_wall - ts0, now_wall, n)
+        m.record("validate", spent // n, n)
+        m.record("reply", pub // n, n)
+        self._account(n, before)
+        refused = getattr(t, "publish_errors", 0) - errs0
+        if refused:  # the transport counted and logged each refused message; the rest of the batch went out
+            m.counts["reply_errors"] += refused
+            m.counts["replies"] -= refused
+
+    def _account(self, n: int, before: tuple[int, ...]) -> None:
+        st = self.stage
+        c = self.metrics.counts
+        c["in"] += n
+        c["batches"] += 1
+        c["accepted"] += st.accepted - before[1]
+        c["rejected"] += st.rejected - before[2]
+        c["replies"] += st.replies - before[3]
+        fw = st.forwarded - before[4]
+        if fw:
+            c["forwarded"] += fw
+        dr = st.dropped - before[5]
+        if dr:
+            c["dropped_oversized"] += dr
+        if st.rejected != before[2]:
+            now = st.reject_counts()
+            diff = now - self._seen_reasons
+            self._seen_reasons = now
+            for code in np.flatnonzero(diff).tolist():
+                self.metrics.rejects[int(code)] += int(diff[code])
+
     async def handle(self, subject: str, batch: list[Message]) -> None:
+        """The same as ``handle_batch`` for a list of ``Message`` (journal/durable callers): copied into a
+        ``MessageBatch`` first."""
+        b = self._in
+        need = sum(len(msg.data) + 64 + len(msg.reply or "") for msg in batch)
+        if b is None or b.capacity < len(batch) or b.arena_bytes < need:
+            b = self._in = MessageBatch(max(len(batch), 1), max(need, 1 << 16))
+        b.clear()
+        for msg in batch:
+            b.append(msg.data, msg.subject, msg.reply)
+        await self.handle_batch(subject, b)
+
+    def _intake_age(self, age: int, now_wall: int, n: int) -> None:
+        m = self.metrics
+        m.record("receive", age)
+        m.intake_age_ns = age
+        # a backlog held by the broker never fills our own queue: its only sign is the age of what we take in
+        if age > 1_000_000_000 and now_wall - self._behind_logged > 10_000_000_000:
+            self._behind_logged = now_wall
+            log.warning("falling behind: the oldest order taken in was sent %.1f s ago", age / 1e9,
+                        extra={"service": self.name, "age_s": round(age / 1e9, 3), "batch": n})
+
+    async def handle_python(self, subject: str, batch: list[Message]) -> None:
+        """The previous pure-Python path (per-order encode + per-message publish), kept as the same-run peer of
+        the compiled stage in benchmarks/bench_services.py and as its reference in tests."""
         w = self._wire
         cfg = self.cfg
         m = self.metrics
