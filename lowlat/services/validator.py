@@ -57,7 +57,7 @@ class ValidatorService(BatchService):
                                    rejected_subject=cfg.rejected_subject, match_prefix=cfg.match_prefix,
                                    publish_results=cfg.publish_results, forward=cfg.forward)
         # up to 3 outputs per order (reply, published result, forward); results are ~60-90 bytes + subject
-        self._out = MessageBatch(3 * bm, max(1 << 20, bm * 1024))
+        self._out_cap: tuple[int, int] | None = None  # tests: a fixed (capacity, arena) for the output batches
         self._in: MessageBatch | None = None   # for handle(list[Message]) callers (durable paths)
         self._seen_reasons = np.zeros(256, dtype=np.int64)
 
@@ -80,7 +80,10 @@ class ValidatorService(BatchService):
             return
         m = self.metrics
         st = self.stage
-        out = self._out
+        # a fresh output batch per run: by-reference transports (inproc://) hand the published views to their
+        # subscribers, so this memory must not be reused; sized to the input (up to 3 outputs per order)
+        cap = self._out_cap or (3 * n, 2 * int(batch.payload_len[:n].sum()) + int(batch.reply_len[:n].sum())
+                                + 512 * n + 4096)
         pc = time.perf_counter_ns
         now_wall = time.time_ns()
         before = (st.n_in, st.accepted, st.rejected, st.replies, st.forwarded, st.dropped)
@@ -91,7 +94,7 @@ class ValidatorService(BatchService):
         first = True
         with otel_span("lowlat.validate", n):
             while i < n:
-                out.clear()
+                out = MessageBatch(*cap)
                 t0 = pc()
                 i = st.run(batch, i, out, now_wall)
                 t1 = pc()

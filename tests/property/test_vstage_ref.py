@@ -84,7 +84,7 @@ def _run(svc_fn, cfg, msgs, out_cap=None):
     rec = Recorder()
     svc.transport = rec
     if out_cap is not None:
-        svc._out = MessageBatch(*out_cap)
+        svc._out_cap = out_cap
     batch = [Message(cfg.orders_subject, p, None, r) for p, r in msgs]
     _LOOP.run_until_complete(getattr(svc, svc_fn)(cfg.orders_subject, batch))
     return rec.out, svc
