@@ -26,7 +26,7 @@ from typing import Any
 from .._redact import redact_url
 from ..errors import TransportClosedError, TransportError
 from ..transport import Message, Subscription, Transport
-from ..transport.base import Capability
+from ..transport.base import Capability, MessageBatch
 from .config import ServiceConfig
 from .metrics import Metrics, enable_otel, register, start_metrics_server
 
@@ -193,13 +193,18 @@ class BatchService:
         m = self.metrics
         # compiled stages take a MessageBatch; at-least-once intake (Kafka commits) keeps the Message path,
         # whose messages carry the ack the batch does not
-        batched = hasattr(self, "handle_batch") and not self.transport.url.startswith("kafka")
+        t = self.transport
+        assert t is not None
+        handle_batch = getattr(self, "handle_batch", None)
+        if t.url.startswith("kafka"):
+            handle_batch = None
         while True:
             if self._stopping and sub.pending <= 0 and sub.__dict__.get("_held") is None:
                 return
             self._waiting[me] = True
+            batch: MessageBatch | list[Message]
             try:
-                if batched:  # compiled stage: one MessageBatch, no Message object per message
+                if handle_batch is not None:  # compiled stage: one MessageBatch, no Message object per message
                     batch = await sub.next_batch(self.cfg.batch_max)
                 else:
                     batch = await next_batch(sub, self.cfg.batch_max)
@@ -217,12 +222,13 @@ class BatchService:
             if self._limiter is not None and await self._limiter.acquire(n):
                 m.throttled += 1
             try:
-                if batched:
-                    await self.handle_batch(subject, batch)
-                else:
+                if isinstance(batch, list):
                     await self.handle(subject, batch)
                     if batch[-1]._ack is not None:
                         await self._ack_answered(batch)
+                else:
+                    assert handle_batch is not None
+                    await handle_batch(subject, batch)
             except Exception:  # one bad batch must not kill the worker; the error is logged, not hidden
                 log.exception("batch failed", extra={"service": self.name, "subject": subject, "n": n})
                 m.inc("batch_errors")

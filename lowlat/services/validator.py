@@ -52,7 +52,6 @@ class ValidatorService(BatchService):
         self.validator = validator if validator is not None else _wire.make_validator(cfg)
         self._behind_logged = 0  # ns, last "falling behind" warning (at most one per 10 s)
         self._codes = np.zeros(max(1, cfg.batch_max), dtype=np.uint8)
-        bm = max(1, cfg.batch_max)
         self.stage = ValidateStage(self.validator, validated_subject=cfg.validated_subject,
                                    rejected_subject=cfg.rejected_subject, match_prefix=cfg.match_prefix,
                                    publish_results=cfg.publish_results, forward=cfg.forward)

