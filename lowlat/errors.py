@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 __all__ = [
+    "AffinityError",
+    "CircuitOpenError",
     "DecodeError",
     "LappedError",
     "LowlatError",
@@ -68,3 +70,19 @@ class MaxPayloadError(TransportError, ValueError):
 
 class MissingExtraError(LowlatError, ImportError):
     """An optional client library is not installed; the message names the extra to install."""
+
+
+class AffinityError(LowlatError, OSError):
+    """CPU pinning or a real-time scheduling class cannot be applied as asked: a CPU outside the allowed set, a
+    malformed CPU list, a platform without ``sched_setaffinity``, or no permission for ``SCHED_FIFO``."""
+
+
+class CircuitOpenError(TransportError):
+    """A call was refused at once because the circuit breaker of its target is open (the target failed or was too
+    slow recently); ``target`` names it and ``retry_in`` is how long (s) until the breaker lets one trial call
+    through."""
+
+    def __init__(self, message: str, target: str = "", retry_in: float = 0.0) -> None:
+        super().__init__(message)
+        self.target = target
+        self.retry_in = retry_in

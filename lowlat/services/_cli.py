@@ -109,6 +109,12 @@ def _intake_flags(g: argparse._ArgumentGroup) -> None:
     _flag(g, "rate_limit", "max messages/s taken in, 0 = off (default 0)", metavar="RATE")
     _flag(g, "metrics_port", "serve Prometheus /metrics on 127.0.0.1:PORT, 0 = off (default 0)", metavar="PORT")
     _flag(g, "otel", "OpenTelemetry spans per batch (pip install 'lowlat[otel]')", action="store_true")
+    _flag(g, "cpus", "pin every thread of the process to these CPUs, e.g. 2,3 or 0-3 (Linux; default: not pinned)",
+          metavar="LIST")
+    _flag(g, "hot_cpus", "pin the event-loop (hot) thread to these CPUs; with --cpus the other threads keep off "
+                         "them (default: not pinned)", metavar="LIST")
+    _flag(g, "rt_priority", "SCHED_FIFO priority of the hot thread, 1..99, 0 = off (needs root or CAP_SYS_NICE; "
+                            "default 0)", metavar="N")
 
 
 def _validator_flags(g: argparse._ArgumentGroup) -> None:

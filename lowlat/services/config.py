@@ -91,6 +91,10 @@ class ServiceConfig:
     log_json: bool = True
     otel: bool = False                            # OpenTelemetry spans per batch (needs lowlat[otel])
     drain_timeout_s: float = 10.0
+    # --- CPU placement (Linux; see lowlat.services.affinity) ---
+    cpus: str = ""                                # every thread of the service process on these CPUs ("2,3", "0-3")
+    hot_cpus: str = ""                            # the event-loop (hot) thread on these; the others kept off them
+    rt_priority: int = 0                          # SCHED_FIFO priority of the hot thread, 1..99; 0 = off
     # --- connection (NATS; ignored by transports without a broker connection) ---
     connect_attempts: int = 5                     # initial connect: attempts per server before failing
     reconnect_attempts: int = -1                  # after an outage: attempts per server; -1 = keep trying
@@ -197,6 +201,7 @@ RANGES: dict[str, _Range] = {
     "connect_attempts": _Range(0, 1_000_000),
     "reconnect_attempts": _Range(-1, 1_000_000),
     "reconnect_wait_s": _Range(0, 3600),
+    "rt_priority": _Range(0, 99),
 }
 CHOICES: dict[str, tuple[str, ...]] = {"mode": MODES, "log_level": LOG_LEVELS}
 
@@ -235,6 +240,8 @@ def check_value(name: str, value: Any) -> Any:
             return _bool(fmt)
         except ValueError:
             raise ValueError(f"{value!r} is not one of {', '.join(LOG_FORMATS)}") from None
+    if name in ("cpus", "hot_cpus"):
+        return _check_cpus(value)
     default = _FIELDS[name].default
     if isinstance(default, bool):
         return _bool(value)
@@ -280,6 +287,21 @@ def check_value(name: str, value: Any) -> Any:
     elif name == "metrics_host" and not value.strip():
         raise ValueError("empty host")
     return value
+
+
+def _check_cpus(value: Any) -> str:
+    """A CPU list (``"2,3"``, ``"0-3"``, or a TOML list of ints) -> normalised cpulist; ``""`` = not pinned.
+    Checked against the CPUs this process may use, so a typo fails at start-up, not after connecting."""
+    from .affinity import check_cpus, format_cpus
+
+    if isinstance(value, str) and not value.strip():
+        return ""
+    if not isinstance(value, (str, list, tuple)):
+        raise ValueError(f"expected a CPU list such as 2,3 or 0-3, got {value!r}")  # noqa: TRY004 - reported as a config error
+    try:
+        return format_cpus(check_cpus(value))
+    except OSError as e:  # AffinityError: say it as a config mistake
+        raise ValueError(str(e)) from None
 
 
 def _check_url(url: str) -> str:

@@ -27,6 +27,7 @@ from .._redact import redact_url
 from ..errors import TransportClosedError, TransportError
 from ..transport import Message, Subscription, Transport
 from ..transport.base import Capability, MessageBatch
+from .affinity import pin_service_threads
 from .config import ServiceConfig
 from .metrics import Metrics, enable_otel, register, start_metrics_server
 
@@ -349,6 +350,10 @@ async def run_services(cfg: ServiceConfig, services: Iterable[BatchService], *,
         for s in services:
             await s.start(t)
         await t.flush()  # our subscriptions are known to the broker/bus before anyone is told we are ready
+        if cfg.cpus or cfg.hot_cpus or cfg.rt_priority:
+            # after start: the helper threads the services and the transport started exist now and are re-pinned
+            placement = pin_service_threads(cfg.cpus, cfg.hot_cpus, cfg.rt_priority)
+            log.info("cpu placement", extra={"threads": placement, "rt_priority": cfg.rt_priority})
         log.info("ready", extra={"services": [s.name for s in services]})
         if on_ready is not None:
             on_ready()
