@@ -400,6 +400,15 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- doctor
+def _doctor(args: argparse.Namespace) -> int:
+    from .doctor import as_json, format_report, run_doctor
+
+    checks = run_doctor()
+    print(json.dumps(as_json(checks)) if args.json else format_report(checks))
+    return 0
+
+
 # ---------------------------------------------------------------- durable
 def _durable(args: argparse.Namespace) -> int:
     from .durable import main
@@ -418,7 +427,7 @@ def _positive_int(text: str) -> int:
 
 
 def add_commands(sub: Any) -> None:
-    """Add ``demo``, ``serve``, ``loadgen``, ``bench`` and ``durable`` to an argparse sub-parser collection."""
+    """Add ``demo``, ``serve``, ``loadgen``, ``bench``, ``doctor`` and ``durable`` to an argparse sub-parser collection."""
     p = sub.add_parser("demo", help="validator + matcher + load generator in one process (no broker by default)",
                        description="Run the validator and matching services and a load generator for a few "
                                    "seconds; print a latency report and write a PNG latency plot (with "
@@ -480,6 +489,13 @@ def add_commands(sub: Any) -> None:
     g.add_argument("--plot", default="lowlat-bench.png", metavar="PNG", help="PNG path (default %(default)s)")
     g.add_argument("--json", action="store_true", help="print the rows as one JSON array on stdout")
     p.set_defaults(func=_bench)
+
+    p = sub.add_parser("doctor", help="what on this host affects latency (CPUs, isolation, governor, SMT, THP...)",
+                       description="Report the CPU count and isolation (isolcpus/nohz_full), the frequency governor, "
+                                   "SMT siblings, this process's affinity, transparent huge pages, the clock source "
+                                   "and whether busy-spinning is sensible here, each with what to change.")
+    p.add_argument("--json", action="store_true", help="print the checks as one JSON object on stdout")
+    p.set_defaults(func=_doctor)
 
     p = sub.add_parser("durable", help="the at-least-once JetStream services (validator, matcher, streams)",
                        description="The durable pipeline over NATS JetStream: 'lowlat durable streams' creates "
