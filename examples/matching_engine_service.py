@@ -11,10 +11,10 @@ import asyncio
 import signal
 import time
 
-from lowlat import _book, _core
+from lowlat import DecodeError, Reject, _book, _core
 from lowlat.transport import connect
 
-SYMBOLS = ("AAPL", "MSFT")
+SYMBOLS = ("AAPL", "MSFT", "GOOG", "AMZN")  # lowlat's default symbols (what `lowlat loadgen` sends)
 TICK = 0.01  # quote currency per tick; the engine works in integer ticks and lots
 
 
@@ -23,24 +23,40 @@ async def main(url: str, count: int, seconds: float) -> None:
     for sym in SYMBOLS:  # preallocated: prices 90.00 .. 110.00, up to 100k resting orders
         engine.add_book(sym, 9_000, 2_001, 100_000, TICK)
     stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):  # Ctrl-C stops as cleanly as SIGTERM
+        loop.add_signal_handler(sig, stop.set)
     done = 0
     async with connect(url) as t:
         sub = await t.subscribe("orders.match.*")  # one subscription for every symbol
         print("ready", flush=True)
         deadline = time.monotonic() + seconds if seconds else None
+        stopped = asyncio.ensure_future(stop.wait())
         while not stop.is_set() and (not count or done < count):
             timeout = deadline - time.monotonic() if deadline else None
-            try:
-                msg = await asyncio.wait_for(sub.__anext__(), timeout)
-            except TimeoutError:
+            if timeout is not None and timeout <= 0:
                 break
-            o = _core.decode_order(msg.data)  # verified, zero-copy view
+            # wait for the next order or a stop signal, whichever comes first
+            nxt = asyncio.ensure_future(sub.__anext__())
+            await asyncio.wait((nxt, stopped), timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            if not nxt.done():
+                nxt.cancel()
+                break
+            msg = nxt.result()
+            try:
+                o = _core.decode_order(msg.data)  # verified, zero-copy view
+            except DecodeError:
+                continue  # not an Order: nothing to report to
+            now = time.time_ns()
+            if o.symbol not in engine:  # no book for this symbol: one REJECTED report, the service keeps running
+                await t.publish(f"exec.{o.symbol}", _core.encode_execution_report(
+                    order_id=o.id, symbol=o.symbol, status=4, reason=int(Reject.UNKNOWN_SYMBOL), timestamp=now))
+                done += 1
+                continue
             book = engine[o.symbol]
             rc, ticks = _book.to_ticks(o.price, TICK)
-            now = time.time_ns()
             if rc == 0:
-                rc, filled, n_ev = book.submit(o.id, int(o.side), ticks, o.quantity, account=o.account)
+                rc, _filled, _n_ev = book.submit(o.id, int(o.side), ticks, o.quantity, account=o.account)
             if rc:  # rejected (off tick, out of range, duplicate id, ...): one REJECTED report
                 reports = [_core.encode_execution_report(order_id=o.id, symbol=o.symbol, status=4, reason=rc,
                                                          timestamp=now)]
@@ -60,6 +76,7 @@ async def main(url: str, count: int, seconds: float) -> None:
                         leaves_quantity=int(ev["leaves"]), timestamp=now))
             await t.publish_batch(f"exec.{o.symbol}", reports)
             done += 1
+        stopped.cancel()
         await t.flush()
     print(f"matched {done} orders", flush=True)
 
@@ -67,7 +84,7 @@ async def main(url: str, count: int, seconds: float) -> None:
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--url", default="nats://127.0.0.1:4222")
-    p.add_argument("--count", type=int, default=0, help="stop after this many orders (0 = until SIGTERM)")
+    p.add_argument("--count", type=int, default=0, help="stop after this many orders (0 = until Ctrl-C / SIGTERM)")
     p.add_argument("--seconds", type=float, default=0)
     a = p.parse_args()
     asyncio.run(main(a.url, a.count, a.seconds))

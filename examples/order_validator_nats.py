@@ -24,20 +24,26 @@ async def main(url: str, queue: str, count: int, seconds: float) -> None:
     validator = _core.Validator(rules)
     codes = np.zeros(1024, dtype=np.uint8)  # preallocated: one reject code per order of a batch
     stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):  # Ctrl-C stops as cleanly as SIGTERM
+        loop.add_signal_handler(sig, stop.set)
     deadline = time.monotonic() + seconds if seconds else None
     done = 0
     async with connect(url) as t:
         sub = await t.subscribe("orders.in", queue=queue)  # queue group: each order goes to one worker
         print("ready", flush=True)
+        stopped = asyncio.ensure_future(stop.wait())
         while not stop.is_set() and (not count or done < count):
             timeout = deadline - time.monotonic() if deadline else None
             if timeout is not None and timeout <= 0:
                 break
-            try:
-                first = await asyncio.wait_for(sub.__anext__(), timeout)
-            except TimeoutError:
+            # wait for the next order or a stop signal, whichever comes first
+            nxt = asyncio.ensure_future(sub.__anext__())
+            await asyncio.wait((nxt, stopped), timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            if not nxt.done():
+                nxt.cancel()
                 break
+            first = nxt.result()
             # under load, take everything already pending and validate it in one nogil call
             batch = [first]
             while len(batch) < len(codes) and (m := sub.get_nowait()) is not None:
@@ -48,6 +54,7 @@ async def main(url: str, queue: str, count: int, seconds: float) -> None:
                 oid, sym = _core.read_order(msg.data)[:2] if code != 1 else (0, None)  # 1 = MALFORMED
                 await msg.respond(_core.encode_validation_result(oid, code == 0, code, now, sym))
             done += n
+        stopped.cancel()
         await sub.unsubscribe()  # stop intake (lowlat.services.ValidatorService also drains what is pending)
         await t.flush()          # make sure the last replies left this process
     print(f"validated {done} orders", flush=True)
@@ -57,7 +64,7 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--url", default="nats://127.0.0.1:4222")
     p.add_argument("--queue", default="validators")
-    p.add_argument("--count", type=int, default=0, help="stop after this many orders (0 = run until SIGTERM)")
+    p.add_argument("--count", type=int, default=0, help="stop after this many orders (0 = run until Ctrl-C / SIGTERM)")
     p.add_argument("--seconds", type=float, default=0, help="stop after this long (0 = no limit)")
     a = p.parse_args()
     asyncio.run(main(a.url, a.queue, a.count, a.seconds))

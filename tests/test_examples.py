@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
 import sys
 import uuid
@@ -97,6 +98,60 @@ def test_matching_engine_service_reports_every_order(nats_server):
         assert any(2 in s or 1 in s for s in got.values())  # some fills happened
         assert p.wait(30) == 0
         p.wait_for(f"matched {N} orders")
+    finally:
+        p.kill()
+
+
+@pytest.mark.nats
+def test_order_validator_nats_stops_on_ctrl_c(nats_server):
+    """"serve until Ctrl-C": SIGINT stops it like SIGTERM (exit 0, its summary line), even while it is idle."""
+    p = example("order_validator_nats.py", "--url", nats_server.url)
+    try:
+        p.wait_for("ready", line=True)
+        res = asyncio.run(_send(nats_server.url, 20))
+        assert res.answered == 20, res.as_dict()
+        p.p.send_signal(signal.SIGINT)
+        assert p.wait(30) == 0, p.output
+        p.wait_for("validated 20 orders")
+        assert "Traceback" not in p.output
+    finally:
+        p.kill()
+
+
+@pytest.mark.nats
+def test_matching_engine_service_default_symbols_and_unknown_symbol(nats_server):
+    """Orders for every default symbol (GOOG was a KeyError) get reports; an unknown symbol gets one REJECTED
+    report with UNKNOWN_SYMBOL and the service keeps running; Ctrl-C stops it cleanly."""
+    p = example("matching_engine_service.py", "--url", nats_server.url)
+
+    async def drive() -> dict[int, tuple[str, int, int]]:
+        from lowlat import _core
+        from lowlat.services.config import DEFAULT_SYMBOLS
+        from lowlat.transport import connect
+
+        syms = [*DEFAULT_SYMBOLS, "TSLA"]
+        got: dict[int, tuple[str, int, int]] = {}
+        async with connect(nats_server.url) as t:
+            sub = await t.subscribe("exec.>")
+            await t.flush()
+            for i, sym in enumerate(syms):
+                await t.publish(f"orders.match.{sym}", _core.encode_order(i + 1, sym, 100.0, 1, 0, 1))
+            await t.flush()
+            while len(got) < len(syms):
+                r = _core.decode_execution_report((await asyncio.wait_for(sub.__anext__(), 10)).data)
+                got[r.order_id] = (r.symbol, r.status, r.reason)
+        return got
+
+    try:
+        p.wait_for("ready", line=True)
+        got = asyncio.run(drive())
+        from lowlat import Reject
+        assert got[5] == ("TSLA", 4, int(Reject.UNKNOWN_SYMBOL)), got
+        assert {got[i][:2] for i in range(1, 5)} == {("AAPL", 0), ("MSFT", 0), ("GOOG", 0), ("AMZN", 0)}, got
+        p.p.send_signal(signal.SIGINT)
+        assert p.wait(30) == 0, p.output
+        p.wait_for("matched 5 orders")
+        assert "Traceback" not in p.output
     finally:
         p.kill()
 
