@@ -113,6 +113,11 @@ def _intake_flags(g: argparse._ArgumentGroup) -> None:
           metavar="LIST")
     _flag(g, "hot_cpus", "pin the event-loop (hot) thread to these CPUs; with --cpus the other threads keep off "
                          "them (default: not pinned)", metavar="LIST")
+    _flag(g, "gc_thresholds", "gen0,gen1,gen2 collector thresholds after start-up (default 10000,20,100)",
+          metavar="T0,T1,T2")
+    g.add_argument("--gc-quiet", dest="gc_quiet", action=argparse.BooleanOptionalAction, default=None,
+                   help="after start-up collect once, gc.freeze() and set --gc-thresholds (default on); "
+                        "--no-gc-quiet leaves the collector as Python sets it (also LOWLAT_GC_QUIET=0)")
     _flag(g, "rt_priority", "SCHED_FIFO priority of the hot thread, 1..99, 0 = off (needs root or CAP_SYS_NICE; "
                             "default 0)", metavar="N")
 

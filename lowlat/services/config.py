@@ -95,6 +95,9 @@ class ServiceConfig:
     cpus: str = ""                                # every thread of the service process on these CPUs ("2,3", "0-3")
     hot_cpus: str = ""                            # the event-loop (hot) thread on these; the others kept off them
     rt_priority: int = 0                          # SCHED_FIFO priority of the hot thread, 1..99; 0 = off
+    # --- garbage collector (see lowlat.services.gcquiet) ---
+    gc_quiet: bool = True                         # after start-up: collect, gc.freeze(), set gc_thresholds
+    gc_thresholds: str = "10000,20,100"           # gen0,gen1,gen2 thresholds while gc_quiet
     # --- connection (NATS; ignored by transports without a broker connection) ---
     connect_attempts: int = 5                     # initial connect: attempts per server before failing
     reconnect_attempts: int = -1                  # after an outage: attempts per server; -1 = keep trying
@@ -242,6 +245,12 @@ def check_value(name: str, value: Any) -> Any:
             raise ValueError(f"{value!r} is not one of {', '.join(LOG_FORMATS)}") from None
     if name in ("cpus", "hot_cpus"):
         return _check_cpus(value)
+    if name == "gc_thresholds":
+        from .gcquiet import parse_thresholds
+
+        if isinstance(value, (list, tuple)):
+            value = ",".join(str(v) for v in value)
+        return ",".join(str(v) for v in parse_thresholds(value))
     default = _FIELDS[name].default
     if isinstance(default, bool):
         return _bool(value)

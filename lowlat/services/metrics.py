@@ -10,7 +10,8 @@ time a collector exports every stage as a real histogram (``lowlat_stage_latency
 humans; ``collector()`` can be registered on a registry the application owns.  OpenTelemetry spans are optional
 (``lowlat[otel]``), off by default and wrapped around batches only.  The metrics port also serves ``/healthz``:
 200 while every registered service's transport is connected, else 503 (JSON body: each service's transport
-state and disconnect/reconnect counts).
+state and disconnect/reconnect counts).  The process's garbage-collector pauses are exported next to them once
+``lowlat.services.gcquiet.gc_pauses().install()`` ran (``run_services`` does it).
 """
 
 from __future__ import annotations
@@ -261,6 +262,9 @@ class _Collector:
             for stage, (buckets, total_s) in hists.items():
                 lat_hist.add_metric([m.service, stage], buckets, total_s)
         yield from (msgs, rej, pend, plim, drop, slow, thr, age, conn, disc, reco, lat, lat_hist)
+        from .gcquiet import gc_pauses  # (imports this module: not at the top)
+
+        yield from gc_pauses().families()
 
     def describe(self) -> list[Any]:
         return []  # dynamic: no registration-time description (prometheus_client then skips collect at register)

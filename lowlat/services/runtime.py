@@ -29,6 +29,7 @@ from ..transport import Message, Subscription, Transport
 from ..transport.base import Capability, MessageBatch
 from .affinity import pin_service_threads
 from .config import ServiceConfig
+from .gcquiet import gc_pauses, parse_thresholds, quiet_gc, restore_gc
 from .metrics import Metrics, enable_otel, register, start_metrics_server
 
 __all__ = ["BatchService", "RateLimiter", "TransportLostError", "log", "next_batch", "run_services", "setup_logging",
@@ -342,6 +343,8 @@ async def run_services(cfg: ServiceConfig, services: Iterable[BatchService], *,
     if cfg.metrics_port:
         port = start_metrics_server(cfg.metrics_port, cfg.metrics_host)
         log.info("metrics endpoint", extra={"url": f"http://{cfg.metrics_host}:{port}/metrics"})
+    gc_pauses().install()
+    gc_state: dict[str, Any] | None = None
     own = transport is None
     t = transport or connect(cfg.transport, **({"bind": True} if cfg.bind else {}), **cfg.connect_options())
     if own:
@@ -354,6 +357,9 @@ async def run_services(cfg: ServiceConfig, services: Iterable[BatchService], *,
             # after start: the helper threads the services and the transport started exist now and are re-pinned
             placement = pin_service_threads(cfg.cpus, cfg.hot_cpus, cfg.rt_priority)
             log.info("cpu placement", extra={"threads": placement, "rt_priority": cfg.rt_priority})
+        if cfg.gc_quiet:  # start-up allocated what the service keeps: freeze it, collect rarely from here on
+            gc_state = quiet_gc(parse_thresholds(cfg.gc_thresholds))
+            log.info("gc quiet", extra={"frozen_objects": gc_state["frozen"], "thresholds": cfg.gc_thresholds})
         log.info("ready", extra={"services": [s.name for s in services]})
         if on_ready is not None:
             on_ready()
@@ -381,6 +387,8 @@ async def run_services(cfg: ServiceConfig, services: Iterable[BatchService], *,
             except TransportError as e:  # the broker went away during the drain: what we sent is lost with it
                 log.error("final flush failed", extra={"error": str(e)})
     finally:
+        if gc_state is not None:
+            restore_gc(gc_state)
         if own:
             await t.close()
         if install_signals:

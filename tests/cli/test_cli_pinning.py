@@ -23,7 +23,8 @@ def _threads(pid: int) -> dict[int, tuple[str, str]]:
     """tid -> (thread name, Cpus_allowed_list) of every thread of ``pid``."""
     out = {}
     for tid in os.listdir(f"/proc/{pid}/task"):
-        fields = dict(line.split(":", 1) for line in open(f"/proc/{pid}/task/{tid}/status") if ":" in line)
+        with open(f"/proc/{pid}/task/{tid}/status") as f:
+            fields = dict(line.split(":", 1) for line in f if ":" in line)
         out[int(tid)] = (fields["Name"].strip(), fields["Cpus_allowed_list"].strip())
     return out
 
