@@ -7,6 +7,7 @@ Environment switches:
   LOWLAT_EXTS        comma-separated subset of modules to build (e.g. "_ring"), for fast in-place work
   AERON_HOME         an Aeron install (include/ + lib/) -> also build the optional lowlat._aeron binding
 """
+import glob
 import os
 
 import numpy
@@ -26,7 +27,7 @@ CFLAGS = ["-O0", "-g"] if DEBUG else os.environ.get("LOWLAT_CFLAGS", "-O2").spli
 MACROS = [("LOWLAT_DEBUG", "1" if DEBUG else "0"), ("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
 
 # module -> extra Extension kwargs
-MODULES = {"_core": {}, "_book": {}, "_ring": {}, "_batch": {}, "_histogram": {}, "_encode": {}, "_nats_proto": {}, "_vstage": {}}
+MODULES = {"_idle": {}, "_core": {}, "_book": {}, "_ring": {}, "_batch": {}, "_histogram": {}, "_encode": {}, "_nats_proto": {}, "_vstage": {}}
 
 aeron_home = os.environ.get("AERON_HOME")
 if aeron_home:
@@ -44,9 +45,18 @@ if aeron_home:
 wanted = [m.strip() for m in os.environ.get("LOWLAT_EXTS", "").split(",") if m.strip()]
 
 
+def _depends(mod):
+    # A module's own pieces (lowlat/<mod>_*.pxi, included in the uvloop manner), its .pxd and the shared headers
+    # and .pxd/.pxi files it may use: an edit to any of them rebuilds the extension.
+    own = glob.glob(f"lowlat/{mod}_*.pxi") + glob.glob(f"lowlat/{mod}_*.h")
+    shared = glob.glob("lowlat/*.pxd") + glob.glob("lowlat/_fbs_*.pxi") + glob.glob("lowlat/_idle.h")
+    return sorted(set(own + shared) - {f"lowlat/{mod}.pyx"})
+
+
 def _ext(mod, extra):
     src = f"lowlat/{mod}.pyx"
     kw = dict(extra)
+    kw.setdefault("depends", _depends(mod))
     inc = ["lowlat", numpy.get_include()] + kw.pop("include_dirs", [])
     cflags = CFLAGS + kw.pop("extra_compile_args", [])
     return Extension(f"lowlat.{mod}", [src], include_dirs=inc, define_macros=MACROS,

@@ -43,7 +43,7 @@ PING_STREAM, PONG_STREAM = 3001, 3003
 
 PONG = r'''
 import asyncio, sys
-from lowlat import _aeron as A
+from lowlat import _aeron as A, idle_strategy
 impl, aeron_dir, channel, idle = sys.argv[1:5]
 if impl == "bare":
     c = A.Client(aeron_dir)
@@ -54,7 +54,7 @@ if impl == "bare":
     def echo(mv):
         while offer(mv) < 0:
             pass
-    strategy = A.IdleStrategy(idle)
+    strategy = idle_strategy(idle)
     while True:
         sub.poll_wait(echo, 10, strategy, None)
 else:
@@ -99,7 +99,7 @@ stop_pong = stop_proc
 
 
 def ping_bare(aeron_dir: str, channel: str, idle: str, size: int) -> hdrh.HdrHistogram:
-    from lowlat import _aeron as A
+    from lowlat import _aeron as A, idle_strategy
 
     h = hdrh.HdrHistogram(1, 10_000_000_000, 3)
     payload = os.urandom(size)
@@ -108,7 +108,7 @@ def ping_bare(aeron_dir: str, channel: str, idle: str, size: int) -> hdrh.HdrHis
         pub = c.add_publication(channel, PING_STREAM)
         pub.wait_connected(10)
         sub.wait_connected(10)
-        strategy = A.IdleStrategy(idle)
+        strategy = idle_strategy(idle)
         got = [0]
 
         def on(mv):

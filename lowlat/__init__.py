@@ -68,17 +68,11 @@ from ._core import (
     read_order,
 )
 
+# --- idle strategies of every waiting loop (lowlat._idle) ---
+from ._idle import BackoffIdle, BusySpinIdle, IdleStrategy, SleepingIdle, YieldingIdle, idle_strategy
+
 # --- ring buffers (lowlat._ring) ---
-from ._ring import (
-    BackoffIdle,
-    BroadcastReceiver,
-    BroadcastRing,
-    BusySpinIdle,
-    IdleStrategy,
-    MpscRing,
-    SpscRing,
-    YieldingIdle,
-)
+from ._ring import BroadcastReceiver, BroadcastRing, MpscRing, SpscRing
 from .enums import CommandType, ExecStatus, OrderType, Reject, Side, StpMode, TimeInForce
 from .errors import (
     DecodeError,
@@ -138,6 +132,7 @@ __all__ = [
     "RingError",
     "RingFullError",
     "Side",
+    "SleepingIdle",
     "SpscRing",
     "StpMode",
     "TimeInForce",
@@ -178,6 +173,7 @@ __all__ = [
     "encode_validation_result",
     "frame",
     "frame_order_into",
+    "idle_strategy",
     "iter_frames",
     "read_order",
     "to_ticks",

@@ -41,29 +41,6 @@ cdef extern from "_aeron_shim.h" namespace "lowlat_aeron" nogil:
     int ll_sub_image_count(LLSub* s) noexcept
     int64_t ll_offer2(LLPub* p, const uint8_t* a, int32_t alen, const uint8_t* b, int32_t blen) noexcept
     int ll_poll(LLSub* s, ll_message_fn fn, void* ctx, int fragment_limit) noexcept
-    void ll_cpu_pause() noexcept
-    void ll_yield() noexcept
-    void ll_sleep_ns(int64_t ns) noexcept
-
-
-cdef enum:
-    IDLE_BUSY_SPIN = 0   # pause instruction, never gives up the core or the GIL
-    IDLE_YIELD = 1       # sched_yield with the GIL released
-    IDLE_SLEEP = 2       # sleep park_ns with the GIL released
-    IDLE_BACKOFF = 3     # spin, then yield, then sleep with exponential growth (Agrona BackoffIdleStrategy)
-
-
-cdef class IdleStrategy:
-    cdef readonly int kind              # one of IDLE_*
-    cdef readonly int64_t max_spins     # backoff: pause iterations before yielding
-    cdef readonly int64_t max_yields    # backoff: yields before sleeping
-    cdef readonly int64_t min_park_ns   # sleep / backoff: first sleep, ns
-    cdef readonly int64_t max_park_ns   # backoff: sleep cap, ns
-    cdef int64_t _spins                 # backoff state: pauses done in the current idle period
-    cdef int64_t _yields                # backoff state: yields done in the current idle period
-    cdef int64_t _park_ns               # backoff state: next sleep, ns
-    cdef int idle_c(self, int work_count) except -1   # may release the GIL; checks signals when it does
-    cdef void reset_c(self) noexcept nogil
 
 
 cdef class Client:

@@ -1,5 +1,7 @@
 from collections.abc import Callable
-from typing import Any, Final, Literal, TypeAlias, final
+from typing import Any, Final, TypeAlias, final
+
+from lowlat._idle import IdleStrategy, _IdleKind
 
 _Buffer: TypeAlias = bytes | bytearray | memoryview
 
@@ -11,28 +13,7 @@ MAX_POSITION_EXCEEDED: Final[int]
 MESSAGE_TOO_LONG: Final[int]
 OFFER_ERROR: Final[int]
 
-_IdleKind: TypeAlias = Literal["busy_spin", "yield", "sleep", "backoff"]
-
 def offer_result_name(code: int) -> str: ...
-
-@final
-class IdleStrategy:
-    def __init__(self, kind: _IdleKind = "backoff", *, max_spins: int = 100, max_yields: int = 100,
-                 min_park_ns: int = 1_000, max_park_ns: int = 1_000_000) -> None: ...
-    @property
-    def kind(self) -> int: ...
-    @property
-    def name(self) -> str: ...
-    @property
-    def max_spins(self) -> int: ...
-    @property
-    def max_yields(self) -> int: ...
-    @property
-    def min_park_ns(self) -> int: ...
-    @property
-    def max_park_ns(self) -> int: ...
-    def idle(self, work_count: int = 0) -> None: ...
-    def reset(self) -> None: ...
 
 @final
 class Client:

@@ -9,6 +9,8 @@ from cpython.memoryview cimport PyMemoryView_FromMemory
 from libc.stdint cimport INT32_MAX, int32_t, int64_t, uint8_t
 from libcpp.string cimport string
 
+from lowlat._idle cimport IdleStrategy, as_idle, ll_idle_reset
+
 import time
 import weakref
 
@@ -29,9 +31,6 @@ _OFFER_NAMES = {
     MESSAGE_TOO_LONG: "MESSAGE_TOO_LONG", OFFER_ERROR: "OFFER_ERROR",
 }
 
-_IDLE_KINDS = {"busy_spin": IDLE_BUSY_SPIN, "yield": IDLE_YIELD, "sleep": IDLE_SLEEP, "backoff": IDLE_BACKOFF}
-_IDLE_NAMES = {v: k for k, v in _IDLE_KINDS.items()}
-
 
 def offer_result_name(int64_t code) -> str:
     """Name of an ``offer`` result: ``"POSITION"`` for ``code >= 0``, else e.g. ``"BACK_PRESSURED"``."""
@@ -46,94 +45,10 @@ cdef inline long _ms(double seconds) except -1:
     return <long>(seconds * 1000.0) + 1
 
 
-@cython.final
-cdef class IdleStrategy:
-    """What a waiting loop does when a poll/offer found no work.
-
-    ``kind``: ``"busy_spin"`` (CPU pause, keeps the core and the GIL: lowest latency, burns a core),
-    ``"yield"`` (``sched_yield`` with the GIL released), ``"sleep"`` (sleep ``min_park_ns`` with the GIL
-    released; the kernel's timer slack makes the real sleep ≥ ~50 µs), ``"backoff"`` (``max_spins`` pauses,
-    then ``max_yields`` yields, then sleeps doubling from ``min_park_ns`` to ``max_park_ns``; reset by work).
-    """
-
-    def __init__(self, str kind="backoff", *, int64_t max_spins=100, int64_t max_yields=100,
-                 int64_t min_park_ns=1_000, int64_t max_park_ns=1_000_000):
-        if kind not in _IDLE_KINDS:
-            raise ValueError(f"unknown idle strategy {kind!r}; one of {sorted(_IDLE_KINDS)}")
-        if max_spins < 0 or max_yields < 0 or min_park_ns < 0 or max_park_ns < min_park_ns:
-            raise ValueError("idle strategy: counts must be >= 0 and 0 <= min_park_ns <= max_park_ns")
-        self.kind = _IDLE_KINDS[kind]
-        self.max_spins = max_spins
-        self.max_yields = max_yields
-        self.min_park_ns = min_park_ns
-        self.max_park_ns = max_park_ns
-        self.reset_c()
-
-    @property
-    def name(self) -> str:
-        return _IDLE_NAMES[self.kind]
-
-    def __repr__(self) -> str:
-        return (f"IdleStrategy({self.name!r}, max_spins={self.max_spins}, max_yields={self.max_yields}, "
-                f"min_park_ns={self.min_park_ns}, max_park_ns={self.max_park_ns})")
-
-    cdef void reset_c(self) noexcept nogil:
-        self._spins = 0
-        self._yields = 0
-        self._park_ns = self.min_park_ns
-
-    cdef int idle_c(self, int work_count) except -1:
-        # Called with the GIL held.  Work resets the backoff; no work waits per the strategy.  Only the
-        # pause path keeps the GIL (releasing it would cost more than the pause).
-        if work_count > 0:
-            self.reset_c()
-            return 0
-        if self.kind == IDLE_BUSY_SPIN:
-            ll_cpu_pause()
-            return 0
-        if self.kind == IDLE_YIELD:
-            with nogil:
-                ll_yield()
-        elif self.kind == IDLE_SLEEP:
-            with nogil:
-                ll_sleep_ns(self.min_park_ns)
-        else:
-            if self._spins < self.max_spins:
-                self._spins += 1
-                ll_cpu_pause()
-                return 0
-            if self._yields < self.max_yields:
-                self._yields += 1
-                with nogil:
-                    ll_yield()
-            else:
-                with nogil:
-                    ll_sleep_ns(self._park_ns)
-                self._park_ns = min(self._park_ns * 2, self.max_park_ns) if self._park_ns else 1
-        PyErr_CheckSignals()      # a waiting loop must stay interruptible (Ctrl-C)
-        return 0
-
-    def idle(self, int work_count=0) -> None:
-        """Idle once after a duty cycle that did ``work_count`` units of work (0 = nothing happened)."""
-        self.idle_c(work_count)
-
-    def reset(self) -> None:
-        """Forget the backoff state (next idle starts spinning again)."""
-        self.reset_c()
-
-
-cdef IdleStrategy _default_idle(object idle):
-    if idle is None:
-        return IdleStrategy("backoff")
-    if isinstance(idle, str):
-        return IdleStrategy(idle)
-    return <IdleStrategy?>idle
-
-
 cdef int _wait_connected(object ep, object released, str what, str peer, double timeout, object idle) except -1:
     # Shared body of Publication/Subscription.wait_connected: poll ep.is_connected, idling ("sleep" by default,
     # GIL released) between polls; released() tells whether ep was closed meanwhile (by another thread).
-    cdef IdleStrategy strategy = _default_idle(idle if idle is not None else "sleep")
+    cdef IdleStrategy strategy = as_idle("sleep" if idle is None else idle, None)
     deadline = time.monotonic() + timeout
     while not ep.is_connected:
         if released():
@@ -309,7 +224,7 @@ cdef class Publication:
         ``TransportClosedError`` when closed, ``ValueError`` when the message is longer than
         ``max_message_length``, ``TransportError`` for ``MAX_POSITION_EXCEEDED``.
         """
-        cdef IdleStrategy strategy = _default_idle(idle)
+        cdef IdleStrategy strategy = as_idle(idle, None)
         cdef int64_t rc = self.offer(payload, header)
         if rc >= 0:
             return rc
@@ -454,13 +369,13 @@ cdef class Subscription:
         """Poll until at least one fragment arrives or ``timeout`` s pass (None = forever), idling per ``idle``
         (``IdleStrategy`` or kind name; default backoff) with the GIL released while idle.  Returns the
         fragment count (0 on timeout)."""
-        cdef IdleStrategy strategy = _default_idle(idle)
+        cdef IdleStrategy strategy = as_idle(idle, None)
         cdef int n = self.poll_c(handler, fragment_limit, False)
         cdef double deadline
         if n or timeout == 0:
             return n
         deadline = time.monotonic() + timeout if timeout is not None else -1.0
-        strategy.reset_c()
+        ll_idle_reset(&strategy.cfg)
         while True:
             strategy.idle_c(0)
             n = self.poll_c(handler, fragment_limit, False)

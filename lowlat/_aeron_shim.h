@@ -170,19 +170,6 @@ inline int ll_poll(Sub *s, ll_message_fn fn, void *ctx, int fragment_limit) noex
     }
 }
 
-// Idle primitives for lowlat._aeron.IdleStrategy (called with the GIL released, except ll_cpu_pause).
-inline void ll_cpu_pause() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ volatile("yield" ::: "memory");
-#endif
-}
-inline void ll_yield() noexcept { std::this_thread::yield(); }
-inline void ll_sleep_ns(std::int64_t ns) noexcept {
-    std::this_thread::sleep_for(std::chrono::nanoseconds(ns));
-}
-
 }  // namespace lowlat_aeron
 
 #endif

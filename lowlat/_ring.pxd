@@ -1,22 +1,10 @@
 # Preallocated lock-free rings (SPSC, MPSC, broadcast), on the heap or in POSIX shared memory.
-# The shared layout and the record protocol are documented at the top of _ring.pyx.
+# The shared layout and the record protocol are documented at the top of _ring.pyx; idle strategies are
+# lowlat._idle.
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 
 
 cdef extern from "_ring_atomic.h" nogil:
-    ctypedef struct ll_idle_t:
-        int kind               # LL_IDLE_BUSY / LL_IDLE_YIELD / LL_IDLE_BACKOFF
-        uint32_t max_spins     # backoff: pause instructions before yielding
-        uint32_t max_yields    # backoff: sched_yield calls before parking
-        int64_t min_park_ns    # backoff: first sleep, ns
-        int64_t max_park_ns    # backoff: sleep cap, ns
-        uint32_t spins         # running state
-        uint32_t yields        # running state
-        int64_t park_ns        # running state
-    enum:
-        LL_IDLE_BUSY
-        LL_IDLE_YIELD
-        LL_IDLE_BACKOFF
     uint64_t ll_load_acquire(const void* p) noexcept
     uint64_t ll_load_relaxed(const void* p) noexcept
     void ll_store_release(void* p, uint64_t v) noexcept
@@ -25,11 +13,6 @@ cdef extern from "_ring_atomic.h" nogil:
     uint64_t ll_fetch_add(void* p, uint64_t v) noexcept
     void ll_fence_acquire() noexcept
     void ll_fence_release() noexcept
-    void ll_cpu_relax() noexcept
-    int64_t ll_now_ns() noexcept
-    void ll_sleep_ns(int64_t ns) noexcept
-    void ll_idle_reset(ll_idle_t* s) noexcept
-    void ll_idle(ll_idle_t* s) noexcept
     void ll_pid_init() noexcept
     uint32_t ll_pid() noexcept
     int ll_pid_alive(uint32_t pid) noexcept
@@ -76,10 +59,6 @@ cdef class _Mem:
     cdef object view_c(self, char* p, Py_ssize_t n, bint readonly)
     cdef void unmap_c(self) noexcept
     cdef void close_c(self) noexcept
-
-
-cdef class IdleStrategy:
-    cdef ll_idle_t cfg         # copied into each blocking call (state is per call)
 
 
 cdef class _Ring:

@@ -1,4 +1,4 @@
-/* C11 atomics, idle strategies and process helpers for lowlat._ring.
+/* C11 atomics and process helpers for lowlat._ring (idle strategies and the clock: _idle.h).
  *
  * Why a header: Cython cannot spell `_Atomic`, and the ring protocol needs real acquire/release ordering
  * (not "x86 happens to be TSO").  Every shared word of a ring (head, tail, record headers, broadcast
@@ -21,6 +21,8 @@
 #include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "_idle.h"
 
 _Static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "lowlat rings need lock-free 64-bit atomics");
 _Static_assert(sizeof(_Atomic uint64_t) == sizeof(uint64_t), "atomic u64 must be plain-sized");
@@ -55,72 +57,6 @@ static inline uint64_t ll_fetch_add(void *p, uint64_t v) {
 static inline void ll_fence_acquire(void) { atomic_thread_fence(memory_order_acquire); }
 static inline void ll_fence_release(void) { atomic_thread_fence(memory_order_release); }
 static inline void ll_fence_seq_cst(void) { atomic_thread_fence(memory_order_seq_cst); }
-
-static inline void ll_cpu_relax(void) {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__) || defined(__arm__)
-    __asm__ __volatile__("yield" ::: "memory");
-#else
-    atomic_signal_fence(memory_order_seq_cst);
-#endif
-}
-
-/* ---- time ---------------------------------------------------------------------------------------- */
-static inline int64_t ll_now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-static inline void ll_sleep_ns(int64_t ns) {
-    struct timespec ts;
-    if (ns <= 0) return;
-    ts.tv_sec = (time_t)(ns / 1000000000LL);
-    ts.tv_nsec = (long)(ns % 1000000000LL);
-    nanosleep(&ts, NULL);
-}
-
-/* ---- idle strategies (Aeron's BusySpin / Yielding / Backoff) ------------------------------------- */
-enum { LL_IDLE_BUSY = 0, LL_IDLE_YIELD = 1, LL_IDLE_BACKOFF = 2 };
-
-typedef struct {
-    int kind;              /* LL_IDLE_* */
-    uint32_t max_spins;    /* backoff: pause instructions before yielding */
-    uint32_t max_yields;   /* backoff: sched_yield calls before parking */
-    int64_t min_park_ns;   /* backoff: first sleep, ns */
-    int64_t max_park_ns;   /* backoff: sleep cap, ns (doubles from min up to this) */
-    uint32_t spins;        /* state */
-    uint32_t yields;       /* state */
-    int64_t park_ns;       /* state */
-} ll_idle_t;
-
-static inline void ll_idle_reset(ll_idle_t *s) {
-    s->spins = 0;
-    s->yields = 0;
-    s->park_ns = s->min_park_ns;
-}
-
-static inline void ll_idle(ll_idle_t *s) {
-    switch (s->kind) {
-    case LL_IDLE_BUSY:
-        ll_cpu_relax();
-        break;
-    case LL_IDLE_YIELD:
-        sched_yield();
-        break;
-    default:
-        if (s->spins < s->max_spins) {
-            s->spins++;
-            ll_cpu_relax();
-        } else if (s->yields < s->max_yields) {
-            s->yields++;
-            sched_yield();
-        } else {
-            ll_sleep_ns(s->park_ns);
-            s->park_ns = s->park_ns * 2 > s->max_park_ns ? s->max_park_ns : s->park_ns * 2;
-        }
-    }
-}
 
 /* ---- process identity / liveness --------------------------------------------------------------- */
 /* getpid() is a real syscall since glibc 2.25; records carry the writer's pid, so cache it and refresh

@@ -22,9 +22,10 @@ Semantics (Aeron has channels and integer stream ids, no subjects, queue groups 
   and counts (``Subscription.dropped``).
 - ``Message.data`` is a ``bytes`` copied once from Aeron's log buffer (it must outlive the poll that saw it) and
   shared by every matching subscription; ``lowlat._aeron.Subscription.poll`` is the zero-copy path.
-- A poller task per transport polls both streams: after ``poll_spins`` empty polls (each yields to the event loop)
-  it sleeps, doubling up to ``poll_max_sleep`` s; ``poll_idle="busy_spin"`` never sleeps (lowest latency, one
-  busy core); ``poll_idle="yield"`` calls ``sched_yield`` between polls (for processes pinned to one shared core).
+- A poller task per transport polls both streams and idles per ``poll_idle``, a ``lowlat.IdleStrategy`` or its
+  kind name (default ``BackoffIdle()``: a few polls that only yield to the event loop, a few ``sched_yield``, then
+  sleeps doubling up to 1 ms); ``"busy_spin"`` never sleeps (lowest latency, one busy core); ``"yield"`` calls
+  ``sched_yield`` between polls (for processes pinned to one shared core).
 """
 
 from __future__ import annotations
@@ -36,8 +37,10 @@ import os
 import struct
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from .._idle import YIELD as IDLE_YIELD
+from .._idle import IdleStrategy, idle_strategy
 from ..errors import (
     DecodeError,
     MissingExtraError,
@@ -61,6 +64,9 @@ from .base import (
     subject_matches,
     validate_subject,
 )
+
+if TYPE_CHECKING:
+    from .._idle import _IdleKind
 
 try:
     from .. import _aeron
@@ -132,8 +138,8 @@ class AeronTransport(Transport):
     Options: ``aeron_dir`` (driver directory, default ``default_aeron_dir()``), ``stream_id`` (1001),
     ``reply_stream_id`` (``stream_id + 1``), ``connect_timeout`` (5 s), ``driver_timeout`` (10 s: the driver
     counts as dead after this long without a heartbeat), ``publish_timeout`` (5 s back-pressure
-    budget), ``poll_idle`` (``"backoff"`` | ``"busy_spin"`` | ``"yield"``), ``poll_spins`` (200), ``poll_max_sleep`` (0.001 s),
-    ``fragment_limit`` (64 per poll), and ``max_pending`` / ``max_pending_bytes`` / ``on_slow_consumer`` defaults
+    budget), ``poll_idle`` (an ``IdleStrategy`` or ``"backoff"`` | ``"busy_spin"`` | ``"yield"`` | ``"sleep"``; default
+    ``BackoffIdle()``), ``fragment_limit`` (64 per poll), and ``max_pending`` / ``max_pending_bytes`` / ``on_slow_consumer`` defaults
     for subscriptions.
     """
 
@@ -141,13 +147,12 @@ class AeronTransport(Transport):
 
     def __init__(self, url: str, *, aeron_dir: str | None = None, stream_id: int = 1001,
                  reply_stream_id: int | None = None, connect_timeout: float = 5.0, publish_timeout: float = 5.0,
-                 poll_idle: str = "backoff", poll_spins: int = 200, poll_max_sleep: float = 0.001,
+                 poll_idle: IdleStrategy | _IdleKind = "backoff",
                  fragment_limit: int = 64, driver_timeout: float = 10.0, **options: Any) -> None:
         super().__init__(url, **options)
         if not url.startswith(("aeron:ipc", "aeron:udp")):
             raise ValueError(f"not an Aeron channel (aeron:ipc or aeron:udp?endpoint=host:port): {url!r}")
-        if poll_idle not in ("backoff", "busy_spin", "yield"):
-            raise ValueError("poll_idle must be 'backoff', 'busy_spin' or 'yield'")
+        self._idle = idle_strategy(poll_idle)   # ValueError for an unknown kind name
         self.channel = url
         self.aeron_dir = aeron_dir or default_aeron_dir()
         self.stream_id = stream_id
@@ -156,8 +161,6 @@ class AeronTransport(Transport):
         self.driver_timeout = driver_timeout
         self.publish_timeout = publish_timeout
         self.poll_idle = poll_idle
-        self.poll_spins = poll_spins
-        self.poll_max_sleep = poll_max_sleep
         self.fragment_limit = fragment_limit
         self._client: Any = None
         self._bus_pub: Any = None
@@ -291,24 +294,17 @@ class AeronTransport(Transport):
         return n
 
     async def _poll_loop(self) -> None:
-        idle = 0
-        sleep = 1e-5
-        busy = self.poll_idle != "backoff"
-        yld = os.sched_yield if self.poll_idle == "yield" else None
+        # The event loop must keep running, so the strategy only says what to do (step) and we await it.
+        idle = self._idle
+        idle.reset()
         while True:
-            if self._poll_once():
-                idle = 0
-                sleep = 1e-5
-                await asyncio.sleep(0)
-            elif yld is not None:
-                yld()   # give the core to a process sharing it (pinned setups), then poll again
-                await asyncio.sleep(0)
-            elif busy or idle < self.poll_spins:
-                idle += 1
-                await asyncio.sleep(0)
-            else:
-                await asyncio.sleep(sleep)
-                sleep = min(sleep * 2, self.poll_max_sleep)
+            action = idle.step(self._poll_once())
+            if action > 0:
+                await asyncio.sleep(action * 1e-9)
+                continue
+            if action == IDLE_YIELD:
+                os.sched_yield()   # give the core to a process sharing it (pinned setups), then poll again
+            await asyncio.sleep(0)
 
     # --- API ---
     def _check_subject(self, subject: str) -> None:

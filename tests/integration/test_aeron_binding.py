@@ -8,6 +8,7 @@ import struct
 import pytest
 from brokers.aeron import require_aeron_ext
 
+from lowlat import BackoffIdle, idle_strategy
 from lowlat.errors import TransportClosedError, TransportError, TransportTimeoutError
 
 pytestmark = [pytest.mark.integration, pytest.mark.aeron, pytest.mark.timeout(120)]
@@ -208,7 +209,8 @@ def test_poll_with_header_reports_session_and_position(A, aeron_client, aeron_st
 @pytest.mark.parametrize("kind", ["busy_spin", "yield", "sleep", "backoff"])
 def test_poll_wait_times_out_with_each_idle_strategy(A, aeron_client, aeron_stream, kind):
     sub = aeron_client.add_subscription("aeron:ipc", aeron_stream)
-    idle = A.IdleStrategy(kind, max_spins=10, max_yields=10, min_park_ns=10_000, max_park_ns=100_000)
+    idle = (BackoffIdle(max_spins=10, max_yields=10, min_park_ns=10_000, max_park_ns=100_000)
+            if kind == "backoff" else idle_strategy(kind))
     assert idle.name == kind
     import time
 
@@ -219,11 +221,12 @@ def test_poll_wait_times_out_with_each_idle_strategy(A, aeron_client, aeron_stre
     idle.reset()
 
 
-def test_idle_strategy_rejects_bad_arguments(A):
+def test_poll_wait_rejects_bad_idle_arguments(A, aeron_client, aeron_stream):
+    sub = aeron_client.add_subscription("aeron:ipc", aeron_stream)
     with pytest.raises(ValueError):
-        A.IdleStrategy("spin-forever")
-    with pytest.raises(ValueError):
-        A.IdleStrategy("backoff", min_park_ns=10, max_park_ns=1)
+        sub.poll_wait(lambda mv: None, 10, "spin-forever", 0.01)
+    with pytest.raises(TypeError):
+        sub.poll_wait(lambda mv: None, 10, 3, 0.01)
 
 
 def test_client_close_closes_children(A, aeron_driver, aeron_stream):

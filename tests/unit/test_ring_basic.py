@@ -268,8 +268,12 @@ def test_idle_strategies_validate_and_repr():
     assert repr(BusySpinIdle()) == "BusySpinIdle()"
     with pytest.raises(ValueError):
         BackoffIdle(min_park_ns=10, max_park_ns=5)
-    with pytest.raises(TypeError):
+    with pytest.raises(ValueError, match="unknown idle strategy"):
         SpscRing(64).pop(timeout=0, idle="spin")
+    with pytest.raises(TypeError):
+        SpscRing(64).pop(timeout=0, idle=3)
+    with pytest.raises(TimeoutError):
+        SpscRing(64).pop(timeout=0.01, idle="yield")   # kind names are accepted as everywhere else
 
 
 # ---- shared memory -------------------------------------------------------------------------------

@@ -40,7 +40,7 @@ def sync_idle() -> Any:
     the lowest-latency choice."""
     global _SYNC_IDLE
     if _SYNC_IDLE is None:
-        from ..._ring import BackoffIdle
+        from ..._idle import BackoffIdle
 
         _SYNC_IDLE = BackoffIdle(max_spins=4000, max_yields=0, min_park_ns=50_000, max_park_ns=1_000_000)
     return _SYNC_IDLE
