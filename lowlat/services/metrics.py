@@ -262,9 +262,11 @@ class _Collector:
             for stage, (buckets, total_s) in hists.items():
                 lat_hist.add_metric([m.service, stage], buckets, total_s)
         yield from (msgs, rej, pend, plim, drop, slow, thr, age, conn, disc, reco, lat, lat_hist)
+        from ..breaker import breaker_families
         from .gcquiet import gc_pauses  # (imports this module: not at the top)
 
         yield from gc_pauses().families()
+        yield from breaker_families()
 
     def describe(self) -> list[Any]:
         return []  # dynamic: no registration-time description (prometheus_client then skips collect at register)
