@@ -45,6 +45,10 @@ def format_report(res: LoadResult, metrics: list[Metrics] | None = None, extra: 
     lines.append(f"== throughput: {res.throughput:,.0f} orders/s answered (target {res.target_rate:,.0f}/s); "
                  f"sent {res.sent:,}, answered {res.answered:,}, unanswered {res.unanswered:,}, "
                  f"duplicates {res.duplicates:,}, elapsed {res.elapsed_s:.2f} s")
+    if res.cpu_s:
+        busy = res.cpu_s / res.elapsed_s * 100 if res.elapsed_s else 0.0
+        lines.append(f"== cpu: {fmt_ns(res.cpu_per_order_ns)} per order ({res.cpu_s:.2f} s of this process's CPU, "
+                     f"all threads, for {res.sent:,} orders; {busy:.0f} % of one core)")
     total_rej = sum(res.rejects.values())
     lines.append(f"== accepted {res.accepted:,}, rejected {total_rej:,}"
                  + (" by reason:" if total_rej else ""))

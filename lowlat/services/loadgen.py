@@ -118,6 +118,12 @@ class LoadResult:
     latency: LatencyHistogram = field(default_factory=lambda: LatencyHistogram("latency"))
     service_time: LatencyHistogram = field(default_factory=lambda: LatencyHistogram("service_time"))
     max_send_lag_ns: int = 0          # how far the generator itself fell behind schedule
+    cpu_s: float = 0.0                # CPU time of this whole process (all threads) during the run
+
+    @property
+    def cpu_per_order_ns(self) -> float:
+        """Process CPU per order sent, ns: in ``lowlat demo`` that is generator, services and transport together."""
+        return self.cpu_s * 1e9 / self.sent if self.sent else 0.0
 
     @property
     def throughput(self) -> float:
@@ -129,7 +135,8 @@ class LoadResult:
                 "duplicates": self.duplicates, "unanswered": self.unanswered, "errors": self.errors,
                 "accepted": self.accepted, "rejects": self.rejects, "elapsed_s": round(self.elapsed_s, 3),
                 "throughput": round(self.throughput, 1), "latency_ns": self.latency.summary(),
-                "service_time_ns": self.service_time.summary(), "max_send_lag_ns": self.max_send_lag_ns}
+                "service_time_ns": self.service_time.summary(), "max_send_lag_ns": self.max_send_lag_ns,
+                "cpu_s": round(self.cpu_s, 4), "cpu_per_order_ns": round(self.cpu_per_order_ns, 1)}
 
 
 class LoadGenerator:
@@ -236,6 +243,7 @@ class LoadGenerator:
         wall_offset = time.time_ns() - pc()
         total = self.total
         order = self.factory.order
+        cpu0 = time.process_time()
         t0 = pc()
         last_progress = t0
         i = 0
@@ -282,6 +290,7 @@ class LoadGenerator:
             except TimeoutError:
                 pass
         end = pc()
+        cpu = time.process_time() - cpu0
         if inflight:
             await asyncio.gather(*inflight, return_exceptions=True)
         for c in collectors:
@@ -294,7 +303,9 @@ class LoadGenerator:
                 pass
         if self.progress:
             self.progress(total, self._answered, (end - t0) / 1e9)
-        return self._result(total, end - t0, max_lag)
+        res = self._result(total, end - t0, max_lag)
+        res.cpu_s = cpu
+        return res
 
     def _result(self, sent: int, elapsed_ns: int, max_lag: int) -> LoadResult:
         res = LoadResult(target_rate=self.cfg.rate, sent=sent, elapsed_s=elapsed_ns / 1e9)

@@ -27,6 +27,9 @@ def test_demo_json_is_one_object_on_stdout(tmp_path):
     obj = json.loads(r.stdout)  # the whole of stdout is one JSON document
     assert isinstance(obj, dict) and obj["sent"] == obj["answered"] == 500
     assert "== throughput" in r.stderr and "== latency plot" in r.stderr  # the human report went to stderr
+    # the demo's own CPU accounting: the whole process (generator + services) per order, in JSON and in the report
+    assert 0 < obj["cpu_s"] and obj["cpu_per_order_ns"] == pytest.approx(obj["cpu_s"] * 1e9 / 500, rel=0.01)
+    assert "== cpu:" in r.stderr and "per order" in r.stderr
 
 
 def _interrupt_after(p: Proc, needle: str) -> int:
