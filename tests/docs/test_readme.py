@@ -349,6 +349,53 @@ async def _count_exec_during(loadgen: str, sub: Callable[[str], str], tmp: Path)
         return n
 
 
+def _breaker_block(b: Block, tmp: Path, request: pytest.FixtureRequest) -> None:
+    out = run_python(b.code, tmp, {'"inproc://ops"': f'"inproc://readme-{uuid.uuid4().hex[:8]}"'}, timeout=60)
+    assert out.splitlines() == ["fast failure: risk.check OPEN", "after recovery: CLOSED"], out
+
+
+def _bash(command: str, tmp: Path) -> str:
+    r = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=120, cwd=str(ROOT),
+                       env=_env(), stdin=subprocess.DEVNULL, check=False)
+    assert r.returncode == 0, f"{command!r} exited {r.returncode}:\n{r.stdout}\n{r.stderr}"
+    return r.stdout
+
+
+def _operations(b: Block, tmp: Path, request: pytest.FixtureRequest) -> list[str]:
+    """doctor; a pinned validator whose threads' CPU sets and GC metrics are read while it runs; SIGTERM; the
+    Prometheus rules checked and unit-tested by promtool."""
+    from brokers._util import require_binary
+
+    if len(os.sched_getaffinity(0)) < 2 or not {0, 1} <= os.sched_getaffinity(0):
+        pytest.skip("the block pins to CPUs 0 and 1")
+    cmds = b.commands()
+    doctor, serve, grep, curl, kill, *prom = cmds
+    assert doctor == "lowlat doctor" and serve.endswith(" &") and kill == "kill $!", cmds
+    r = run_cli_line(doctor, tmp)
+    assert r.stdout.startswith("lowlat doctor: what affects latency on this host"), r.stdout
+    url, port = f"shm://readme-{uuid.uuid4().hex[:8]}", free_port()
+
+    def sub(c: str) -> str:
+        return c.replace("shm://ops", url).replace("9464", str(port))
+
+    p = Proc(cli_args(sub(serve[:-2])))
+    try:
+        p.wait_for('"ready"', timeout=60)
+        lines = _bash(sub(grep).replace("$!", str(p.p.pid)), tmp).splitlines()
+        sets = {ln.split("/task/")[1].split("/")[0]: ln.rsplit("\t", 1)[1] for ln in lines}
+        assert sets.pop(str(p.p.pid)) == "1" and sets and set(sets.values()) == {"0"}, lines
+        out = _bash(sub(curl), tmp)
+        assert "lowlat_gc_frozen_objects" in out and 'lowlat_gc_pause_seconds_count{generation="2"}' in out, out
+    finally:
+        p.terminate()
+    assert p.wait(30) == 0, p.output
+    require_binary("promtool", "bash tests/setup/40-promtool.sh")
+    assert len(prom) == 2
+    for c in prom:
+        assert "SUCCESS" in _bash(c, tmp)
+    return cmds
+
+
 PLAN: dict[str, Callable[[Block, Path, pytest.FixtureRequest], object]] = {
     "import numpy as np": _flatbuffers,   # refined below by the second line
     "import lowlat": _rings,
@@ -358,6 +405,7 @@ PLAN: dict[str, Callable[[Block, Path, pytest.FixtureRequest], object]] = {
     "pip install . && lowlat demo": _install,
     "bash tests/setup/30-aeron.sh": _aeron_setup,
     "lowlat demo": _cli,
+    "lowlat doctor": _operations,
 }
 
 
@@ -374,6 +422,8 @@ def plan_for(b: Block) -> tuple[str, Callable[[Block, Path, pytest.FixtureReques
             return "kafka transport", _kafka
         if "run_services(" in b.code:
             return "services from python", _services_python
+        if "Breakers(" in b.code:
+            return "circuit breaker", _breaker_block
     return b.key, PLAN[b.key]
 
 
