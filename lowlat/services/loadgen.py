@@ -26,7 +26,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -43,7 +43,6 @@ _INBOX_SCHEMES = frozenset({"inproc", "shm", "nats", "tls", "zmq+tcp", "zmq+ipc"
 
 # deliberately invalid orders (cycled through when reject_ratio > 0): what each breaks
 _BAD_KINDS = ("qty_zero", "off_band", "unknown_symbol", "off_tick", "qty_above_max")
-_SIDES = (Side.BUY, Side.SELL)  # indexed by the 0/1 side array
 
 
 class OrderFactory:
@@ -74,10 +73,11 @@ class OrderFactory:
             self._bad[pick] = 1 + (np.arange(n)[pick] % len(_BAD_KINDS))
         self._n = n
         self.pad = max(0, cfg.payload)
+        # the pattern as plain Python values, decided once: per order only a tuple look-up and one encoder call
+        self._pattern = [self._pattern_entry(k) for k in range(n)]
+        self._coid = "x" * self.pad if self.pad else None
 
-    def order(self, i: int, ts_ns: int) -> bytes:
-        """Order number ``i`` (id ``id_base + i``), timestamped ``ts_ns`` (wall clock, ns)."""
-        k = i % self._n
+    def _pattern_entry(self, k: int) -> tuple[str, float, int, Side]:
         cfg = self.cfg
         sym = self.symbols[self._sym[k]]
         px_ticks = int(self._px_ticks[k])
@@ -97,9 +97,16 @@ class OrderFactory:
                 price = (px_ticks + 0.5) * self.tick_size
             elif kind == "qty_above_max":
                 qty = (cfg.max_qty + 1) * cfg.lot
-        coid = "x" * self.pad if self.pad else None
-        return self._encode(id=self.id_base + i, symbol=sym, price=price, quantity=qty,
-                            side=_SIDES[self._side[k]], timestamp=ts_ns, client_order_id=coid)
+        # a plain int where the API says Side: the encoder accepts both and converts an enum member per call
+        return sym, price, qty, cast(Side, int(self._side[k]))
+
+    def order(self, i: int, ts_ns: int) -> bytes:
+        """Order number ``i`` (id ``id_base + i``), timestamped ``ts_ns`` (wall clock, ns).  Cost: one
+        ``encode_order`` (~0.1 µs) plus a tuple look-up."""
+        sym, price, qty, side = self._pattern[i % self._n]
+        if self._coid is None:
+            return self._encode(self.id_base + i, sym, price, qty, side, ts_ns)
+        return self._encode(self.id_base + i, sym, price, qty, side, ts_ns, client_order_id=self._coid)
 
 
 @dataclass
