@@ -326,13 +326,14 @@ def start_metrics_server(port: int, host: str = "127.0.0.1", registry: Any = Non
     returns the port.
 
     ``registry``: a ``prometheus_client.CollectorRegistry`` of the application (lowlat's collector is added to
-    it once, next to the application's own metrics); default a private registry holding only lowlat's collector.
+    it once, next to the application's own metrics); default a private registry holding lowlat's collector and
+    prometheus_client's process (CPU, memory, file descriptors) and platform (``python_info``) collectors.
     Raises ``MissingExtraError`` when ``prometheus_client`` is absent.
     """
     try:
         from wsgiref.simple_server import WSGIRequestHandler, make_server
 
-        from prometheus_client import CollectorRegistry
+        from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
         from prometheus_client.exposition import ThreadingWSGIServer
     except ImportError:
         raise MissingExtraError("/metrics needs prometheus_client: pip install 'lowlat[metrics]'") from None
@@ -340,7 +341,11 @@ def start_metrics_server(port: int, host: str = "127.0.0.1", registry: Any = Non
     if port and key in _SERVERS:
         return port
     if registry is None:
+        # a private registry, so an application's default REGISTRY is never written to behind its back; with the
+        # process (CPU, RSS, open fds) and platform (python_info) collectors the default REGISTRY also has
         registry = CollectorRegistry(auto_describe=False)
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
     if not getattr(registry, "_lowlat_registered", False):
         registry.register(_COLLECTOR)  # type: ignore[arg-type]
         registry._lowlat_registered = True

@@ -319,11 +319,13 @@ class BatchService:
 
 async def run_services(cfg: ServiceConfig, services: Iterable[BatchService], *,
                        transport: Transport | None = None, stop_event: asyncio.Event | None = None,
-                       install_signals: bool = True, on_ready: Any = None) -> None:
+                       install_signals: bool = True, on_ready: Any = None, registry: Any = None) -> None:
     """Run services on one transport until SIGTERM/SIGINT (or ``stop_event``), then shut down gracefully.
 
     Order: stop intake + drain each service, flush the transport, close it.  Starts ``/metrics`` when
-    ``cfg.metrics_port`` is set.  ``on_ready()`` is called once every service is subscribed.
+    ``cfg.metrics_port`` is set, serving ``registry`` (the application's own ``prometheus_client``
+    ``CollectorRegistry``, lowlat's metrics added to it) or by default a private registry with lowlat's metrics
+    and the process/platform collectors.  ``on_ready()`` is called once every service is subscribed.
     """
     from ..transport import connect
 
@@ -341,7 +343,7 @@ async def run_services(cfg: ServiceConfig, services: Iterable[BatchService], *,
     for s in services:
         register(s.metrics)
     if cfg.metrics_port:
-        port = start_metrics_server(cfg.metrics_port, cfg.metrics_host)
+        port = start_metrics_server(cfg.metrics_port, cfg.metrics_host, registry=registry)
         log.info("metrics endpoint", extra={"url": f"http://{cfg.metrics_host}:{port}/metrics"})
     gc_pauses().install()
     gc_state: dict[str, Any] | None = None

@@ -276,6 +276,22 @@ async def test_every_operation_before_connect_raises_not_connected(ep: Endpoint)
         assert bytes((await recv(sub)).data) == b"after"
 
 
+async def test_await_connect_gives_a_connected_transport(ep: Endpoint):
+    """The nats-py form next to ``async with``: ``t = await connect(url)`` is connected; the caller closes it."""
+    t = await ep.connect()
+    try:
+        assert not t.closed
+        sub = await t.subscribe("conf.await")
+        await t.publish("conf.await", b"awaited")
+        await t.flush()
+        assert bytes((await sub.next_msg(RECV_TIMEOUT)).data) == b"awaited"
+    finally:
+        await t.close()
+    assert t.closed
+    with pytest.raises(TransportClosedError):
+        await t.publish("conf.await", b"after close")
+
+
 async def test_request_to_silent_handler_times_out(ep: Endpoint):
     ep.require("request_reply")
     async with ep.connect() as t:
