@@ -24,7 +24,7 @@ python -m pip install -q -e ".[test]"
 
 # 3. the whole suite on the release build
 echo "== pytest (release build)"
-python -m pytest -q -p no:cacheprovider "$@"
+python -m pytest -q -rs -p no:cacheprovider "$@"
 
 # 4. property/fuzz tests again on the LOWLAT_DEBUG=1 build (bounds + invariant checks), in a scratch copy
 echo "== pytest (LOWLAT_DEBUG=1 build)"
