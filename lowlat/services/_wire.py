@@ -129,12 +129,17 @@ def order_to_command(buf: Any, cmds: np.ndarray, k: int, index: dict[str, int], 
     except DecodeError:
         early.append((0, "", 0, int(Reject.MALFORMED)))
         return 0
-    sym = o.symbol or ""
+    try:
+        sym = o.symbol or ""
+    except DecodeError:  # not UTF-8: names no book
+        early.append((o.id, "", o.account, int(Reject.UNKNOWN_SYMBOL)))
+        return 0
     bi = index.get(sym)
     if bi is None:
         early.append((o.id, sym, o.account, int(Reject.UNKNOWN_SYMBOL)))
         return 0
-    otype = int(o.order_type)
+    # the row's order_type/tif are uint8: a hostile negative value wraps (the engine rejects it) as in C
+    otype = int(o.order_type) & 0xFF
     if otype == 0:
         rc, ticks = to_ticks(o.price, tick_size)
         if rc:
@@ -144,6 +149,6 @@ def order_to_command(buf: Any, cmds: np.ndarray, k: int, index: dict[str, int], 
         ticks = 0
     stp = int(o.stp)
     # one tuple assignment per row (field-by-field assignment on a numpy record costs ~10x more)
-    cmds[k] = (o.id, o.account, ticks, o.quantity, bi, 0, int(o.side), otype, int(o.time_in_force),
+    cmds[k] = (o.id, o.account, ticks, o.quantity, bi, 0, int(o.side), otype, int(o.time_in_force) & 0xFF,
                -1 if stp == 0 else stp, 1 if o.post_only else 0, 0, 0)
     return 1

@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from .._batch import MessageBatch
+from .._mstage import MatchStage
 from ..enums import ExecStatus, Reject
 from ..transport import Message
 from .config import ServiceConfig
@@ -43,7 +45,9 @@ class ReadModel:
     """The query side of one symbol: level totals and recent orders, updated from events after each batch.
 
     ``orders`` keeps the last state of at most ``max_orders`` orders (oldest terminal states are evicted first):
-    oid -> [status, side, price_ticks, leaves, cum, account, reason].
+    oid -> [status, side, price_ticks, leaves, cum, account, reason].  The compiled stage (``lowlat._mstage``)
+    keeps references to ``levels`` and ``orders`` and reads ``md_seq``/``trades`` at each run: update those
+    containers in place, never replace them.
     """
 
     def __init__(self, symbol: str, tick_size: float, max_orders: int = 100_000) -> None:
@@ -121,6 +125,11 @@ class MatcherService(BatchService):
         # ``async append(rows, input_pos) -> int``; ``input_pos`` is the intake position of the batch (0 = none)
         self.journal: Any = None
         self.input_pos = 0
+        self.stage = MatchStage(self.engine, [self.read[s] for s in sorted(self._index, key=self._index.__getitem__)],
+                                exec_prefix=cfg.exec_prefix, md_prefix=cfg.md_prefix)
+        self._max_msg = self.stage.max_message_bytes()
+        self._out_cap: tuple[int, int] | None = None  # tests: a fixed (capacity, arena) for the output batches
+        self._seen_rejects = np.zeros(256, dtype=np.int64)  # the stage's reject counts already in metrics
 
     def subjects(self) -> list[tuple[str, str | None]]:
         # no queue group: exactly one matcher owns a symbol's book
@@ -198,7 +207,60 @@ class MatcherService(BatchService):
                 self.metrics.inc("snapshots")
 
     # --- write side ------------------------------------------------------------------------------
+    async def match_batch(self, subject: str, batch: MessageBatch) -> None:
+        """Match one received batch and publish everything it produces (Python once per output batch).
+
+        The write-ahead journal (``journal`` set) needs the decoded command rows before they change a book: that
+        path, like at-least-once intake, goes through ``handle``."""
+        n = batch.n
+        if n == 0:
+            return
+        if self.journal is not None:
+            await self.handle(subject, [Message(batch.subject(i), batch.payload(i), None, batch.reply(i))
+                                        for i in range(n)])
+            return
+        t = self.transport
+        assert t is not None
+        m = self.metrics
+        st = self.stage
+        c = m.counts
+        before = (st.exec_reports, st.trades, st.l2_updates)
+        pc = time.perf_counter_ns
+        now = time.time_ns()
+        # a fresh output batch per run: by-reference transports (inproc://) hand the published views to their
+        # subscribers.  Most orders give 1-4 messages; a run stops before an order whose bound does not fit
+        cap = self._out_cap or (4 * n + 16, (4 * n + 16) * self._max_msg)
+        spent = pub = 0
+        i = 0
+        with otel_span("lowlat.match", n):
+            while i < n:
+                out = MessageBatch(*cap)
+                t0 = pc()
+                j = st.run(batch, i, out, now)
+                t1 = pc()
+                spent += t1 - t0
+                if out.n:
+                    await t.publish_batch_to(out)
+                elif j == i:  # even an empty batch is too small for this order's bound: a larger one
+                    cap = (max(cap[0], st.need_slots), max(cap[1], st.need_bytes))
+                pub += pc() - t1
+                i = j
+        m.record("match", spent // n, n)
+        m.record("publish", pub // n, n)
+        c["in"] += n
+        c["batches"] += 1
+        c["exec_reports"] += st.exec_reports - before[0]
+        c["trades"] += st.trades - before[1]
+        c["l2_updates"] += st.l2_updates - before[2]
+        r_now = st.reject_counts()
+        diff = r_now - self._seen_rejects
+        self._seen_rejects = r_now
+        for code in np.flatnonzero(diff).tolist():
+            m.rejects[int(code)] += int(diff[code])
+
     async def handle(self, subject: str, batch: list[Message]) -> None:
+        """The Python path (list of ``Message``): at-least-once intake and the write-ahead journal use it; also the
+        same-run peer and the reference of the compiled stage (benchmarks/bench_mstage.py, tests)."""
         w = self._wire
         cfg = self.cfg
         m = self.metrics
@@ -212,9 +274,13 @@ class MatcherService(BatchService):
         # gets one record per input batch
         cmds = self._cmds if n <= len(self._cmds) else np.zeros(n, self._book.COMMAND_DTYPE)
         early: list[tuple[int, str, int, int]] = []  # (oid, symbol, account, reason) rejected before the engine
+        at: list[int] = []  # per early reject: how many commands came before it (reports stay in input order)
         k = 0
         for msg in batch:
-            k += w.order_to_command(msg.data, cmds, k, self._index, cfg.tick_size, early)
+            got = w.order_to_command(msg.data, cmds, k, self._index, cfg.tick_size, early)
+            if not got:
+                at.append(k)
+            k += got
         t1 = pc()
         m.record("decode", (t1 - t0) // n, n)
         if self.journal is not None and k:  # write-ahead: commands are durable before they change a book
@@ -222,14 +288,20 @@ class MatcherService(BatchService):
         reports: dict[str, list[bytes]] = {}
         l2: dict[str, list[bytes]] = {}
         trades: dict[str, list[bytes]] = {}
-        for oid, sym, account, reason in early:
-            reports.setdefault(sym if sym in self._index else "_unknown", []).append(
-                w.encode_exec(order_id=oid, symbol=sym, account=account, status=ExecStatus.REJECTED,
-                              reason=reason, timestamp=now))
-        done = 0
+        done = j = 0
         with otel_span("lowlat.match", k):
-            while done < k:
-                n_done, n_ev = self.engine.apply_batch(cmds[done:k], self._events)
+            while True:
+                while j < len(early) and at[j] <= done:
+                    oid, sym, account, reason = early[j]
+                    j += 1
+                    if sym in self._index:  # malformed / unknown symbol: counted, nowhere to report
+                        reports.setdefault(sym, []).append(
+                            w.encode_exec(order_id=oid, symbol=sym, account=account, status=ExecStatus.REJECTED,
+                                          reason=reason, timestamp=now))
+                if done >= k:
+                    break
+                stop = at[j] if j < len(early) else k
+                n_done, n_ev = self.engine.apply_batch(cmds[done:stop], self._events)
                 self._events_to_messages(self._events[:n_ev], now, reports, l2, trades)
                 done += n_done
         t2 = pc()
@@ -237,8 +309,7 @@ class MatcherService(BatchService):
             m.record("match", (t2 - t1) // k, k)
         p = cfg.md_prefix
         for sym, msgs in reports.items():
-            if sym != "_unknown":
-                await t.publish_batch(f"{cfg.exec_prefix}.{sym}", msgs)
+            await t.publish_batch(f"{cfg.exec_prefix}.{sym}", msgs)
         for sym, msgs in trades.items():
             await t.publish_batch(f"{p}.{sym}.trade", msgs)
         for sym, msgs in l2.items():
