@@ -1,8 +1,11 @@
 """Matching service: owns the books of a set of symbols, applies validated orders, publishes what happened.
 
-Write side: per symbol ``S`` it subscribes to ``<match_prefix>.S`` (e.g. ``orders.match.AAPL``); each batch of
-orders becomes rows of ``COMMAND_DTYPE`` applied by one ``Engine.apply_batch`` call (nogil).  The engine's events
-are turned into
+Write side: per symbol ``S`` it subscribes to ``<match_prefix>.S`` (e.g. ``orders.match.AAPL``).  Each received
+batch (a ``MessageBatch``) goes through one compiled call (``lowlat._mstage.MatchStage.run``) that applies every
+order to the engine, encodes what happened into a preallocated output batch and updates the read side; one
+``Transport.publish_batch_to`` sends it, so Python runs once per batch.  At-least-once intake (Kafka) and the
+write-ahead journal (``DurableMatcher``) take the Python path (``handle``: rows of ``COMMAND_DTYPE``, one
+``Engine.apply_batch`` call), which produces the same messages.  The engine's events are turned into
 
 - ``ExecutionReport``s on ``<exec_prefix>.S`` (NEW, fills for taker and maker, CANCELED/EXPIRED, REJECTED);
 - ``Trade`` prints on ``<md_prefix>.S.trade``;
@@ -207,7 +210,7 @@ class MatcherService(BatchService):
                 self.metrics.inc("snapshots")
 
     # --- write side ------------------------------------------------------------------------------
-    async def match_batch(self, subject: str, batch: MessageBatch) -> None:
+    async def handle_batch(self, subject: str, batch: MessageBatch) -> None:
         """Match one received batch and publish everything it produces (Python once per output batch).
 
         The write-ahead journal (``journal`` set) needs the decoded command rows before they change a book: that

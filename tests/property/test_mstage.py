@@ -1,4 +1,4 @@
-"""The compiled matching stage (lowlat._mstage, MatcherService.match_batch) against the Python service path
+"""The compiled matching stage (lowlat._mstage, MatcherService.handle_batch) against the Python service path
 (MatcherService.handle) on the same inputs: every published message per destination subject, the read side
 (level totals, order states in their eviction order, sequences, trade counts), the counters and the reject
 counts.  Inputs: well-formed, official-built, truncated, mutated, garbage and off-tick orders on a narrow band
@@ -130,7 +130,7 @@ def _run(fn, cfg, batches, out_cap=None, read_max=None):
                 b = MessageBatch(len(payloads), sum(len(p) + 16 for p in payloads) + 64)
                 for p in payloads:
                     assert b.append(p, "orders.match.x")
-                _LOOP.run_until_complete(svc.match_batch("orders.match.x", b))
+                _LOOP.run_until_complete(svc.handle_batch("orders.match.x", b))
     finally:
         time.time_ns = orig
     return svc.transport.out, svc
@@ -158,7 +158,7 @@ def test_stage_output_equals_python_service(data, out_cap, read_max):
     tick, batches = data
     cfg = _cfg(tick)
     ref, rsvc = _run("handle", cfg, batches, read_max=read_max)
-    got, gsvc = _run("match_batch", cfg, batches, out_cap, read_max)
+    got, gsvc = _run("handle_batch", cfg, batches, out_cap, read_max)
     _assert_same(ref, rsvc, got, gsvc)
 
 
@@ -172,7 +172,7 @@ def test_oversized_frames_are_counted_malformed_and_the_rest_is_processed(data):
                    "client_order_id": "x" * 70_000, "stp": 0})
     with_big = [[big] + b[: len(b) // 2] + [big] + b[len(b) // 2:] for b in batches]
     ref, rsvc = _run("handle", cfg, batches)
-    got, gsvc = _run("match_batch", cfg, with_big)
+    got, gsvc = _run("handle_batch", cfg, with_big)
     st_ = gsvc.stage
     assert st_.oversized == 2 * len(batches)
     n_bad = sum(1 for b in batches for p in b if _bad(p))
