@@ -617,6 +617,29 @@ cdef class NatsWriter:
         finally:
             PyBuffer_Release(&view)
 
+    def pub_many(self, subject, payloads):
+        """Append one PUB to ``subject`` per payload of the list/tuple ``payloads`` (one Python call for all).
+        Like calling ``pub`` in a loop: a payload refused (not a buffer, over max_payload) raises, and the ones
+        before it stay queued.  Returns how many were appended."""
+        cdef Py_ssize_t slen = 0, i, n
+        cdef const char* sp = _str_or_bytes(subject, &slen)
+        cdef Py_buffer view
+        cdef object seq = payloads if type(payloads) is list or type(payloads) is tuple else list(payloads)
+        cdef object p
+        self._put_subject(sp, slen, False)
+        n = len(seq)
+        for i in range(n):
+            p = seq[i]
+            if type(p) is bytes:
+                self.pub_c(sp, slen, NULL, 0, NULL, 0, PyBytes_AS_STRING(p), PyBytes_GET_SIZE(p))
+                continue
+            PyObject_GetBuffer(p, &view, PyBUF_SIMPLE)
+            try:
+                self.pub_c(sp, slen, NULL, 0, NULL, 0, <const char*>view.buf, view.len)
+            finally:
+                PyBuffer_Release(&view)
+        return n
+
     def pub_batch(self, MessageBatch batch not None, subject=None):
         """Append every message of ``batch`` as a PUB, to ``subject`` or else to its own reply subject (messages
         with neither are skipped).  Returns ``(sent, refused)``; a refused message (bad reply subject, over

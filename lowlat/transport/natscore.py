@@ -492,6 +492,8 @@ class NatsCoreTransport(Transport):
 
     _wt_is_tls = False
     _phase: str | None = None
+    _in_data = False      # inside the receive callback: writes are gathered until its end
+    _turn_wrote = False   # a write already went out in this loop turn
 
     async def _open(self, url: str) -> None:
         """One connection attempt: TCP, INFO, TLS upgrade if asked or required, CONNECT, resubscribe, PING/PONG."""
@@ -602,16 +604,23 @@ class NatsCoreTransport(Transport):
         if proto is not self._proto:
             return
         p = self._parser
+        self._in_data = True
         try:
-            p.buffer_updated(nbytes)
-        except DecodeError as e:
-            self.protocol_errors += 1
-            log.error("nats protocol error from %s: %s; dropping the connection", _redact(self._current), e)
-            if proto.transport is not None:
-                proto.transport.abort()
+            try:
+                p.buffer_updated(nbytes)
+            except DecodeError as e:
+                self.protocol_errors += 1
+                log.error("nats protocol error from %s: %s; dropping the connection", _redact(self._current), e)
+                if proto.transport is not None:
+                    proto.transport.abort()
+                self._process(p)
+                return
             self._process(p)
-            return
-        self._process(p)
+        finally:
+            self._in_data = False
+        # what the inline handlers (serve replies) and PONGs wrote goes out with one write per read
+        if self._writer.pending and self._wt is not None:
+            self._flush_out()
 
     def _process(self, p: NatsParser) -> None:
         if p.events:
@@ -827,8 +836,17 @@ class NatsCoreTransport(Transport):
             return
         if self._writer.pending >= _FLUSH_AT:
             self._flush_out()
-        else:
+        elif self._flush_handle is not None or self._in_data or self._turn_wrote:
             self._schedule_flush()
+        else:
+            # latency: the first command of a loop turn goes out at once (a request does not wait a loop
+            # iteration for its write); what follows in the same turn is gathered into one write at its end
+            self._turn_wrote = True
+            self._flush_out()
+            self._loop.call_soon(self._new_turn)
+
+    def _new_turn(self) -> None:
+        self._turn_wrote = False
 
     def publish_nowait(self, subject: str, payload: Buffer, *, reply: str | None = None,
                        headers: Headers | None = None) -> None:
@@ -855,10 +873,10 @@ class NatsCoreTransport(Transport):
         if self._paused is not None:
             await self._paused
         self._check_buffer()
-        pub = self._writer.pub
-        for p in payloads:
-            pub(subject, p)
-        self._after_write()
+        try:
+            self._writer.pub_many(subject, payloads)
+        finally:
+            self._after_write()   # what was queued before a refused payload goes out
 
     async def publish_batch_to(self, batch: MessageBatch, subject: str | None = None) -> int:
         """The whole batch in one compiled loop (no Python object per message)."""

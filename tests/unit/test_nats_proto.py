@@ -244,6 +244,22 @@ def test_pub_batch_to_subject_and_to_reply_subjects():
     assert w.take() == b"PUB r.1 3\r\none\r\n"
 
 
+def test_pub_many_is_pub_in_a_loop():
+    w = NatsWriter(max_payload=8)
+    assert w.pub_many("out", (b"one", memoryview(b"two"), bytearray(b"33"))) == 3
+    assert w.take() == b"PUB out 3\r\none\r\nPUB out 3\r\ntwo\r\nPUB out 2\r\n33\r\n"
+    assert w.pub_many("out", iter([b"a"])) == 1          # any iterable
+    assert w.take() == b"PUB out 1\r\na\r\n"
+    with pytest.raises(MaxPayloadError):
+        w.pub_many("out", [b"ok", b"x" * 9, b"never"])
+    assert w.take() == b"PUB out 2\r\nok\r\n"         # the ones before the refused payload stay queued
+    with pytest.raises(ValueError):
+        w.pub_many("bad subject", [b"a"])
+    with pytest.raises(TypeError):
+        w.pub_many("out", [b"a", 7])
+    assert w.take() == b"PUB out 1\r\na\r\n"
+
+
 def test_stub_matches_module():
     pytest.importorskip("mypy")
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
