@@ -35,7 +35,7 @@ def _run(args: list[str], cwd: Path, env: dict[str, str], timeout: float) -> sub
 
 def _readme_block(needle: str) -> str:
     """The README's ```python block containing ``needle``."""
-    blocks = re.findall(r"^```python\n(.*?)^```", (ROOT / "README.md").read_text(), flags=re.S | re.M)
+    blocks = re.findall(r"^```python\n(.*?)^```", (ROOT / "README.md").read_text(), flags=re.DOTALL | re.MULTILINE)
     (code,) = [b for b in blocks if needle in b]
     return code
 
@@ -58,10 +58,9 @@ def user(dist: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pat
 
 def test_installed_from_the_wheel_alone(user):
     venv, work, env = user
-    r = _run([str(venv / "bin" / "python"), "-c",
-              "import importlib.util as u, lowlat; print(lowlat.__file__);"
-              "print([m for m in ('matplotlib', 'prometheus_client', 'hdrhistogram', 'nats', 'zmq')"
-              " if u.find_spec(m)])"], work, env, 60)
+    probe = ("import importlib.util as u, lowlat; print(lowlat.__file__);"
+             "print([m for m in ('matplotlib', 'prometheus_client', 'hdrhistogram', 'nats', 'zmq') if u.find_spec(m)])")
+    r = _run([str(venv / "bin" / "python"), "-c", probe], work, env, 60)
     assert r.returncode == 0, r.stderr
     where, extras = r.stdout.splitlines()
     assert where.startswith(str(venv)), where          # not the checkout
