@@ -83,7 +83,8 @@ def test_sdist_carries_examples_schema_and_docs(dist: Any):
         names = {n.split("/", 1)[1] for n in tf.getnames() if "/" in n}
     want = {str(p.relative_to(ROOT)) for p in (ROOT / "examples").rglob("*") if p.is_file()
             and "__pycache__" not in p.parts}
-    want |= {"LICENSE", "CHANGELOG.md", "README.md", "BENCHMARKS.md", "fbs/order.fbs", "pyproject.toml", "setup.py"}
+    want |= {"LICENSE", "CHANGELOG.md", "README.md", "BENCHMARKS.md", "fbs/order.fbs", "pyproject.toml", "setup.py",
+             "docs/conf.py", "docs/index.md", "docs/getting-started.md"}
     want |= {str(p.relative_to(ROOT)) for p in (ROOT / "lowlat").glob("*.p[yx][xd]")}
     assert not want - names, f"missing from the sdist: {sorted(want - names)}"
     assert not [n for n in names if n.endswith(".so")]
