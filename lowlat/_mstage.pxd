@@ -25,7 +25,7 @@ cdef class MatchStage:
     cdef Engine _engine
     cdef BookOut* _books          # PyMem_RawCalloc'd, one per book
     cdef Py_ssize_t _n_books
-    cdef list _rm                 # per book: (ReadModel, bid levels, ask levels, orders, move_to_end, popitem, max)
+    cdef list _rm                 # per book: (ReadModel, bid levels, ask levels, OrderStates)
     cdef list _keep               # bytes the BookOut pointers point into
     cdef char* _scratch           # one encoded message (PyMem_RawMalloc)
     cdef Py_ssize_t _scratch_len

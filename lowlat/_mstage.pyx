@@ -19,9 +19,7 @@ publishes, takes a new ``out`` and calls again from there (nothing lost).  When 
 small, ``run`` returns without progress and ``need_slots``/``need_bytes`` say what one would need.
 """
 
-from cpython.dict cimport PyDict_Contains, PyDict_GetItem
 from cpython.mem cimport PyMem_RawCalloc, PyMem_RawFree, PyMem_RawMalloc
-from cpython.ref cimport PyObject
 from libc.math cimport fabs, floor, nearbyint
 from libc.stdint cimport int8_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.string cimport memcmp, memset
@@ -33,6 +31,7 @@ from lowlat._book cimport (Book, BookCommand, BookCore, BookEvent, Engine, CMD_N
                            EV_FILL, EV_CANCELED, EV_EXPIRED, EV_L2, book_apply_c, book_check_c,
                            book_event_bound_c, ticks_from_double_c)
 from lowlat._core cimport FbOrder, fb_read_order
+from lowlat._readside cimport OState, OrderStates
 from lowlat._encode cimport (fb_build_execution_report, fb_build_l2_update, fb_build_trade,
                              fb_execution_report_size, fb_l2_update_size, fb_trade_size)
 from lowlat._types cimport (price_t, qty_t, reject_t, BID, ASK, OT_LIMIT, OT_MARKET, STP_CANCEL_OLDEST, REJ_MALFORMED,
@@ -152,17 +151,6 @@ cdef inline bint _fits(MessageBatch out, int64_t msgs, int64_t nbytes) noexcept:
     return out.n + msgs <= out.capacity and nbytes <= out.arena_bytes - out.used
 
 
-cdef inline int _touched(object orders, object key, bint existed, object move, object popitem,
-                         Py_ssize_t maxo) except -1:
-    # ReadModel.order's bookkeeping after orders[key] was set: most recent last, oldest evicted beyond maxo
-    # (a new key is already last: move_to_end only for one that existed)
-    if existed:
-        move(key)
-    while len(orders) > maxo:
-        popitem(False)
-    return 0
-
-
 cdef class MatchStage:
     """The matching service's data plane for one ``Engine`` and its read models.
 
@@ -216,9 +204,9 @@ cdef class MatchStage:
             if str(rm.symbol) != str(bk.symbol):
                 raise ValueError(f"read model {k} is for {rm.symbol!r}, book {k} is {bk.symbol!r}")
             levels = rm.levels
-            orders = rm.orders
-            self._rm.append((rm, levels[0], levels[1], orders, orders.move_to_end, orders.popitem,
-                             int(rm.max_orders)))
+            if not isinstance(rm.orders, OrderStates):
+                raise TypeError(f"read model {k}: orders must be an OrderStates")
+            self._rm.append((rm, levels[0], levels[1], rm.orders))
         self._scratch = <char*>PyMem_RawMalloc(self._scratch_len)
         if self._scratch == NULL:
             raise MemoryError()
@@ -280,17 +268,13 @@ cdef class MatchStage:
         cdef int64_t cum, side_i
         cdef uint64_t acct
         cdef int status
-        cdef PyObject* found
         cdef tuple rmt = <tuple>self._rm[k]
         cdef dict lv_bid = <dict>rmt[1]
         cdef dict lv_ask = <dict>rmt[2]
         cdef dict lv
-        cdef object orders = rmt[3]
-        cdef object move = rmt[4]
-        cdef object popitem = rmt[5]
-        cdef Py_ssize_t maxo = rmt[6]
-        cdef list st, ms
-        cdef bint existed
+        cdef OrderStates orders = <OrderStates>rmt[3]
+        cdef int64_t slot
+        cdef OState* o
         if not bo.loaded:
             self._load(k)
         for i in range(n):
@@ -307,10 +291,7 @@ cdef class MatchStage:
                                                              _round9(e.price * ts), <uint64_t>e.qty,
                                                              <uint32_t>e.aux, now))
             elif e.kind == EV_ACCEPTED:
-                key = e.oid
-                existed = PyDict_Contains(orders, key)
-                orders[key] = [ST_NEW, e.side, e.price, e.leaves, 0, e.account, 0]
-                _touched(orders, key, existed, move, popitem, maxo)
+                orders.put_c(e.oid, ST_NEW, e.side, e.price, e.leaves, 0, e.account, 0)
                 fb_build_execution_report(s, e.oid, sym, sl, e.account, e.side, ST_NEW, 0, 0, 0, 0, False,
                                           _round9(e.price * ts), 0, <uint32_t>e.leaves, 0, now, NULL, -1)
                 self._put(k, OUT_EXEC, out, er)
@@ -319,69 +300,57 @@ cdef class MatchStage:
                 px = _round9(e.price * ts)
                 self._put(k, OUT_TRADE, out, fb_build_trade(s, e.trade_id, sym, sl, px, <uint32_t>e.qty, e.side,
                                                             e.maker_oid, e.oid, now, <uint64_t>bo.md_seq))
-                # the taker
-                key = e.oid
-                found = PyDict_GetItem(orders, key)
-                if found == NULL:
-                    st = [ST_NEW, e.side, e.price, e.leaves, 0, e.account, 0]
-                    existed = False
-                else:
-                    st = <list>found
-                    existed = True
-                cum = st[4]
-                cum += e.qty
-                st[4] = cum
-                st[3] = e.leaves
+                # the taker (a state it does not have yet starts as NEW with no fills)
                 status = ST_FILLED if e.leaves == 0 else ST_PARTIALLY_FILLED
-                st[0] = status
-                if not existed:
-                    orders[key] = st
-                _touched(orders, key, existed, move, popitem, maxo)
+                slot = orders.find_c(e.oid)
+                if slot >= 0:
+                    o = orders.at_c(slot)
+                    o.cum += e.qty
+                    o.leaves = e.leaves
+                    o.status = status
+                    orders.touch_c(slot)
+                    cum = o.cum
+                else:
+                    cum = e.qty
+                    orders.put_c(e.oid, status, e.side, e.price, e.leaves, cum, e.account, 0)
                 fb_build_execution_report(s, e.oid, sym, sl, e.account, e.side, status, 0, e.trade_id,
                                           e.maker_oid, e.oid, False, px, <uint32_t>e.qty, <uint32_t>e.leaves,
                                           <uint32_t>cum, now, NULL, -1)
                 self._put(k, OUT_EXEC, out, er)
                 # the maker (aux = its leaves)
-                key = e.maker_oid
-                found = PyDict_GetItem(orders, key)
-                if found == NULL:
-                    ms = [ST_NEW, 1 - e.side, e.price, e.aux, 0, 0, 0]
-                    existed = False
-                else:
-                    ms = <list>found
-                    existed = True
-                cum = ms[4]
-                cum += e.qty
-                ms[4] = cum
-                ms[3] = e.aux
                 status = ST_FILLED if e.aux == 0 else ST_PARTIALLY_FILLED
-                ms[0] = status
-                if not existed:
-                    orders[key] = ms
-                _touched(orders, key, existed, move, popitem, maxo)
-                acct = ms[5]
-                side_i = ms[1]
+                slot = orders.find_c(e.maker_oid)
+                if slot >= 0:
+                    o = orders.at_c(slot)
+                    o.cum += e.qty
+                    o.leaves = e.aux
+                    o.status = status
+                    orders.touch_c(slot)
+                    cum = o.cum
+                    acct = o.account
+                    side_i = o.side
+                else:
+                    cum = e.qty
+                    acct = 0
+                    side_i = 1 - e.side
+                    orders.put_c(e.maker_oid, status, side_i, e.price, e.aux, cum, 0, 0)
                 fb_build_execution_report(s, e.maker_oid, sym, sl, acct, <int8_t>side_i, status, 0, e.trade_id,
                                           e.maker_oid, e.oid, True, px, <uint32_t>e.qty, <uint32_t>e.aux,
                                           <uint32_t>cum, now, NULL, -1)
                 self._put(k, OUT_EXEC, out, er)
             elif e.kind == EV_CANCELED or e.kind == EV_EXPIRED:
                 status = ST_CANCELED if e.kind == EV_CANCELED else ST_EXPIRED
-                key = e.oid
-                found = PyDict_GetItem(orders, key)
-                if found == NULL:
-                    st = [status, e.side, e.price, 0, 0, e.account, e.reason]
-                    existed = False
+                slot = orders.find_c(e.oid)
+                if slot >= 0:
+                    o = orders.at_c(slot)
+                    o.status = status
+                    o.leaves = e.leaves
+                    o.reason = e.reason
+                    orders.touch_c(slot)
+                    cum = o.cum
                 else:
-                    st = <list>found
-                    existed = True
-                st[0] = status
-                st[3] = e.leaves
-                st[6] = e.reason
-                if not existed:
-                    orders[key] = st
-                _touched(orders, key, existed, move, popitem, maxo)
-                cum = st[4]
+                    cum = 0
+                    orders.put_c(e.oid, status, e.side, e.price, e.leaves, 0, e.account, e.reason)
                 fb_build_execution_report(s, e.oid, sym, sl, e.account, e.side, status, e.reason, 0, 0, 0, False,
                                           _round9(e.price * ts), 0, <uint32_t>e.leaves, <uint32_t>cum, now,
                                           NULL, -1)
@@ -390,10 +359,8 @@ cdef class MatchStage:
                 self._reasons[e.reason] += 1
                 # a rejected command about an id the read side knows (a duplicate NEW of a resting order) does
                 # not change that order: the read side describes what the book holds
-                key = e.oid
-                if not PyDict_Contains(orders, key):
-                    orders[key] = [ST_REJECTED, e.side, e.price, 0, 0, e.account, e.reason]
-                    _touched(orders, key, False, move, popitem, maxo)
+                if orders.find_c(e.oid) < 0:
+                    orders.put_c(e.oid, ST_REJECTED, e.side, e.price, 0, 0, e.account, e.reason)
                 fb_build_execution_report(s, e.oid, sym, sl, e.account, e.side, ST_REJECTED, e.reason, 0, 0, 0,
                                           False, _round9(e.price * ts), 0, 0, 0, now, NULL, -1)
                 self._put(k, OUT_EXEC, out, er)

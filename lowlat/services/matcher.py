@@ -25,13 +25,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
 from typing import Any
 
 import numpy as np
 
 from .._batch import MessageBatch
 from .._mstage import MatchStage
+from .._readside import OrderStates
 from ..enums import ExecStatus, Reject
 from ..transport import Message
 from .config import ServiceConfig
@@ -48,7 +48,8 @@ class ReadModel:
     """The query side of one symbol: level totals and recent orders, updated from events after each batch.
 
     ``orders`` keeps the last state of at most ``max_orders`` orders (oldest terminal states are evicted first):
-    oid -> [status, side, price_ticks, leaves, cum, account, reason].  The compiled stage (``lowlat._mstage``)
+    oid -> [status, side, price_ticks, leaves, cum, account, reason], in C (``lowlat._readside.OrderStates``: no
+    Python object per order for the garbage collector to traverse).  The compiled stage (``lowlat._mstage``)
     keeps references to ``levels`` and ``orders`` and reads ``md_seq``/``trades`` at each run: update those
     containers in place, never replace them.
     """
@@ -59,7 +60,7 @@ class ReadModel:
         self.levels: tuple[dict[int, tuple[int, int]], dict[int, tuple[int, int]]] = ({}, {})
         self.md_seq = 0        # last L2Update sequence published
         self.trades = 0
-        self.orders: OrderedDict[int, list[int]] = OrderedDict()
+        self.orders = OrderStates(max_orders)
         self.max_orders = max_orders
         self._snap_cache: tuple[int, bytes] | None = None
 
@@ -73,11 +74,7 @@ class ReadModel:
         return self.md_seq
 
     def order(self, oid: int, state: list[int]) -> None:
-        o = self.orders
-        o[oid] = state
-        o.move_to_end(oid)
-        while len(o) > self.max_orders:
-            o.popitem(last=False)
+        self.orders.put(oid, state)
 
     def snapshot(self, wire: Any, now_ns: int) -> bytes:
         """``BookSnapshot`` bytes at the current ``md_seq`` (cached until the next change)."""
@@ -99,11 +96,13 @@ class MatcherService(BatchService):
     ----------
     cfg : symbols, band (ref_price/band_bps in ticks), tick_size, subjects, snapshot_interval_s.
     max_orders : resting-order capacity per book.
+    read_max_orders : order states the read side keeps per symbol (the oldest are evicted beyond).
     """
 
     name = "matcher"
 
-    def __init__(self, cfg: ServiceConfig, *, max_orders: int = 100_000, metrics: Metrics | None = None) -> None:
+    def __init__(self, cfg: ServiceConfig, *, max_orders: int = 100_000, metrics: Metrics | None = None,
+                 read_max_orders: int = 100_000) -> None:
         from .. import _book
         from . import _wire
 
@@ -117,7 +116,7 @@ class MatcherService(BatchService):
         for sym in cfg.symbols:
             self.engine.add_book(sym, lo, hi - lo + 1, max_orders, cfg.tick_size)
             self._index[sym] = self.engine.index(sym)
-            self.read[sym] = ReadModel(sym, cfg.tick_size)
+            self.read[sym] = ReadModel(sym, cfg.tick_size, read_max_orders)
         self._by_index = {i: s for s, i in self._index.items()}
         self._cmds = np.zeros(max(1, cfg.batch_max), _book.COMMAND_DTYPE)
         # bound: an order can touch many makers; size events generously and let apply_batch split the batch

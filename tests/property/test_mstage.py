@@ -105,12 +105,8 @@ _LOOP = asyncio.new_event_loop()
 
 
 def _service(cfg, read_max):
-    svc = MatcherService(cfg, max_orders=16)
-    if read_max is not None:  # a small read side: evictions in both paths
-        for rm in svc.read.values():
-            rm.max_orders = read_max
-        svc.stage = MatchStage(svc.engine, [svc.read[s] for s in SYMS], exec_prefix=cfg.exec_prefix,
-                               md_prefix=cfg.md_prefix)
+    # read_max: a small read side, evictions in both paths
+    svc = MatcherService(cfg, max_orders=16, read_max_orders=100_000 if read_max is None else read_max)
     svc.transport = Recorder()
     return svc
 
@@ -153,7 +149,7 @@ def _assert_same(ref, rsvc, got, gsvc):
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(batches_st(), st.sampled_from([None, None, (3, 700), (1, 200), (6, 4000), (40, 1 << 16)]),
-       st.sampled_from([None, None, 3]))
+       st.sampled_from([None, None, 3, 1, 0]))
 def test_stage_output_equals_python_service(data, out_cap, read_max):
     tick, batches = data
     cfg = _cfg(tick)
