@@ -17,7 +17,7 @@ cdef class OrderStates:
     """Up to ``max_orders`` order states; see the module docstring.  ``get``/``in``/``len``/``items`` as a dict."""
 
     def __cinit__(self, Py_ssize_t max_orders=100_000):
-        cdef uint64_t buckets = 16
+        cdef uint64_t buckets = 128  # >= two 64-bucket blocks
         cdef Py_ssize_t i
         if max_orders < 0 or max_orders > (1 << 30):
             raise ValueError(f"max_orders must be in 0..2**30, got {max_orders}")
@@ -25,7 +25,7 @@ cdef class OrderStates:
         while buckets < 2 * <uint64_t>max_orders:
             buckets <<= 1
         self._mask = buckets - 1
-        self._shift = 64
+        self._shift = 64 + 6  # block index = top (log2(buckets) - 6) bits of the product
         while buckets > 1:
             buckets >>= 1
             self._shift -= 1
@@ -50,8 +50,9 @@ cdef class OrderStates:
         PyMem_RawFree(self._map)
 
     cdef uint64_t _home(self, uint64_t key) noexcept:
-        # Fibonacci hashing (sequential ids spread over the table)
-        return ((key * <uint64_t>0x9E3779B97F4A7C15) >> self._shift) & self._mask
+        # as the engine's id map: runs of 64 consecutive ids in 64 consecutive buckets (new orders hit warm cache
+        # lines), the blocks scattered by Fibonacci hashing
+        return ((((key >> 6) * <uint64_t>0x9E3779B97F4A7C15) >> self._shift) << 6) | (key & 63)
 
     cdef int64_t find_c(self, uint64_t oid) noexcept:
         cdef uint64_t i = self._home(oid)

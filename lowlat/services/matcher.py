@@ -119,8 +119,9 @@ class MatcherService(BatchService):
             self.read[sym] = ReadModel(sym, cfg.tick_size, read_max_orders)
         self._by_index = {i: s for s, i in self._index.items()}
         self._cmds = np.zeros(max(1, cfg.batch_max), _book.COMMAND_DTYPE)
-        # bound: an order can touch many makers; size events generously and let apply_batch split the batch
-        self._events = np.zeros(max(4096, 8 * cfg.batch_max), _book.EVENT_DTYPE)
+        # an order can touch every maker on the other side: room for any one command's bound (3 * max_orders + 16,
+        # what a book's own event buffer holds), else apply_batch refuses it; apply_batch splits the batch
+        self._events = np.zeros(max(4096, 8 * cfg.batch_max, 3 * max_orders + 16), _book.EVENT_DTYPE)
         self._extra_tasks: list[asyncio.Task[Any]] = []
         self._accts: dict[int, int] = {}
         # write-ahead journal hook (lowlat.services.journal.DurableMatcher sets it): an object with
@@ -230,8 +231,9 @@ class MatcherService(BatchService):
         pc = time.perf_counter_ns
         now = time.time_ns()
         # a fresh output batch per run: by-reference transports (inproc://) hand the published views to their
-        # subscribers.  Most orders give 1-4 messages; a run stops before an order whose bound does not fit
-        cap = self._out_cap or (4 * n + 16, (4 * n + 16) * self._max_msg)
+        # subscribers.  Most orders give 1-4 messages, but a run stops before an order whose bound (every order
+        # on the levels it can reach) does not fit: headroom keeps that to about one run per batch
+        cap = self._out_cap or (6 * n + 256, (6 * n + 256) * self._max_msg)
         spent = pub = 0
         i = 0
         with otel_span("lowlat.match", n):
