@@ -207,50 +207,21 @@ cdef inline int fb_vector(const FbTable* t, uint16_t slot, Py_ssize_t elem_size,
     return FB_OK
 
 
-cdef inline int fb_get_u64(const FbTable* t, uint16_t slot, uint64_t* out, uint32_t* present) noexcept nogil:
-    cdef Py_ssize_t f = fb_field(t, slot, 8)
+ctypedef fused fb_scalar_t:    # the scalar field types the readers below use
+    uint8_t
+    int8_t
+    uint32_t
+    uint64_t
+    double
+
+
+cdef inline int fb_get(const FbTable* t, uint16_t slot, fb_scalar_t* out, uint32_t* present) noexcept nogil:
+    # One scalar field of a verified table: the value (0 when absent) and its presence bit (field index =
+    # (slot - 4) / 2).  A field whose offset runs past the buffer is FB_E_FIELD.  Little-endian memcpy load as
+    # in _endian.h (which refuses big-endian hosts).
+    cdef Py_ssize_t f = fb_field(t, slot, sizeof(fb_scalar_t))
     if f > 0:
-        out[0] = ll_load_u64(t.buf + f)
-        present[0] |= (<uint32_t>1) << ((slot - 4) >> 1)
-        return FB_OK
-    out[0] = 0
-    return FB_E_FIELD if f else FB_OK
-
-
-cdef inline int fb_get_f64(const FbTable* t, uint16_t slot, double* out, uint32_t* present) noexcept nogil:
-    cdef Py_ssize_t f = fb_field(t, slot, 8)
-    if f > 0:
-        out[0] = ll_load_f64(t.buf + f)
-        present[0] |= (<uint32_t>1) << ((slot - 4) >> 1)
-        return FB_OK
-    out[0] = 0.0
-    return FB_E_FIELD if f else FB_OK
-
-
-cdef inline int fb_get_u32(const FbTable* t, uint16_t slot, uint32_t* out, uint32_t* present) noexcept nogil:
-    cdef Py_ssize_t f = fb_field(t, slot, 4)
-    if f > 0:
-        out[0] = ll_load_u32(t.buf + f)
-        present[0] |= (<uint32_t>1) << ((slot - 4) >> 1)
-        return FB_OK
-    out[0] = 0
-    return FB_E_FIELD if f else FB_OK
-
-
-cdef inline int fb_get_i8(const FbTable* t, uint16_t slot, int8_t* out, uint32_t* present) noexcept nogil:
-    cdef Py_ssize_t f = fb_field(t, slot, 1)
-    if f > 0:
-        out[0] = ll_load_i8(t.buf + f)
-        present[0] |= (<uint32_t>1) << ((slot - 4) >> 1)
-        return FB_OK
-    out[0] = 0
-    return FB_E_FIELD if f else FB_OK
-
-
-cdef inline int fb_get_u8(const FbTable* t, uint16_t slot, uint8_t* out, uint32_t* present) noexcept nogil:
-    cdef Py_ssize_t f = fb_field(t, slot, 1)
-    if f > 0:
-        out[0] = ll_load_u8(t.buf + f)
+        memcpy(out, t.buf + f, sizeof(fb_scalar_t))
         present[0] |= (<uint32_t>1) << ((slot - 4) >> 1)
         return FB_OK
     out[0] = 0
@@ -286,16 +257,16 @@ cdef inline int fb_order_from(const FbTable* t, FbOrder* o) noexcept nogil:
         o.post_only = tb[51] != 0
         o.stp = ll_load_i8(tb + 52)
         p = 0xFFF & ~((<uint32_t>1) << ((FB_ORDER_CLIENT_ORDER_ID - 4) >> 1))
-    elif (fb_get_u64(t, FB_ORDER_ID, &o.id, &p)
-            or fb_get_f64(t, FB_ORDER_PRICE, &o.price, &p)
-            or fb_get_u32(t, FB_ORDER_QUANTITY, &o.quantity, &p)
-            or fb_get_i8(t, FB_ORDER_SIDE, &o.side, &p)
-            or fb_get_u64(t, FB_ORDER_TIMESTAMP, &o.timestamp, &p)
-            or fb_get_i8(t, FB_ORDER_ORDER_TYPE, &o.order_type, &p)
-            or fb_get_i8(t, FB_ORDER_TIME_IN_FORCE, &o.time_in_force, &p)
-            or fb_get_u8(t, FB_ORDER_POST_ONLY, &po, &p)
-            or fb_get_u64(t, FB_ORDER_ACCOUNT, &o.account, &p)
-            or fb_get_i8(t, FB_ORDER_STP, &o.stp, &p)):
+    elif (fb_get(t, FB_ORDER_ID, &o.id, &p)
+            or fb_get(t, FB_ORDER_PRICE, &o.price, &p)
+            or fb_get(t, FB_ORDER_QUANTITY, &o.quantity, &p)
+            or fb_get(t, FB_ORDER_SIDE, &o.side, &p)
+            or fb_get(t, FB_ORDER_TIMESTAMP, &o.timestamp, &p)
+            or fb_get(t, FB_ORDER_ORDER_TYPE, &o.order_type, &p)
+            or fb_get(t, FB_ORDER_TIME_IN_FORCE, &o.time_in_force, &p)
+            or fb_get(t, FB_ORDER_POST_ONLY, &po, &p)
+            or fb_get(t, FB_ORDER_ACCOUNT, &o.account, &p)
+            or fb_get(t, FB_ORDER_STP, &o.stp, &p)):
         return FB_E_FIELD
     else:
         o.post_only = po != 0
@@ -315,28 +286,28 @@ cdef inline int fb_order_from(const FbTable* t, FbOrder* o) noexcept nogil:
 
 cdef inline int fb_cancel_from(const FbTable* t, FbCancel* o) noexcept nogil:
     cdef uint32_t p = 0
-    if (fb_get_u64(t, FB_CANCEL_ORDER_ID, &o.order_id, &p)
-            or fb_get_u64(t, FB_CANCEL_ACCOUNT, &o.account, &p)
-            or fb_get_u64(t, FB_CANCEL_TIMESTAMP, &o.timestamp, &p)):
+    if (fb_get(t, FB_CANCEL_ORDER_ID, &o.order_id, &p)
+            or fb_get(t, FB_CANCEL_ACCOUNT, &o.account, &p)
+            or fb_get(t, FB_CANCEL_TIMESTAMP, &o.timestamp, &p)):
         return FB_E_FIELD
     return fb_string(t, FB_CANCEL_SYMBOL, &o.symbol, &o.symbol_len)
 
 
 cdef inline int fb_modify_from(const FbTable* t, FbModify* o) noexcept nogil:
     cdef uint32_t p = 0
-    if (fb_get_u64(t, FB_MODIFY_ORDER_ID, &o.order_id, &p)
-            or fb_get_f64(t, FB_MODIFY_PRICE, &o.price, &p)
-            or fb_get_u32(t, FB_MODIFY_QUANTITY, &o.quantity, &p)
-            or fb_get_u64(t, FB_MODIFY_TIMESTAMP, &o.timestamp, &p)
-            or fb_get_u64(t, FB_MODIFY_ACCOUNT, &o.account, &p)):
+    if (fb_get(t, FB_MODIFY_ORDER_ID, &o.order_id, &p)
+            or fb_get(t, FB_MODIFY_PRICE, &o.price, &p)
+            or fb_get(t, FB_MODIFY_QUANTITY, &o.quantity, &p)
+            or fb_get(t, FB_MODIFY_TIMESTAMP, &o.timestamp, &p)
+            or fb_get(t, FB_MODIFY_ACCOUNT, &o.account, &p)):
         return FB_E_FIELD
     return fb_string(t, FB_MODIFY_SYMBOL, &o.symbol, &o.symbol_len)
 
 
 cdef inline int fb_mass_cancel_from(const FbTable* t, FbMassCancel* o) noexcept nogil:
     cdef uint32_t p = 0
-    if (fb_get_u64(t, FB_MASS_CANCEL_ACCOUNT, &o.account, &p)
-            or fb_get_u64(t, FB_MASS_CANCEL_TIMESTAMP, &o.timestamp, &p)):
+    if (fb_get(t, FB_MASS_CANCEL_ACCOUNT, &o.account, &p)
+            or fb_get(t, FB_MASS_CANCEL_TIMESTAMP, &o.timestamp, &p)):
         return FB_E_FIELD
     return fb_string(t, FB_MASS_CANCEL_SYMBOL, &o.symbol, &o.symbol_len)
 
@@ -374,8 +345,8 @@ cdef inline int fb_command_table(const char* buf, Py_ssize_t n, uint8_t* ctype, 
     cdef int rc = fb_root(buf, n, &t)
     if rc:
         return rc
-    if (fb_get_u8(&t, FB_COMMAND_MSG_CMD_TYPE, ctype, &p)
-            or fb_get_u64(&t, FB_COMMAND_MSG_SEQUENCE, seq, &p)):
+    if (fb_get(&t, FB_COMMAND_MSG_CMD_TYPE, ctype, &p)
+            or fb_get(&t, FB_COMMAND_MSG_SEQUENCE, seq, &p)):
         return FB_E_FIELD
     if ctype[0] == FB_COMMAND_NONE:
         return FB_OK
