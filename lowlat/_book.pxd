@@ -144,6 +144,8 @@ cdef class Book:
     cdef object _bits_arr
     cdef object _map_arr          # numpy MapEntry array
     cdef object _events_arr       # numpy EVENT_DTYPE array for the per-call API
+    cdef BookEvent* _own_ev       # &_events_arr[0]: core.ev outside a batch call (batch calls borrow core.ev)
+    cdef int64_t _own_cap         # rows of _events_arr
     cdef readonly object symbol   # name given by the Engine (or None)
     cdef reject_t _check_bound_c(self, const BookCommand* c) except 255
     cdef int _after_c(self) except -1

@@ -168,8 +168,10 @@ cdef class Book:
         self._events_arr.view(np.uint8)[:] = 0
         self._bits_arr.view(np.uint8)[:] = 0
         evs = self._events_arr
-        b.ev = &evs[0]
-        b.ev_cap = event_capacity
+        self._own_ev = &evs[0]
+        self._own_cap = event_capacity
+        b.ev = self._own_ev
+        b.ev_cap = self._own_cap
         b.book_index = book_index
         b.default_stp = <int8_t>default_stp
         b.tick_size = tick_size

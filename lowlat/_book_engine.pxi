@@ -153,9 +153,9 @@ cdef class Engine:
 
 
 cdef int _restore_events(Book bk) except -1:
-    cdef BookEvent[::1] evs = bk._events_arr
-    bk.core.ev = &evs[0]
-    bk.core.ev_cap = evs.shape[0]
+    # end of a batch call: the book's event writer back on its own buffer, idle, no overflow pending
+    bk.core.ev = bk._own_ev
+    bk.core.ev_cap = bk._own_cap
     bk.core.ev_n = 0
     bk.core.overflow = 0
     bk.core.busy = 0
