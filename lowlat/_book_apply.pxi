@@ -301,5 +301,10 @@ cdef int _fr_raise(const FrameRun* fr, bint commands) except -1:
             raise ValueError(f"events_out is too small for command {fr.n_frames} (needs up to {fr.need} rows)")
         raise ValueError(f"events_out is too small for the next frame (needs up to {fr.need} rows)")
     if fr.rc == -2:
-        raise RuntimeError("order book event buffer overflow (bug: bound was too small)")
+        _raise_overflow()
     return 0
+
+
+cdef int _raise_overflow() except -1:
+    # A command wrote more events than book_event_bound_c promised: a bug in the bound, never an input error.
+    raise RuntimeError("order book event buffer overflow (bug: bound was too small)")

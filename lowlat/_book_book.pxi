@@ -194,7 +194,7 @@ cdef class Book:
     cdef int _after_c(self) except -1:
         if self.core.overflow:
             self.core.overflow = 0
-            raise RuntimeError("order book event buffer overflow (bug: bound was too small)")
+            _raise_overflow()
         if LOWLAT_DEBUG:
             book_check_c(&self.core)
         return 0
