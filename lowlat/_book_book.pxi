@@ -88,6 +88,8 @@ cdef class Book:
         single command.  A command that could need more raises ``ValueError`` before running.
         Memory: 80 bytes per row, so 240 bytes per order with the default.
 
+    Notes
+    -----
     Memory: with the default event buffer about 320-350 bytes per order plus 48 bytes per tick (1M orders
     and a 1M-tick band: about 350 MiB), all allocated and touched at construction.
     :meth:`memory_bytes` gives the exact figure and :attr:`nbytes` what a book holds; a size larger than

@@ -80,3 +80,31 @@ def test_docs_python_blocks_run(page: str, line: int, code: str, tmp_path: Path)
     r = subprocess.run([sys.executable, "block.py"], capture_output=True, text=True, timeout=60, cwd=str(tmp_path),
                        check=False, env=env)
     assert r.returncode == 0, f"{page}:{line} failed:\n{code}\n{r.stdout}\n{r.stderr}"
+
+
+def _public_objects():
+    for modname in API:
+        mod = importlib.import_module(modname)
+        for name in mod.__all__:
+            obj = getattr(mod, name)
+            yield f"{modname}.{name}", obj
+            if inspect.isclass(obj):
+                for k, v in vars(obj).items():
+                    if not k.startswith("_") and callable(v):
+                        yield f"{modname}.{name}.{k}", v
+
+
+def test_numpydoc_sections_parse_as_written():
+    """numpydoc reads a paragraph under "Parameters" as more parameters (the reference then shows prose as
+    bold parameter names): every parameter a public docstring lists must be a name."""
+    from numpydoc.docscrape import NumpyDocString
+
+    bad = []
+    for qualname, obj in _public_objects():
+        doc = inspect.getdoc(obj)
+        if not doc or "----" not in doc:
+            continue
+        for p in NumpyDocString(doc)["Parameters"]:
+            if not all(part.strip().lstrip("*").isidentifier() for part in p.name.split(",")):
+                bad.append(f"{qualname}: {p.name[:60]!r}")
+    assert not bad, "docstring text parsed as parameters (start a Notes section):\n" + "\n".join(bad)
