@@ -42,10 +42,43 @@ numpydoc_class_members_toctree = False
 numpydoc_validation_checks: set[str] = set()
 
 
+# README.md's "## " sections and the page that shows each (the other pages include them)
+SECTION_PAGES = {
+    "Two commands": "getting-started", "FlatBuffers, validation": "components/flatbuffers",
+    "Matching engine": "components/matching-engine", "Rings": "components/rings",
+    "Transports": "components/transports", "Services and CLI": "components/services", "Operations": "operations",
+    "Reliability": "reliability", "Performance": "performance",
+}
+
+
+def _slug(title: str) -> str:
+    """GitHub's (and MyST's) heading anchor."""
+    return re.sub(r"[^\w\- ]", "", title.strip().lower()).replace(" ", "-")
+
+
+def _anchor_pages(text: str) -> dict[str, str]:
+    """Heading anchor -> the page showing it, for in-README links (``[x](#reliability)``)."""
+    pages: dict[str, str] = {}
+    page = None
+    for m in re.finditer(r"^(#{2,4}) (.+)$", text, flags=re.MULTILINE):
+        level, title = len(m.group(1)), m.group(2)
+        if level == 2:
+            page = SECTION_PAGES.get(title)
+            if page:
+                pages[_slug(title)] = f"/{page}.md"
+        elif page:
+            pages[_slug(title)] = f"/{page}.md#{_slug(title)}"
+    return pages
+
+
 def _site_links(text: str) -> str:
-    """README.md's links as the site has them: BENCHMARKS.md is the performance page; other repository files
-    (the schema, examples, scripts) are not pages, so their link text stays and the link goes."""
+    """README.md's links as the site has them: BENCHMARKS.md is the performance page, a README heading is the page
+    that shows it; other repository files (the schema, examples, scripts) are not pages, so their link text stays
+    and the link goes."""
+    anchors = _anchor_pages(text)
     text = re.sub(r"\]\(BENCHMARKS\.md(#[^)]*)?\)", lambda m: f"](/performance.md{m.group(1) or ''})", text)
+    text = re.sub(r"\[([^\]]+)\]\(#([^)]+)\)",
+                  lambda m: f"[{m.group(1)}]({anchors[m.group(2)]})" if m.group(2) in anchors else m.group(1), text)
     return re.sub(r"\[([^\]]+)\]\((?!https?:|#|/)[^)]+\)", r"\1", text)
 
 
