@@ -44,7 +44,8 @@ numpydoc_validation_checks: set[str] = set()
 
 # README.md's "## " sections and the page that shows each (the other pages include them)
 SECTION_PAGES = {
-    "Two commands": "getting-started", "FlatBuffers, validation": "components/flatbuffers",
+    "Two commands": "getting-started", "Architecture": "architecture",
+    "FlatBuffers, validation": "components/flatbuffers",
     "Matching engine": "components/matching-engine", "Rings": "components/rings",
     "Transports": "components/transports", "Services and CLI": "components/services", "Operations": "operations",
     "Reliability": "reliability", "Performance": "performance",

@@ -17,9 +17,9 @@ pytest.importorskip("sphinx", reason="the docs extra of lowlat[test]: pip instal
 pytest.importorskip("myst_parser", reason="the docs extra of lowlat[test]: pip install -e '.[test]'")
 pytest.importorskip("numpydoc", reason="the docs extra of lowlat[test]: pip install -e '.[test]'")
 
-PAGES = ["index", "getting-started", "components/flatbuffers", "components/matching-engine", "components/rings",
-         "components/transports", "components/services", "operations", "reliability", "performance",
-         "api/index", "api/lowlat", "api/transport", "api/services", "changelog"]
+PAGES = ["index", "getting-started", "architecture", "components/flatbuffers", "components/matching-engine",
+    "components/rings", "components/transports", "components/services", "operations", "reliability",
+    "performance", "api/index", "api/lowlat", "api/transport", "api/services", "changelog"]
 API = {"lowlat": "api/lowlat", "lowlat.transport": "api/transport", "lowlat.services": "api/services"}
 
 
