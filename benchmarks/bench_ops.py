@@ -169,6 +169,66 @@ def test_gc_quiet_vs_default_validator_rtt_shm(benchmark):
     _print(row)
 
 
+async def _per_call_ns(make, n: int) -> float:
+    call = make()
+    for _ in range(1000):
+        await call()
+    t0 = time.perf_counter_ns()
+    for _ in range(n):
+        await call()
+    return (time.perf_counter_ns() - t0) / n
+
+
+@pytest.mark.benchmark(group="ops", disable_gc=True)
+def test_breaker_overhead_per_call(benchmark):
+    """A closed breaker around a trivial coroutine vs the bare coroutine and, if installed, purgatory's breaker;
+    best of 5 rounds of 100,000 calls each, in one event loop."""
+    from lowlat.breaker import Breaker
+
+    async def target() -> int:
+        return 1
+
+    def bare():
+        return target
+
+    def lowlat_breaker():
+        b = Breaker("bench", slow_call_s=1.0)
+        return lambda: b.call(target)
+
+    makers = {"bare": bare, "lowlat": lowlat_breaker}
+    try:
+        from purgatory import AsyncCircuitBreakerFactory
+
+        def purgatory_breaker():
+            f = AsyncCircuitBreakerFactory(default_threshold=5, default_ttl=1.0)
+
+            async def call() -> int:
+                async with await f.get_breaker("bench"):
+                    return await target()
+            return call
+
+        makers["purgatory"] = purgatory_breaker
+    except ImportError:
+        pass
+    best: dict[str, float] = {}
+
+    def run() -> None:
+        async def main() -> None:
+            for _ in range(5):
+                for name, make in makers.items():
+                    v = await _per_call_ns(make, 100_000)
+                    best[name] = min(best.get(name, v), v)
+        asyncio.run(main())
+
+    benchmark.pedantic(run, rounds=1, iterations=1)
+    row = {f"{k}_ns": v for k, v in best.items()}
+    row["lowlat_overhead_ns"] = best["lowlat"] - best["bare"]
+    if "purgatory" in best:
+        row["purgatory_overhead_ns"] = best["purgatory"] - best["bare"]
+    benchmark.extra_info.update(row)
+    print("\n== breaker overhead per call (best of 5 x 100,000): " + ", ".join(f"{k} {v:.0f}" for k, v in row.items()))
+
+
 def _print(row: dict) -> None:
     """What BENCHMARKS.md records (run with -s)."""
     print(f"\n== {row['case']} ({ROUNDS} alternating rounds x {N} sequential round trips per configuration)")

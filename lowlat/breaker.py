@@ -9,10 +9,11 @@ State is per target (by default the request subject), and every transition is on
 (``lowlat_breaker_state``, ``lowlat_breaker_transitions_total``, ``lowlat_breaker_rejected_total``,
 ``lowlat_breaker_failures_total``, ``lowlat_breaker_calls_total``).
 
-Cost: a closed breaker adds two ``time.monotonic()`` calls and a few attribute updates to a call,
-no extra await (~0.4 µs per call here).  Why not a library: purgatory (the maintained asyncio breaker) counts only exceptions, so a slow
-but successful reply cannot count as a failure without throwing the reply away, and its asynchronous unit of work
-adds ~0.65 µs and several awaits per call; aiobreaker has had no release since 2021.
+Cost: a closed breaker adds two ``time.monotonic()`` calls and a few attribute updates to a call, no extra await:
+0.5-1.2 µs per call on the loaded benchmark VM, about 40 % of purgatory's overhead in the same runs
+(``benchmarks/bench_ops.py``).  Why not a library: purgatory (the maintained asyncio breaker) counts only
+exceptions, so a slow but successful reply cannot count as a failure without throwing the reply away, and its
+asynchronous unit of work costs 1.4-2.6 µs and several awaits per call; aiobreaker has had no release since 2021.
 
     breakers = Breakers(transport, failures=5, slow_call_s=0.05, reset_s=1.0)
     reply = await breakers.request("risk.check", payload, timeout=0.2)   # CircuitOpenError while open

@@ -48,7 +48,8 @@ def image() -> str:
 
 
 def test_runs_as_non_root_without_a_compiler(image):
-    r = _run("run", "--rm", "--network", "none", "--entrypoint", "sh", image, "-c", "id -u; id -g; command -v gcc cc || echo no-cc")
+    r = _run("run", "--rm", "--network", "none", "--entrypoint", "sh", image, "-c",
+             "id -u; id -g; command -v gcc cc || echo no-cc")
     assert r.stdout.split() == ["10001", "10001", "no-cc"], r.stdout
 
 
