@@ -651,13 +651,16 @@ class Transport(abc.ABC):
             except TransportClosedError:
                 raise
             except Exception as e:  # noqa: BLE001 - one bad subject must not lose the rest of the batch
-                self.publish_errors += 1
-                if self.publish_errors == 1 or self.publish_errors % 1000 == 0:
-                    log.error("publish_batch_to: message to %r refused (%s); %d refused so far",
-                              to, e, self.publish_errors)
+                self._refused(to, e)
                 continue
             sent += 1
         return sent
+
+    def _refused(self, to: str, e: Exception) -> None:
+        """Count and log (first, then every 1000th) a batch message the transport refused."""
+        self.publish_errors += 1
+        if self.publish_errors == 1 or self.publish_errors % 1000 == 0:
+            log.error("publish_batch_to: message to %r refused (%s); %d refused so far", to, e, self.publish_errors)
 
     @abc.abstractmethod
     async def subscribe(self, subject: str, *, queue: str | None = None, **options: Any) -> Subscription:

@@ -29,6 +29,7 @@ from .base import (
     Capability,
     Headers,
     Message,
+    MessageBatch,
     QueueSubscription,
     Subscription,
     Transport,
@@ -123,6 +124,28 @@ class InprocTransport(Transport):
             raise self._closed_error()
         for p in payloads:
             self._fanout(subject, p, None, None)
+
+    async def publish_batch_to(self, batch: MessageBatch, subject: str | None = None) -> int:
+        """Deliver every message of ``batch`` (to ``subject``, else to its reply subject) in one call: no
+        coroutine per message.  Payloads are views into the batch (by reference, as ``publish``): the publisher
+        must not reuse the batch while subscribers may still hold them."""
+        if self._closed:
+            raise self._closed_error()
+        fanout = self._fanout
+        payload = batch.payload
+        reply = batch.reply
+        sent = 0
+        for i in range(batch.n):
+            to = subject if subject is not None else reply(i)
+            if not to:
+                continue
+            try:
+                fanout(to, payload(i), None, None)
+            except Exception as e:  # noqa: BLE001 - one bad subject must not lose the rest of the batch
+                self._refused(to, e)
+                continue
+            sent += 1
+        return sent
 
     # --- subscribing ---
     async def subscribe(self, subject: str, *, queue: str | None = None, **options: Any) -> Subscription:
