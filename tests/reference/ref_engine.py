@@ -2,7 +2,7 @@
 
 Each command returns ``(reject_code, filled_qty, events)`` where events are tuples in the field order of
 ``lowlat._book.EVENT_DTYPE`` (so ``book.last_events().tolist()`` compares equal).  The semantics are the
-ones documented in lowlat/_book.pyx; this file restates them in the plainest possible way.
+ones documented in lowlat/_book.pyx and its _book_*.pxi pieces; this file restates them in the plainest possible way.
 """
 
 from __future__ import annotations
