@@ -99,7 +99,8 @@ stop_pong = stop_proc
 
 
 def ping_bare(aeron_dir: str, channel: str, idle: str, size: int) -> hdrh.HdrHistogram:
-    from lowlat import _aeron as A, idle_strategy
+    from lowlat import _aeron as A
+    from lowlat import idle_strategy
 
     h = hdrh.HdrHistogram(1, 10_000_000_000, 3)
     payload = os.urandom(size)

@@ -1,13 +1,23 @@
 """The one idle-strategy family (lowlat._idle): parameters, the state machine seen through ``step``, kind names,
 and that the rings, the Aeron transport and ``lowlat`` all use these same classes."""
 
+import importlib.util
 import time
 
 import pytest
+from brokers._util import in_ci
 
 import lowlat
-from lowlat import _idle, _ring
-from lowlat import BackoffIdle, BusySpinIdle, IdleStrategy, SleepingIdle, YieldingIdle, idle_strategy
+from lowlat import (
+    BackoffIdle,
+    BusySpinIdle,
+    IdleStrategy,
+    SleepingIdle,
+    YieldingIdle,
+    _idle,
+    _ring,
+    idle_strategy,
+)
 
 
 def test_one_family_everywhere():
@@ -84,3 +94,18 @@ def test_ring_blocking_call_uses_its_own_copy_of_the_state():
     with pytest.raises(TimeoutError):
         _ring.SpscRing(64).pop(timeout=0.01, idle=b)
     assert b.step() == 1000                    # the ring call neither reset nor advanced it
+
+
+def test_aeron_transport_takes_the_same_strategies():
+    if importlib.util.find_spec("lowlat._aeron") is None:
+        if in_ci():
+            pytest.fail("lowlat._aeron was not built (tests/run.sh sets AERON_HOME for the build)", pytrace=False)
+        pytest.skip("lowlat._aeron was not built (AERON_HOME unset at build time)")
+    from lowlat.transport.aeron import AeronTransport
+
+    b = BackoffIdle(max_spins=2)
+    assert AeronTransport("aeron:ipc", poll_idle=b)._idle is b
+    assert AeronTransport("aeron:ipc", poll_idle="yield")._idle.name == "yield"
+    assert AeronTransport("aeron:ipc")._idle.name == "backoff"
+    with pytest.raises(ValueError, match="unknown idle strategy"):
+        AeronTransport("aeron:ipc", poll_idle="spin")
