@@ -219,7 +219,7 @@ def _kafka(b: Block, tmp: Path, request: pytest.FixtureRequest) -> None:
 
 def _services_python(b: Block, tmp: Path, request: pytest.FixtureRequest) -> None:
     """Runs until SIGTERM/SIGINT, as the block says: drive orders through it, then Ctrl-C it."""
-    nats = request.getfixturevalue("nats_server")
+    nats = request.getfixturevalue("nats_server_own")  # orders.in: no other test's stream or worker on it
     code = b.code.replace("nats://127.0.0.1:4222", nats.url)
     script = tmp / "services_block.py"
     script.write_text(code)
@@ -293,7 +293,7 @@ def _aeron_setup(b: Block, tmp: Path, request: pytest.FixtureRequest) -> list[st
 
 
 def _cli(b: Block, tmp: Path, request: pytest.FixtureRequest) -> list[str]:
-    nats = request.getfixturevalue("nats_server")
+    nats = request.getfixturevalue("nats_server_own")  # orders.in: no other test's stream or worker on it
     cmds = b.commands()
     ran: list[str] = []
 
