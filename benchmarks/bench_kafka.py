@@ -14,9 +14,16 @@ adapter/bare ratios are the point.  Cases:
   Bare runs twice: without a delivery-report callback, and ``+dr`` with one that keeps failures (what the
   adapter does so ``flush()`` can raise them).  Adapter: ``publish_batch`` (one produce() loop) and a loop of ``await publish``.
 - ``ack``: batching off (``linger.ms=0``), one message at a time, time until the broker's ack (delivery report);
-  adapter ``publish(wait=True)``.  p50/p99 (HDR histogram).
+  bare: ``produce`` + ``poll()`` blocking until the report; adapter ``publish(wait=True)``.  p50/p99 (HDR histogram).
 - ``e2e``: produce→consume latency of one 64-byte message at a time (``fetch.wait.max.ms=1``); adapter:
   ``publish`` + ``async for`` on an assign()-subscription; bare: produce + ``Consumer.poll`` in the same thread.
+  Every received message is checked to be the one just sent.
+The two latency cases run bare and adapter in one test, alternating blocks of ``BLOCK`` samples, so both see the
+same machine (load here changes latencies by 2× within minutes).  Each block uses a fresh topic and starts with
+``BLOCK_WARM`` unrecorded samples: Tansu's memory storage slows down as a partition that is being fetched from
+grows (past ~3000 single-record batches a produce ack took seconds, which is how the bare case used to stall), and
+a consumer only fetches during its own block (the bare one is paused, the adapter's subscription is closed).
+Every case has a deadline (``LOWLAT_BENCH_KAFKA_DEADLINE``, s) and fails loudly when it passes.
 No thread spins: librdkafka threads block, the adapter's consumer thread blocks in poll().
 """
 
@@ -38,7 +45,10 @@ from lowlat.transport import connect
 
 TP_N = int(os.environ.get("LOWLAT_BENCH_KAFKA_TP_N", "200000"))
 LAT_N = int(os.environ.get("LOWLAT_BENCH_KAFKA_LAT_N", "2000"))
+DEADLINE = float(os.environ.get("LOWLAT_BENCH_KAFKA_DEADLINE", "180"))
 WARM = 100
+BLOCK = 100
+BLOCK_WARM = 5
 PAYLOAD = b"x" * 64
 BATCHING = {"linger.ms": 5, "batch.num.messages": 10000, "queue.buffering.max.messages": 1000000}
 RESULTS: list[dict] = []
@@ -50,9 +60,28 @@ def bootstrap():
         yield b
     print("\nKafka (Tansu 0.6.0, memory storage, 127.0.0.1)")
     print(f"{'case':<10} {'impl':<22} {'msg/s':>10} {'msg/cpu-s':>10} {'p50 us':>9} {'p99 us':>9}")
+    bare = {r["case"]: r for r in RESULTS if r["impl"] == "bare-confluent-kafka"}
     for r in RESULTS:
+        b = bare.get(r["case"])
+        ratio = ""
+        if b is not None and b is not r:
+            ratio = (f"{r['p50_us'] / b['p50_us']:.2f}x p50" if "p50_us" in r
+                     else f"{r['msg_cpu_s'] / b['msg_cpu_s']:.2f}x cpu")
         print(f"{r['case']:<10} {r['impl']:<22} {r.get('msg_s', 0):>10.0f} {r.get('msg_cpu_s', 0):>10.0f} "
-              f"{r.get('p50_us', 0):>9.1f} {r.get('p99_us', 0):>9.1f}")
+              f"{r.get('p50_us', 0):>9.1f} {r.get('p99_us', 0):>9.1f}  {ratio}")
+
+
+class Deadline:
+    """A case's time budget: ``left()`` is what remains, and fails the case loudly once nothing does."""
+
+    def __init__(self, case: str, seconds: float = DEADLINE) -> None:
+        self.case, self.seconds, self.end = case, seconds, time.monotonic() + seconds
+
+    def left(self, doing: str = "") -> float:
+        r = self.end - time.monotonic()
+        if r <= 0:
+            pytest.fail(f"{self.case}: deadline of {self.seconds:.0f} s passed{' while ' + doing if doing else ''}")
+        return r
 
 
 def _topic() -> str:
@@ -81,7 +110,7 @@ def _hist_record(benchmark, case: str, impl: str, samples: list[int]) -> None:
 
 # --- produce throughput, batching on ---
 
-def _bare_tp(bootstrap: str, dr: bool) -> tuple[float, float]:
+def _bare_tp(bootstrap: str, dr: bool, dl: Deadline) -> tuple[float, float]:
     topic = _topic()
     _create(bootstrap, topic)
     errors: list = []
@@ -100,14 +129,14 @@ def _bare_tp(bootstrap: str, dr: bool) -> tuple[float, float]:
                 produce(topic, PAYLOAD)
                 break
             except BufferError:
-                p.poll(0.001)
-    assert p.flush(60) == 0 and not errors
+                p.poll(min(0.001, dl.left("producing")))
+    assert p.flush(dl.left("flushing")) == 0 and not errors
     return TP_N / (time.perf_counter() - t0), TP_N / (time.process_time() - c0)
 
 
 async def _lowlat_tp(bootstrap: str, batch: bool) -> tuple[float, float]:
     topic = _topic()
-    async with connect(f"kafka://{bootstrap}", producer_config=BATCHING) as t:
+    async with asyncio.timeout(DEADLINE), connect(f"kafka://{bootstrap}", producer_config=BATCHING) as t:
         await t.create_topic(topic)
         await t.publish(topic, PAYLOAD)
         await t.flush()
@@ -128,100 +157,187 @@ async def _lowlat_tp(bootstrap: str, batch: bool) -> tuple[float, float]:
 def test_produce_throughput(benchmark, bootstrap, impl):
     def run():
         if impl.startswith("bare"):
-            return _bare_tp(bootstrap, impl.endswith("+dr"))
-        return asyncio.run(_lowlat_tp(bootstrap, impl == "lowlat-publish_batch"))
+            return _bare_tp(bootstrap, impl.endswith("+dr"), Deadline(f"produce_tp[{impl}]"))
+        try:
+            return asyncio.run(_lowlat_tp(bootstrap, impl == "lowlat-publish_batch"))
+        except TimeoutError:
+            pytest.fail(f"produce_tp[{impl}]: deadline of {DEADLINE:.0f} s passed")
 
     rate, per_cpu = benchmark.pedantic(run, rounds=1, iterations=1)
     _record(benchmark, "produce_tp", impl, msg_s=rate, msg_cpu_s=per_cpu)
 
 
-# --- ack latency, batching off ---
+# --- latency cases: bare and adapter alternate in blocks, in one run ---
 
-def _bare_ack(bootstrap: str) -> list[int]:
-    topic = _topic()
-    _create(bootstrap, topic)
-    p = ck.Producer({"bootstrap.servers": bootstrap, "linger.ms": 0, "acks": "all", "socket.nagle.disable": True})
-    done: list[int] = []
-    out: list[int] = []
-    for i in range(WARM + LAT_N):
-        t0 = time.perf_counter_ns()
-        p.produce(topic, PAYLOAD, on_delivery=lambda err, msg: done.append(1))
-        while not done:
-            p.poll(1.0)  # blocks until the delivery report: no spinning
-        done.clear()
-        if i >= WARM:
-            out.append(time.perf_counter_ns() - t0)
-    return out
+async def _alternate(bare, ours, dl: Deadline) -> tuple[list[int], list[int]]:
+    """WARM unrecorded samples of each, then blocks of BLOCK samples, alternating, until LAT_N of each.
+
+    ``bare.block(topic, k)`` / ``await ours.block(topic, k)`` run k+BLOCK_WARM round trips on a fresh topic and
+    return the last k times (ns)."""
+    topics = [_topic() for _ in range(2 * (LAT_N // BLOCK + 2))]
+    _create_many(bare.bootstrap, topics)
+    b: list[int] = []
+    o: list[int] = []
+    bare.block(topics.pop(), WARM)
+    async with asyncio.timeout(dl.left("warming up the adapter")):
+        await ours.block(topics.pop(), WARM)
+    while len(b) < LAT_N:
+        k = min(BLOCK, LAT_N - len(b))
+        b += bare.block(topics.pop(), k)
+        try:
+            async with asyncio.timeout(dl.left("waiting for the adapter")):
+                o += await ours.block(topics.pop(), k)
+        except TimeoutError:
+            pytest.fail(f"{dl.case}: deadline of {dl.seconds:.0f} s passed after {len(o)} adapter samples")
+    return b, o
 
 
-async def _lowlat_ack(bootstrap: str) -> list[int]:
-    topic = _topic()
-    out: list[int] = []
-    async with connect(f"kafka://{bootstrap}") as t:
-        await t.create_topic(topic)
-        for i in range(WARM + LAT_N):
-            t0 = time.perf_counter_ns()
-            await t.publish(topic, PAYLOAD, wait=True)
-            if i >= WARM:
-                out.append(time.perf_counter_ns() - t0)
-    return out
+def _create_many(bootstrap: str, topics: list[str]) -> None:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for f in admin.create_topics([NewTopic(t, 1, 1) for t in topics]).values():
+        f.result(30)
+
+
+def _bare_producer(bootstrap: str) -> ck.Producer:
+    return ck.Producer({"bootstrap.servers": bootstrap, "linger.ms": 0, "acks": "all", "socket.nagle.disable": True})
+
+
+pc = time.perf_counter_ns
+
+
+class BareAck:
+    def __init__(self, bootstrap: str, dl: Deadline) -> None:
+        self.bootstrap, self.dl = bootstrap, dl
+        self.p = _bare_producer(bootstrap)
+        self.done: list[int] = []
+
+    def block(self, topic: str, k: int) -> list[int]:
+        p, done, out = self.p, self.done, []
+        report = lambda err, msg: done.append(1)
+        for i in range(BLOCK_WARM + k):
+            t0 = pc()
+            p.produce(topic, PAYLOAD, on_delivery=report)
+            while not done:
+                p.poll(min(1.0, self.dl.left("waiting for a bare delivery report")))  # blocks: no spinning
+            done.clear()
+            if i >= BLOCK_WARM:
+                out.append(pc() - t0)
+        return out
+
+
+class OursAck:
+    def __init__(self, t) -> None:
+        self.t = t
+
+    async def block(self, topic: str, k: int) -> list[int]:
+        publish, out = self.t.publish, []
+        for i in range(BLOCK_WARM + k):
+            t0 = pc()
+            await publish(topic, PAYLOAD, wait=True)
+            if i >= BLOCK_WARM:
+                out.append(pc() - t0)
+        return out
+
+
+async def _ack(bootstrap: str, dl: Deadline) -> tuple[list[int], list[int]]:
+    bare = BareAck(bootstrap, dl)
+    try:
+        async with connect(f"kafka://{bootstrap}") as t:
+            return await _alternate(bare, OursAck(t), dl)
+    finally:
+        bare.p.flush(5)
+
+
+def _record_pair(benchmark, case: str, impl: str, pair: tuple[list[int], list[int]]) -> None:
+    _hist_record(benchmark, case, "bare-confluent-kafka", pair[0])
+    _hist_record(benchmark, case, impl, pair[1])
 
 
 @pytest.mark.benchmark(group="kafka-ack-latency")
-@pytest.mark.parametrize("impl", ["bare-confluent-kafka", "lowlat-publish-wait"])
-def test_ack_latency(benchmark, bootstrap, impl):
-    def run():
-        return _bare_ack(bootstrap) if impl.startswith("bare") else asyncio.run(_lowlat_ack(bootstrap))
-
-    _hist_record(benchmark, "ack", impl, benchmark.pedantic(run, rounds=1, iterations=1))
+def test_ack_latency(benchmark, bootstrap):
+    dl = Deadline("ack")
+    pair = benchmark.pedantic(lambda: asyncio.run(_ack(bootstrap, dl)), rounds=1, iterations=1)
+    _record_pair(benchmark, "ack", "lowlat-publish-wait", pair)
 
 
-# --- produce -> consume ---
+def _numbered(i: int) -> bytes:
+    return b"%08d" % i + PAYLOAD[8:]
 
-def _bare_e2e(bootstrap: str) -> list[int]:
-    topic = _topic()
-    _create(bootstrap, topic)
-    p = ck.Producer({"bootstrap.servers": bootstrap, "linger.ms": 0, "acks": "all", "socket.nagle.disable": True})
-    c = ck.Consumer({"bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex, "fetch.wait.max.ms": 1,
-                     "enable.auto.commit": False, "socket.nagle.disable": True})
-    c.assign([ck.TopicPartition(topic, 0, 0)])
-    out: list[int] = []
-    try:
-        for i in range(WARM + LAT_N):
-            t0 = time.perf_counter_ns()
-            p.produce(topic, PAYLOAD)
+
+class BareE2E:
+    def __init__(self, bootstrap: str, dl: Deadline) -> None:
+        self.bootstrap, self.dl = bootstrap, dl
+        self.p = _bare_producer(bootstrap)
+        # earliest: should the first fetch of a new partition be answered "offset out of range", the reset must
+        # not jump past a message already produced (with the default, "latest", the case would wait forever)
+        self.c = ck.Consumer({"bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex, "fetch.wait.max.ms": 1,
+                              "enable.auto.commit": False, "socket.nagle.disable": True,
+                              "auto.offset.reset": "earliest"})
+
+    def _next(self, want: bytes):
+        while True:
+            m = self.c.poll(min(1.0, self.dl.left(f"waiting for bare message {want[:8]!r}")))
+            if m is None:
+                continue
+            err = m.error()
+            if err is None:
+                assert m.value() == want, f"bare consumer got {m.value()[:8]!r}, expected {want[:8]!r}"
+                return
+            if err.fatal():  # anything else is an event (e.g. partition EOF), not a message
+                pytest.fail(f"e2e: bare consumer: {err}")
+
+    def block(self, topic: str, k: int) -> list[int]:
+        p, c, out = self.p, self.c, []
+        c.assign([ck.TopicPartition(topic, 0, 0)])  # fresh topic: offset 0 is its end; replaces the last one
+        for i in range(BLOCK_WARM + k):
+            want = _numbered(i)
+            t0 = pc()
+            p.produce(topic, want)
             p.poll(0)
-            m = None
-            while m is None:
-                m = c.poll(1.0)
-            if i >= WARM:
-                out.append(time.perf_counter_ns() - t0)
-    finally:
-        c.close()
-        p.flush(5)
-    return out
+            self._next(want)
+            if i >= BLOCK_WARM:
+                out.append(pc() - t0)
+        c.unassign()  # stop fetching while the adapter runs its block
+        return out
 
 
-async def _lowlat_e2e(bootstrap: str) -> list[int]:
-    topic = _topic()
-    out: list[int] = []
-    async with connect(f"kafka://{bootstrap}") as t:
-        await t.create_topic(topic)
-        sub = await t.subscribe(topic)
+class OursE2E:
+    def __init__(self, t) -> None:
+        self.t = t
+
+    async def block(self, topic: str, k: int) -> list[int]:
+        publish, out = self.t.publish, []
+        sub = await self.t.subscribe(topic)
         it = sub.__aiter__()
-        for i in range(WARM + LAT_N):
-            t0 = time.perf_counter_ns()
-            await t.publish(topic, PAYLOAD)
-            await it.__anext__()
-            if i >= WARM:
-                out.append(time.perf_counter_ns() - t0)
-    return out
+        try:
+            for i in range(BLOCK_WARM + k):
+                want = _numbered(i)
+                t0 = pc()
+                await publish(topic, want)
+                m = await it.__anext__()
+                took = pc() - t0
+                assert bytes(m.data) == want, f"adapter got {bytes(m.data)[:8]!r}, expected {want[:8]!r}"
+                if i >= BLOCK_WARM:
+                    out.append(took)
+        finally:
+            await sub.unsubscribe()  # stop fetching while bare runs its block
+        return out
+
+
+async def _e2e(bootstrap: str, dl: Deadline) -> tuple[list[int], list[int]]:
+    bare = BareE2E(bootstrap, dl)
+    try:
+        async with connect(f"kafka://{bootstrap}") as t:
+            return await _alternate(bare, OursE2E(t), dl)
+    finally:
+        bare.c.close()
+        bare.p.flush(5)
 
 
 @pytest.mark.benchmark(group="kafka-produce-consume")
-@pytest.mark.parametrize("impl", ["bare-confluent-kafka", "lowlat"])
-def test_produce_consume_latency(benchmark, bootstrap, impl):
-    def run():
-        return _bare_e2e(bootstrap) if impl.startswith("bare") else asyncio.run(_lowlat_e2e(bootstrap))
-
-    _hist_record(benchmark, "e2e", impl, benchmark.pedantic(run, rounds=1, iterations=1))
+def test_produce_consume_latency(benchmark, bootstrap):
+    dl = Deadline("e2e")
+    pair = benchmark.pedantic(lambda: asyncio.run(_e2e(bootstrap, dl)), rounds=1, iterations=1)
+    _record_pair(benchmark, "e2e", "lowlat", pair)

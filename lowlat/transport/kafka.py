@@ -39,14 +39,19 @@ Semantics, where Kafka differs from the NATS-like interface:
   "no responders" (a request nobody serves times out).
 - **Tansu quirk** (the test broker): it reports a partition's end as the base offset of its last record batch + 1,
   so ``offset="end"`` may start inside a multi-record batch written just before; Apache Kafka does not.
-- **threads**: ``produce()`` runs on the event loop (non-blocking; a full queue waits and retries).  One thread per
-  transport serves delivery reports; one per subscription blocks in ``poll()`` and hands batches to the loop with
-  ``call_soon_threadsafe`` (no spinning; costs one cross-thread wake-up).
+- **threads**: ``produce()`` runs on the event loop (non-blocking; a full queue waits and retries).  Delivery
+  reports are served on the loop too: librdkafka writes an eventfd in the loop's selector when its report queue
+  goes non-empty (``lowlat.transport._rdkafka_wake``; one wake-up per report, as for a caller blocked in
+  ``poll()``).  Where that cannot be set up (``loop_wake=False``, no eventfd, an unknown confluent-kafka layout) a
+  thread per transport serves them and hands ``wait=True`` results over with ``call_soon_threadsafe``.  One thread
+  per subscription blocks in ``poll()`` and hands batches to the loop with ``call_soon_threadsafe`` (no spinning;
+  costs one cross-thread wake-up, small next to a fetch round trip).
 - **options**: ``acks``, ``idempotent``, ``num_partitions``, ``replication_factor``, ``key_header``,
   ``fetch_wait_max_ms`` (default 1: Tansu answers a fetch only after this wait; Apache Kafka answers as soon as
   data arrives, so raise it there to cut idle fetch requests), ``session_timeout_ms`` (default 6000, Kafka's
   minimum), ``heartbeat_interval_ms`` (500), ``join_timeout`` (30 s), ``timeout`` (connect check, 5 s),
-  ``close_timeout`` (final flush, 5 s), ``create_topics`` (True), ``config`` / ``producer_config`` /
+  ``close_timeout`` (final flush, 5 s), ``create_topics`` (True), ``loop_wake`` (True: serve delivery reports on the
+  loop through an eventfd; False: on a thread), ``config`` / ``producer_config`` /
   ``consumer_config`` (raw librdkafka settings, win over the above).
 """
 
@@ -55,6 +60,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import re
 import threading
 import uuid
@@ -63,6 +69,7 @@ from functools import partial
 from typing import Any
 
 from ..errors import MissingExtraError, TransportClosedError, TransportError, TransportTimeoutError
+from ._rdkafka_wake import QueueWake, attach
 from .base import (
     Buffer,
     Capability,
@@ -220,6 +227,8 @@ class KafkaTransport(Transport):
         self._waiters: dict[str, asyncio.Future[Message]] = {}
         self._inbox: str | None = None
         self._error: BaseException | None = None
+        self._wake: QueueWake | None = None
+        self._poller: threading.Thread | None = None
         self._key_header: str | None = options.get("key_header")
         self._reply_prefix: str = options.get("reply_prefix", "_lowlat.inbox.")
         self.replies_refused = 0
@@ -249,17 +258,39 @@ class KafkaTransport(Transport):
             self._admin = None  # stop its reconnect attempts now
             raise TransportError(f"cannot reach Kafka at {self._servers}: {e}") from e
         idem = bool(o.get("idempotent", False))
-        self._producer = Producer(self._conf(
-            "producer", **{"linger.ms": 0, "acks": str(o.get("acks", "all")), "enable.idempotence": idem,
-                           "partitioner": "murmur2", "on_delivery": self._on_delivery}))
+        conf = self._conf("producer", **{
+            "linger.ms": 0, "acks": str(o.get("acks", "all")), "enable.idempotence": idem, "partitioner": "murmur2",
+            "on_delivery": self._on_delivery, "client.id": f"lowlat-{uuid.uuid4().hex[:12]}"})
+        self._producer = Producer(conf)
+        self._loop_thread = threading.get_ident()
         self._stop = threading.Event()
-        self._poller = threading.Thread(target=self._serve_reports, name="lowlat-kafka-dr", daemon=True)
-        self._poller.start()
+        if o.get("loop_wake", True):
+            self._wake = attach(self._producer, conf["client.id"])
+        if self._wake is not None:  # librdkafka wakes the loop itself: reports are served on the loop thread
+            self._loop.add_reader(self._wake.fd, self._serve_reports_now)
+        else:
+            self._poller = threading.Thread(target=self._serve_reports, name="lowlat-kafka-dr", daemon=True)
+            self._poller.start()
         self._mark_open()
 
-    def _serve_reports(self) -> None:  # delivery reports run here, never on the event loop
+    def _serve_reports(self) -> None:  # portable path: delivery reports run on this thread, never on the loop
         while not self._stop.is_set():
             self._producer.poll(0.05)
+
+    def _serve_reports_now(self) -> None:  # event loop: librdkafka signalled the eventfd (reports are queued)
+        if self._wake is not None:  # None once close() removed the reader
+            try:  # read (clear) before poll(0), so a report queued during it writes the fd again
+                os.eventfd_read(self._wake.fd)
+            except BlockingIOError:
+                pass
+            self._producer.poll(0)
+
+    def _on_loop(self, fn: Any, *args: Any) -> None:
+        # reports are served on the loop (eventfd), by the report thread, or by flush() in an executor thread
+        if threading.get_ident() == self._loop_thread:
+            fn(*args)
+        else:
+            self._loop.call_soon_threadsafe(fn, *args)
 
     def _on_delivery(self, err: Any, msg: Any) -> None:
         if err is not None and self._error is None:
@@ -295,14 +326,14 @@ class KafkaTransport(Transport):
             h = [*(h or ()), (_REPLY, reply)]
         if key is None and headers and self._key_header:
             key = headers.get(self._key_header)
-        kw: dict[str, Any] = {"key": key, "partition": partition, "headers": h}
+        report = None
         if wait:
             fut = self._loop.create_future()
-            kw["on_delivery"] = lambda err, msg: self._loop.call_soon_threadsafe(self._settle, fut, err)
+            report = partial(self._report, fut)
         value = payload if type(payload) is bytes else bytes(payload)
         while True:
             try:
-                self._producer.produce(topic, value, **kw)
+                self._producer.produce(topic, value, key, partition, on_delivery=report, headers=h)
                 break
             except BufferError:  # librdkafka queue full: back-pressure until reports drain it
                 await asyncio.sleep(0.001)
@@ -310,6 +341,12 @@ class KafkaTransport(Transport):
                 raise TransportError(f"kafka produce to {topic!r} failed: {e.args[0].str()}") from e
         if wait:
             await fut
+
+    def _report(self, fut: asyncio.Future[None], err: Any, _msg: Any) -> None:  # a wait=True delivery report
+        if threading.get_ident() == self._loop_thread:
+            self._settle(fut, err)
+        else:
+            self._loop.call_soon_threadsafe(self._settle, fut, err)
 
     @staticmethod
     def _settle(fut: asyncio.Future[None], err: Any) -> None:
@@ -427,7 +464,12 @@ class KafkaTransport(Transport):
         if self._producer is not None:
             await self._loop.run_in_executor(None, self._producer.flush, self.options.get("close_timeout", 5.0))
             self._stop.set()
-            await self._loop.run_in_executor(None, self._poller.join)
+            if self._wake is not None:
+                self._loop.remove_reader(self._wake.fd)
+                self._wake.close()  # librdkafka stops writing to the fd before it is closed
+                self._wake = None
+            elif self._poller is not None:
+                await self._loop.run_in_executor(None, self._poller.join)
             self._producer = None  # drop the handle now (its threads/sockets), not at garbage collection
             if self._inbox is not None:  # best effort: inbox topics are per process
                 with contextlib.suppress(Exception):
@@ -451,7 +493,7 @@ class KafkaTransport(Transport):
         fut: asyncio.Future[int] = self._loop.create_future()
 
         def done(err: Any, msg: Any) -> None:
-            self._loop.call_soon_threadsafe(self._settle_pos, fut, err, None if err else msg.offset())
+            self._on_loop(self._settle_pos, fut, err, None if err else msg.offset())
 
         value = payload if type(payload) is bytes else bytes(payload)
         while True:

@@ -195,6 +195,51 @@ async def test_publish_wait_returns_after_broker_ack(kt, kafka_topic):
     assert [bytes(m.data) for m in await take(sub, 1)] == [b"acked"]
 
 
+@pytest.mark.parametrize("loop_wake", [True, False])
+async def test_delivery_reports_on_the_loop_or_a_thread(kafka_url, kafka_options, kafka_topic, loop_wake):
+    """Reports reach wait=True publishers and log_append whichever thread serves them: the loop (eventfd), the
+    report thread, or flush() in an executor while waits are outstanding; close() leaves no fd behind."""
+    import os
+
+    async with connect(kafka_url, loop_wake=loop_wake, **kafka_options) as t:
+        assert (t._wake is not None) == loop_wake  # this machine has eventfd and the wheel's librdkafka
+        assert (t._poller is None) == loop_wake
+        sub = await t.subscribe(kafka_topic)
+        for i in range(20):
+            await t.publish(kafka_topic, b"%d" % i, wait=True)
+        waits = [asyncio.ensure_future(t.publish(kafka_topic, b"%d" % i, wait=True)) for i in range(20, 220)]
+        await asyncio.sleep(0)
+        await t.flush()  # serves reports on an executor thread while the waits are pending
+        await asyncio.wait_for(asyncio.gather(*waits), 10)
+        assert (await t.log_append(kafka_topic, kafka_topic, b"220")).pos == 221  # offset 220, positions are +1
+        got = [int(bytes(m.data)) for m in await take(sub, 221)]
+        assert got == list(range(221))
+        fd = t._wake.fd if t._wake else None
+    assert t._wake is None
+    if fd is not None:
+        with pytest.raises(OSError):
+            os.fstat(fd)  # closed (and librdkafka told to stop writing to it first)
+
+
+def test_loop_wake_refuses_a_handle_it_cannot_identify(tansu_broker):
+    from confluent_kafka import Producer
+
+    from lowlat.transport._rdkafka_wake import attach
+
+    p = Producer({"bootstrap.servers": tansu_broker, "client.id": "someone-else"})
+    assert attach(p, "lowlat-mine") is None  # rd_kafka_name does not match: never use the pointer
+    w = attach(p, "someone-else")
+    assert w is not None
+    os_fd = w.fd
+    p.produce("lowlat.test.wake", b"x")
+    p.flush(5)  # its report went through the queue that now signals the fd
+    import os
+
+    assert os.eventfd_read(os_fd) >= 1
+    w.close()
+    w.close()  # idempotent
+
+
 async def test_request_reply_with_correlation(kt, kafka_topic):
     async def handler(msg):
         return b"re:" + bytes(msg.data)
