@@ -68,5 +68,7 @@ cdef class Subscription:
     cdef object _handler                # the Python callable of the poll in progress
     cdef object _error                  # exception raised by _handler during the poll in progress
     cdef bint _with_header              # call _handler(mv, session_id, position) instead of _handler(mv)
+    cdef readonly int64_t frame_errors  # poll_frames: messages that were not a well-formed in-band frame
     cdef object __weakref__
     cdef int poll_c(self, object handler, int fragment_limit, bint with_header) except -1
+    cdef int poll_fn_c(self, ll_message_fn fn, object handler, int fragment_limit) except -1

@@ -5,11 +5,14 @@ Objects are not thread-safe: use each Client/Publication/Subscription from one t
 cimport cython
 from cpython.buffer cimport PyBUF_READ, PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.exc cimport PyErr_CheckSignals
+from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.memoryview cimport PyMemoryView_FromMemory
+from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.stdint cimport INT32_MAX, int32_t, int64_t, uint8_t
 from libcpp.string cimport string
 
-from lowlat._idle cimport IdleStrategy, as_idle, ll_idle_reset
+from lowlat._idle cimport (IdleStrategy, LL_IDLE_ACT_SPIN, LL_IDLE_ACT_YIELD, as_idle, ll_cpu_relax, ll_idle_act,
+                           ll_idle_reset, ll_idle_step, ll_now_ns)
 
 import time
 import weakref
@@ -311,6 +314,83 @@ cdef int _on_message(void* ctx, const uint8_t* buf, int32_t length, int32_t sess
     return 0
 
 
+cdef int _on_drop(void* ctx, const uint8_t* buf, int32_t length, int32_t session_id,
+                  int64_t position) noexcept:
+    return 0
+
+
+cdef int _on_frame(void* ctx, const uint8_t* buf, int32_t length, int32_t session_id,
+                   int64_t position) noexcept:
+    # poll_frames: decode lowlat's in-band frame here (C), call the handler once with Python values.  The bytes
+    # are copied out of Aeron's buffer (valid only during this call).  Hostile input is counted, never raised.
+    cdef Subscription self = <Subscription>ctx
+    cdef int32_t slen, mlen, end, i, rlen
+    if self._error is not None:
+        return 1
+    if length < 4:
+        self.frame_errors += 1
+        return 0
+    slen = buf[0] | (buf[1] << 8)
+    mlen = buf[2] | (buf[3] << 8)
+    end = 4 + slen + mlen
+    if slen == 0 or end > length:
+        self.frame_errors += 1
+        return 0
+    rlen = mlen
+    for i in range(mlen):
+        if buf[4 + slen + i] == 10:   # "\n": reply ends, header lines follow
+            rlen = i
+            break
+    try:
+        subject = PyUnicode_DecodeUTF8(<const char*>buf + 4, slen, NULL)
+        reply = PyUnicode_DecodeUTF8(<const char*>buf + 4 + slen, rlen, NULL) if rlen else None
+    except UnicodeDecodeError:
+        self.frame_errors += 1
+        return 0
+    headers = PyBytes_FromStringAndSize(<const char*>buf + 5 + slen + rlen, mlen - rlen - 1) if rlen < mlen else None
+    payload = PyBytes_FromStringAndSize(<const char*>buf + end, length - end)
+    try:
+        self._handler(subject, reply, headers, payload, session_id, position)
+    except BaseException as e:
+        self._error = e
+        return 1
+    return 0
+
+
+cdef int64_t _poll_until(Subscription a, object on_a, Subscription b, object on_b, int fragment_limit,
+                         IdleStrategy idle, int64_t budget_ns, int64_t max_park_ns) except? -1:
+    # One duty-cycle loop over one or two framed subscriptions, in C: poll, and between empty polls idle per the
+    # strategy (spins keep the GIL; yields/short parks release it) until work, the budget, or a long park.
+    cdef int64_t deadline = ll_now_ns() + budget_ns
+    cdef int64_t action
+    cdef int n
+    while True:
+        n = a.poll_fn_c(_on_frame if on_a is not None else _on_drop, on_a, fragment_limit)
+        if b is not None:
+            n += b.poll_fn_c(_on_frame if on_b is not None else _on_drop, on_b, fragment_limit)
+        if n > 0:
+            ll_idle_reset(&idle.cfg)
+            return n
+        action = ll_idle_step(&idle.cfg)
+        if action > max_park_ns:
+            return -action
+        if ll_now_ns() >= deadline:
+            return 0
+        if action == LL_IDLE_ACT_SPIN:
+            ll_cpu_relax()
+        else:
+            with nogil:
+                ll_idle_act(action)
+            PyErr_CheckSignals()
+
+
+def poll_streams(Subscription bus not None, bus_handler, Subscription reply not None, reply_handler,
+                 int fragment_limit, IdleStrategy idle not None, int64_t budget_ns, int64_t max_park_ns=50_000) -> int:
+    """``Subscription.poll_frames_until`` over two subscriptions at once (the adapter's bus and reply streams):
+    a handler of ``None`` consumes that stream without calling Python.  Same return values."""
+    return _poll_until(bus, bus_handler, reply, reply_handler, fragment_limit, idle, budget_ns, max_park_ns)
+
+
 # no_gc_clear: the cyclic GC must never drop `client` before __dealloc__ released our Aeron object
 # (closing it needs the client's conductor alive).
 @cython.final
@@ -336,15 +416,18 @@ cdef class Subscription:
             self._s = NULL
 
     cdef int poll_c(self, object handler, int fragment_limit, bint with_header) except -1:
+        self._with_header = with_header
+        return self.poll_fn_c(_on_message, handler, fragment_limit)
+
+    cdef int poll_fn_c(self, ll_message_fn fn, object handler, int fragment_limit) except -1:
         cdef int n
         if self._s == NULL:
             raise TransportClosedError("Aeron subscription is closed")
         if fragment_limit <= 0:
             raise ValueError("fragment_limit must be > 0")
         self._handler = handler
-        self._with_header = with_header
         self._error = None
-        n = ll_poll(self._s, _on_message, <void*>self, fragment_limit)
+        n = ll_poll(self._s, fn, <void*>self, fragment_limit)
         self._handler = None
         if self._error is not None:
             err, self._error = self._error, None
@@ -364,6 +447,22 @@ cdef class Subscription:
         """Like ``poll`` but calls ``handler(memoryview, session_id, position)``: the publisher's session id
         and the stream position just after this message (compare with ``Publication.position``)."""
         return self.poll_c(handler, fragment_limit, True)
+
+    def poll_frames(self, handler, int fragment_limit=10) -> int:
+        """Like ``poll`` for messages in lowlat's in-band frame (``u16 subject_len, u16 meta_len, subject, meta,
+        payload``; meta = ``reply`` then optional ``\\nk:v`` header lines): the frame is decoded here and
+        ``handler(subject, reply, headers, payload, session_id, position)`` gets ``str``, ``str | None``, the raw
+        header lines (``bytes``, ``None`` without headers) and the payload copied to ``bytes``.  ``handler=None``
+        consumes without calling anything.  Malformed frames are consumed and counted in ``frame_errors``."""
+        return self.poll_fn_c(_on_frame if handler is not None else _on_drop, handler, fragment_limit)
+
+    def poll_frames_until(self, handler, int fragment_limit, IdleStrategy idle not None, int64_t budget_ns,
+                          int64_t max_park_ns=50_000) -> int:
+        """``poll_frames`` until something arrives or ``budget_ns`` pass, idling per ``idle`` in between (its
+        state advances; work resets it).  Spins keep the GIL; yields and parks up to ``max_park_ns`` release it.
+        Returns the fragment count (> 0), 0 when the budget ran out, or ``-ns`` when the strategy asks for a
+        longer park than ``max_park_ns`` (an asyncio caller awaits that instead of blocking its loop)."""
+        return _poll_until(self, handler, None, None, fragment_limit, idle, budget_ns, max_park_ns)
 
     def poll_wait(self, handler, int fragment_limit=10, idle=None, timeout=None) -> int:
         """Poll until at least one fragment arrives or ``timeout`` s pass (None = forever), idling per ``idle``

@@ -22,10 +22,17 @@ Semantics (Aeron has channels and integer stream ids, no subjects, queue groups 
   and counts (``Subscription.dropped``).
 - ``Message.data`` is a ``bytes`` copied once from Aeron's log buffer (it must outlive the poll that saw it) and
   shared by every matching subscription; ``lowlat._aeron.Subscription.poll`` is the zero-copy path.
-- A poller task per transport polls both streams and idles per ``poll_idle``, a ``lowlat.IdleStrategy`` or its
-  kind name (default ``BackoffIdle()``: a few polls that only yield to the event loop, a few ``sched_yield``, then
-  sleeps doubling up to 1 ms); ``"busy_spin"`` never sleeps (lowest latency, one busy core); ``"yield"`` calls
-  ``sched_yield`` between polls (for processes pinned to one shared core).
+- A poller task per transport polls both streams in compiled code (``lowlat._aeron.poll_streams``: the in-band
+  frame is decoded in C, Python runs once per message) and idles per ``poll_idle``, a ``lowlat.IdleStrategy`` or
+  its kind name (default ``BackoffIdle()``: a few pauses, a few ``sched_yield``, then parks doubling up to 1 ms);
+  ``"busy_spin"`` never sleeps (lowest latency, one busy core); ``"yield"`` calls ``sched_yield`` between polls
+  (for processes pinned to one shared core).  Spins, yields and parks up to ``poll_park_us`` (50) happen inside
+  that call (GIL released while yielding or parking) for up to ``poll_block_us`` (100) before the event loop gets
+  one iteration; longer parks are awaited on the loop.  So other tasks on the loop wait at most about
+  ``poll_block_us`` for their turn.
+- ``request`` offers, then waits for its reply inline (compiled poll of the reply stream) for up to
+  ``request_spin_us`` (200; 0 = never): a reply within that returns without the coroutine suspending.  The loop is
+  blocked meanwhile; a request answered by this same transport's ``serve`` always takes the slow path.
 """
 
 from __future__ import annotations
@@ -39,7 +46,6 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .._idle import YIELD as IDLE_YIELD
 from .._idle import IdleStrategy, idle_strategy
 from ..errors import (
     DecodeError,
@@ -139,7 +145,8 @@ class AeronTransport(Transport):
     ``reply_stream_id`` (``stream_id + 1``), ``connect_timeout`` (5 s), ``driver_timeout`` (10 s: the driver
     counts as dead after this long without a heartbeat), ``publish_timeout`` (5 s back-pressure
     budget), ``poll_idle`` (an ``IdleStrategy`` or ``"backoff"`` | ``"busy_spin"`` | ``"yield"`` | ``"sleep"``; default
-    ``BackoffIdle()``), ``fragment_limit`` (64 per poll), and ``max_pending`` / ``max_pending_bytes`` / ``on_slow_consumer`` defaults
+    ``BackoffIdle()``), ``fragment_limit`` (64 per poll), ``poll_block_us`` / ``poll_park_us`` / ``request_spin_us``
+    (see the module docstring), and ``max_pending`` / ``max_pending_bytes`` / ``on_slow_consumer`` defaults
     for subscriptions.
     """
 
@@ -148,11 +155,17 @@ class AeronTransport(Transport):
     def __init__(self, url: str, *, aeron_dir: str | None = None, stream_id: int = 1001,
                  reply_stream_id: int | None = None, connect_timeout: float = 5.0, publish_timeout: float = 5.0,
                  poll_idle: IdleStrategy | _IdleKind = "backoff",
-                 fragment_limit: int = 64, driver_timeout: float = 10.0, **options: Any) -> None:
+                 fragment_limit: int = 64, driver_timeout: float = 10.0, poll_block_us: float = 100.0,
+                 poll_park_us: float = 50.0, request_spin_us: float = 200.0, **options: Any) -> None:
         super().__init__(url, **options)
         if not url.startswith(("aeron:ipc", "aeron:udp")):
             raise ValueError(f"not an Aeron channel (aeron:ipc or aeron:udp?endpoint=host:port): {url!r}")
         self._idle = idle_strategy(poll_idle)   # ValueError for an unknown kind name
+        if min(poll_block_us, poll_park_us, request_spin_us) < 0:
+            raise ValueError("poll_block_us, poll_park_us and request_spin_us must be >= 0")
+        self._block_ns = int(poll_block_us * 1000)
+        self._park_ns = int(poll_park_us * 1000)
+        self._spin_ns = int(request_spin_us * 1000)
         self.channel = url
         self.aeron_dir = aeron_dir or default_aeron_dir()
         self.stream_id = stream_id
@@ -175,7 +188,8 @@ class AeronTransport(Transport):
         self._poller: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
         self._checked: set[str] = set()
-        self.decode_errors = 0   # hostile/foreign frames seen on the streams (dropped, counted)
+        self._meta_errors = 0    # frames whose header lines were malformed (dropped, counted)
+        self._bus_session = 0
 
     # --- lifecycle ---
     async def connect(self) -> None:
@@ -207,6 +221,7 @@ class AeronTransport(Transport):
                 c.close()
                 raise
             self._client = c
+            self._bus_session = self._bus_pub.session_id
 
         await asyncio.to_thread(_open)
         self._wake = asyncio.Event()
@@ -254,57 +269,66 @@ class AeronTransport(Transport):
         await asyncio.sleep(0)
 
     # --- receiving ---
-    def _on_bus(self, mv: memoryview, session_id: int, position: int) -> None:
+    @property
+    def decode_errors(self) -> int:
+        """Hostile/foreign messages seen on the streams (dropped, counted): malformed frames (counted by the
+        binding's frame decoder) and malformed header lines."""
+        n = self._meta_errors
+        for sub in (self._bus_sub, self._rep_sub):
+            if sub is not None:
+                n += sub.frame_errors
+        return n
+
+    def _headers(self, raw: bytes | None) -> tuple[bool, Headers | None]:
+        if raw is None:
+            return True, None
         try:
-            subject, meta, off = decode_frame(mv)
-            reply, headers = decode_meta(meta) if meta else (None, None)
-        except ValueError:   # DecodeError is a ValueError; foreign or hostile bytes: drop and count
-            self.decode_errors += 1
+            return True, decode_meta(b"\n" + raw)[1]
+        except ValueError:   # DecodeError is a ValueError: foreign or hostile bytes, dropped and counted
+            self._meta_errors += 1
+            return False, None
+
+    def _on_bus(self, subject: str, reply: str | None, raw: bytes | None, data: bytes, session_id: int,
+                position: int) -> None:
+        # called by the binding's frame decoder (poll_frames): subject/reply decoded in C, payload copied once
+        ok, headers = self._headers(raw)
+        if not ok:
             return
-        data = None
-        own = session_id == self._bus_pub.session_id
+        own = session_id == self._bus_session
         for sub in self._subs:
             if own and position <= self._since.get(sub, -1):
                 continue   # published before this subscription existed
             if subject_matches(sub.subject, subject):
-                if data is None:
-                    data = bytes(mv[off:])
                 try:
                     sub._deliver(Message(subject, data, headers, reply, transport=self))
                 except Exception:  # noqa: BLE001 - a user callback (on_slow_consumer) failed: never stall the poller
                     log.exception("aeron: delivering %r to %r failed", subject, sub.subject)
 
-    def _on_reply(self, mv: memoryview) -> None:
-        try:
-            subject, meta, off = decode_frame(mv)
-            _, headers = decode_meta(meta) if meta else (None, None)
-        except ValueError:
-            self.decode_errors += 1
-            return
+    def _on_reply(self, subject: str, reply: str | None, raw: bytes | None, data: bytes, session_id: int,
+                  position: int) -> None:
         fut = self._waiting.get(subject)
         if fut is not None and not fut.done():
-            fut.set_result(Message(subject, bytes(mv[off:]), headers, None, transport=self))
+            ok, headers = self._headers(raw)
+            if ok:
+                fut.set_result(Message(subject, data, headers, None, transport=self))
 
     def _poll_once(self) -> int:
-        n = self._bus_sub.poll_with_header(self._on_bus, self.fragment_limit)
-        if self._waiting:
-            n += self._rep_sub.poll(self._on_reply, self.fragment_limit)
-        else:
-            n += self._rep_sub.poll(_drop, self.fragment_limit)
-        return n
+        n = self._bus_sub.poll_frames(self._on_bus, self.fragment_limit)
+        return n + self._rep_sub.poll_frames(self._on_reply if self._waiting else None, self.fragment_limit)
 
     async def _poll_loop(self) -> None:
-        # The event loop must keep running, so the strategy only says what to do (step) and we await it.
-        idle = self._idle
+        # The duty cycle runs in compiled code (_aeron.poll_streams): poll both streams, and between empty polls
+        # spin/yield/park briefly per the idle strategy, GIL released while yielding or parking, until work
+        # arrives or poll_block_us passes; then one event-loop iteration so other tasks and I/O run.  A park
+        # longer than poll_park_us is awaited on the loop instead of blocking it.
+        idle, poll = self._idle, _aeron.poll_streams
+        bus, rep, limit = self._bus_sub, self._rep_sub, self.fragment_limit
+        on_bus, on_reply = self._on_bus, self._on_reply
+        block, park = self._block_ns, self._park_ns
         idle.reset()
         while True:
-            action = idle.step(self._poll_once())
-            if action > 0:
-                await asyncio.sleep(action * 1e-9)
-                continue
-            if action == IDLE_YIELD:
-                os.sched_yield()   # give the core to a process sharing it (pinned setups), then poll again
-            await asyncio.sleep(0)
+            r = poll(bus, on_bus, rep, on_reply if self._waiting else None, limit, idle, block, park)
+            await asyncio.sleep(r * -1e-9 if r < 0 else 0)
 
     # --- API ---
     def _check_subject(self, subject: str) -> None:
@@ -401,19 +425,34 @@ class AeronTransport(Transport):
 
     async def request(self, subject: str, payload: Buffer, *, timeout: float = 1.0,
                       headers: Headers | None = None) -> Message:
+        """Offer the request, then wait for the reply *inline* (compiled poll of the reply stream, the idle
+        strategy between polls) for up to ``request_spin_us``: a reply within that budget returns without the
+        coroutine suspending (no future hand-off, no event-loop iteration).  Later replies arrive through the
+        poller like any other.  The event loop is blocked while the inline wait lasts."""
         self._check_open()
-        inbox = f"{self._inbox}{next(self._ids)}"   # the correlation id is the inbox's last token
+        n = next(self._ids)
+        inbox = f"{self._inbox}{n}"   # the correlation id is the inbox's last token
         fut: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         self._waiting[inbox] = fut
         try:
+            self._check_subject(subject)
+            frame = encode_frame(subject, encode_meta(inbox, headers))
+            pub = self._rep_pub if subject.startswith(_INBOX) else self._bus_pub
+            if pub.offer(payload, frame) >= 0 and self._spin_ns:
+                left, deadline, rep, on_reply = self._spin_ns, time.perf_counter_ns() + self._spin_ns, \
+                    self._rep_sub, self._on_reply
+                idle = self._idle   # shared with the poller: both run on the loop thread, one at a time
+                idle.reset()
+                while left > 0 and rep.poll_frames_until(on_reply, self.fragment_limit, idle, left, left) > 0:
+                    if fut.done():
+                        return fut.result()
+                    left = deadline - time.perf_counter_ns()
+            else:
+                async with asyncio.timeout(timeout):
+                    await self._offer(pub, frame, payload)
             async with asyncio.timeout(timeout):
-                await self.publish(subject, payload, headers=headers, reply=inbox)
                 return await fut
         except TimeoutError:
             raise TransportTimeoutError(f"request on {subject!r} timed out after {timeout}s") from None
         finally:
             self._waiting.pop(inbox, None)
-
-
-def _drop(mv: memoryview) -> None:
-    """Consume replies meant for other transports when we wait for none."""

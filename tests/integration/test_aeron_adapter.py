@@ -117,6 +117,39 @@ async def test_many_messages_between_transports_in_order(mod, aeron_driver, aero
         assert got == list(range(n)) and sub.dropped == 0
 
 
+@pytest.mark.parametrize("spin_us", [0.0, 200.0, 5_000.0])
+async def test_request_inline_wait_and_fallback(mod, aeron_driver, aeron_stream, spin_us):
+    """request_spin_us=0 always awaits the poller; > 0 first waits inline (no suspension when the reply comes in
+    time).  Both give the same answers, concurrent requests included, with headers, and to itself."""
+    from lowlat.transport import connect
+
+    async with connect("aeron:ipc", **_opts(aeron_driver, aeron_stream, request_spin_us=spin_us)) as client, \
+            connect("aeron:ipc", **_opts(aeron_driver, aeron_stream)) as server:
+        task = await server.serve("svc.hdr", lambda m: (m.headers or {}).get("k", "-").encode() + bytes(m.data))
+        own = await client.serve("svc.self", lambda m: b"self:" + bytes(m.data))
+        try:
+            for i in range(50):
+                r = await client.request("svc.hdr", b"%d" % i, headers={"k": "v"} if i % 2 else None, timeout=5)
+                assert bytes(r.data) == (b"v" if i % 2 else b"-") + b"%d" % i
+            reps = await asyncio.gather(*(client.request("svc.hdr", b"c%d" % i, timeout=5) for i in range(10)))
+            assert [bytes(r.data) for r in reps] == [b"-c%d" % i for i in range(10)]
+            r = await client.request("svc.self", b"x", timeout=5)   # served by this transport's own poller
+            assert bytes(r.data) == b"self:x"
+            with pytest.raises(TransportTimeoutError):
+                await client.request("svc.nobody", b"x", timeout=0.05)
+        finally:
+            task.cancel()
+            own.cancel()
+
+
+async def test_aeron_poll_options_are_checked(mod):
+    from lowlat.transport.aeron import AeronTransport
+
+    for bad in ({"poll_block_us": -1}, {"poll_park_us": -1}, {"request_spin_us": -1}):
+        with pytest.raises(ValueError):
+            AeronTransport("aeron:ipc", **bad)
+
+
 async def test_hostile_frame_on_the_bus_is_dropped_and_counted(mod, aeron_driver, aeron_client, aeron_stream):
     from lowlat.transport import connect
 
@@ -124,12 +157,13 @@ async def test_hostile_frame_on_the_bus_is_dropped_and_counted(mod, aeron_driver
         sub = await t.subscribe("x.y")
         raw = aeron_client.add_publication("aeron:ipc", aeron_stream)
         raw.wait_connected(5)
-        for junk in (b"", b"\x01", b"\xff\xff\x00\x00abc", b"\x02\x00\x00\x00\xff\xfe"):
+        for junk in (b"", b"\x01", b"\xff\xff\x00\x00abc", b"\x02\x00\x00\x00\xff\xfe",
+                     mod.encode_frame("x.y", b"\nbad-header-line")):
             raw.offer_wait(junk, timeout=5)
         raw.offer_wait(b"ok", mod.encode_frame("x.y"), timeout=5)
         m = await asyncio.wait_for(sub.__anext__(), 10)
         assert bytes(m.data) == b"ok" and m.subject == "x.y"
-        assert t.decode_errors == 4
+        assert t.decode_errors == 5
 
 
 async def test_slow_raw_subscriber_back_pressures_publish(mod, aeron_driver, aeron_client, aeron_stream):

@@ -253,3 +253,62 @@ def test_invalid_channel_is_a_clear_error(A, aeron_client, aeron_stream):
     with pytest.raises(TransportError):
         aeron_client.add_publication("aeron:udp?endpoint=not-a-host-name:x", aeron_stream)
 
+
+
+def _frame(subject: bytes, meta: bytes = b"") -> bytes:
+    return struct.pack("<HH", len(subject), len(meta)) + subject + meta
+
+
+def test_poll_frames_decodes_the_in_band_frame_and_counts_hostile_ones(A, aeron_client, aeron_stream):
+    import time
+
+    pub, sub = pair(aeron_client, "aeron:ipc", aeron_stream)
+    pub.offer(b"payload", _frame(b"md.AAPL"))
+    pub.offer(b"p2", _frame(b"req.x", b"_INBOX.ab.1"))
+    pub.offer(b"", _frame("é.x".encode(), b"_INBOX.ab.2\nk:v\nk2:v:2"))
+    for junk in (b"", b"\x01", b"\x00\x00\x00\x00", b"\x09\x00\x00\x00abc", _frame(b"\xff\xfe"),
+                 _frame(b"ok", b"\xff")):
+        pub.offer(junk)
+    pos = pub.offer(b"last", _frame(b"end"))
+    seen: list = []
+    deadline = time.monotonic() + 5
+    while len(seen) < 4 and time.monotonic() < deadline:
+        sub.poll_frames(lambda *a: seen.append(a), 64)
+    sid = pub.session_id
+    assert [a[:4] for a in seen] == [("md.AAPL", None, None, b"payload"), ("req.x", "_INBOX.ab.1", None, b"p2"),
+                                     ("é.x", "_INBOX.ab.2", b"k:v\nk2:v:2", b""), ("end", None, None, b"last")]
+    assert all(a[4] == sid for a in seen) and seen[-1][5] == pos
+    assert sub.frame_errors == 6
+
+
+def test_poll_frames_none_handler_consumes_and_handler_errors_redeliver(A, aeron_client, aeron_stream):
+    pub, sub = pair(aeron_client, "aeron:ipc", aeron_stream)
+    pub.offer(b"a", _frame(b"s"))
+    idle = idle_strategy("busy_spin")
+    assert sub.poll_frames_until(None, 10, idle, 1_000_000_000) == 1   # consumed, nothing called
+    pub.offer(b"b", _frame(b"s"))
+
+    def boom(*a):
+        raise RuntimeError("handler failed")
+
+    with pytest.raises(RuntimeError):
+        while not sub.poll_frames(boom, 10):
+            pass
+    got: list = []
+    assert sub.poll_frames_until(lambda *a: got.append(a[3]), 10, idle, 1_000_000_000) == 1
+    assert got == [b"b"]   # not lost: delivered again after the failing poll
+
+
+def test_poll_frames_until_budget_and_long_parks(A, aeron_client, aeron_stream):
+    import time
+
+    pub, sub = pair(aeron_client, "aeron:ipc", aeron_stream)
+    other = aeron_client.add_subscription("aeron:ipc", aeron_stream + 1)
+    t0 = time.perf_counter()
+    assert sub.poll_frames_until(None, 10, idle_strategy("yield"), 20_000_000) == 0   # budget spent: 0
+    assert 0.015 < time.perf_counter() - t0 < 2
+    idle = BackoffIdle(max_spins=2, max_yields=2, min_park_ns=1_000, max_park_ns=1_000_000)
+    r = A.poll_streams(sub, None, other, None, 10, idle, 10_000_000_000, 100_000)
+    assert r == -128_000   # parks 1, 2, ... 64 µs inline, then asks the caller to park 128 µs itself
+    pub.offer(b"x", _frame(b"s"))
+    assert A.poll_streams(sub, lambda *a: None, other, None, 10, idle, 1_000_000_000, 100_000) == 1
