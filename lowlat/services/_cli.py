@@ -123,7 +123,7 @@ def _intake_flags(g: argparse._ArgumentGroup) -> None:
 
 
 def _validator_flags(g: argparse._ArgumentGroup) -> None:
-    _flag(g, "queue", "queue group of the validator instances (default validators)", metavar="NAME")
+    _flag(g, "queue", "queue group of the validator instances (default validators; '' for none)", metavar="NAME")
     _flag(g, "publish_results", "also publish results to orders.validated / orders.rejected", action="store_true")
     _flag(g, "forward", "forward accepted orders to orders.match.<SYMBOL> (for a matcher)", action="store_true")
 

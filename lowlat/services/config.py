@@ -60,7 +60,7 @@ class ServiceConfig:
     exec_prefix: str = "exec"                     # execution reports: <exec_prefix>.<SYMBOL>
     md_prefix: str = "md"                         # market data: <md_prefix>.<SYMBOL> (+ .snapshot queries)
     query_prefix: str = "query"                   # read side: <query_prefix>.book.<SYMBOL>, .order.<SYMBOL>
-    queue: str = "validators"                     # queue group of validator instances
+    queue: str = "validators"                     # queue group of validator instances ("" for none)
     # --- behaviour ---
     symbols: tuple[str, ...] = DEFAULT_SYMBOLS
     publish_results: bool = False                 # also publish results to validated/rejected subjects
@@ -290,6 +290,8 @@ def check_value(name: str, value: Any) -> Any:
         return up
     if name == "transport":
         return _check_url(value)
+    if name == "queue" and value == "":
+        return value  # no queue group: each instance gets every order
     if name.endswith(("_subject", "_prefix")) or name == "queue":
         if not value or not _SUBJECT.match(value):
             raise ValueError(f"{value!r} is not a subject (non-empty, no spaces or wildcards)")

@@ -57,6 +57,16 @@ def test_config_rejects_unknown_keys_and_bad_values(tmp_path):
         load_config(env={"LOWLAT_BATCH_MAX": "many"})
     with pytest.raises(ValueError, match="publish_results"):
         load_config(env={"LOWLAT_PUBLISH_RESULTS": "maybe"})
+    with pytest.raises(ValueError, match="queue"):
+        load_config(env={"LOWLAT_QUEUE": "a b"})
+
+
+def test_empty_queue_means_no_queue_group():
+    from lowlat.services import ValidatorService
+
+    cfg = load_config(env={"LOWLAT_QUEUE": ""})
+    assert cfg.queue == ""
+    assert ValidatorService(cfg).subjects() == [(cfg.orders_subject, None)]
 
 
 # ------------------------------------------------------------------ local book (gap detection)
