@@ -543,13 +543,21 @@ cdef class NatsWriter:
         return 0
 
     cdef int _put_subject(self, const char* p, Py_ssize_t n, bint wildcards) except -1:
-        # NATS would answer a subject with whitespace with -ERR and close the connection: refuse it here
+        # NATS answers a subject with whitespace with -ERR and closes the connection, and drops a publish to an
+        # empty token or a wildcard without a word: refuse them here, before anything is written
         cdef Py_ssize_t i
+        cdef unsigned char c
         if n <= 0:
             raise ValueError("empty subject")
         for i in range(n):
-            if <unsigned char>p[i] <= 32 or <unsigned char>p[i] == 127:
+            c = <unsigned char>p[i]
+            if c <= 32 or c == 127:
                 raise ValueError(f"invalid subject {PyBytes_FromStringAndSize(p, n)!r}: whitespace or control byte")
+            if c == 46 and (i == 0 or i == n - 1 or p[i - 1] == 46):   # '.'
+                raise ValueError(f"invalid subject {PyBytes_FromStringAndSize(p, n)!r}: empty token")
+            if not wildcards and (c == 42 or c == 62):   # '*', '>'
+                raise ValueError(f"invalid subject {PyBytes_FromStringAndSize(p, n)!r}: a wildcard cannot be "
+                                 "published to")
         return 0
 
     cdef int _put_int(self, int64_t v) except -1:

@@ -117,11 +117,12 @@ class ServiceConfig:
         """Keyword options for ``lowlat.transport.connect(self.transport, ...)``: reconnect policy, credentials
         from files and TLS paths for NATS URLs; ``{}`` for other transports.  Raises ``ValueError`` naming the
         field when a credential file cannot be read."""
-        if self.transport.split("://", 1)[0].lower() not in ("nats", "tls"):
+        if self.transport.split("://", 1)[0].lower() not in ("nats", "tls", "nats+py", "tls+py"):
             return {}
+        # jetstream="lazy": a JetStream side connection only for services that use the durable log, at first use
         out: dict[str, Any] = {"max_reconnect_attempts": self.connect_attempts,
                                "reconnect_attempts": self.reconnect_attempts,
-                               "reconnect_time_wait": self.reconnect_wait_s}
+                               "reconnect_time_wait": self.reconnect_wait_s, "jetstream": "lazy"}
         if self.token_file:
             try:
                 with open(self.token_file) as f:

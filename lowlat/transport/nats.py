@@ -72,7 +72,9 @@ try:
 except ImportError:
     raise MissingExtraError("lowlat.transport.nats needs nats-py: pip install 'lowlat[nats]'") from None
 
-_OWN = {"max_pending", "max_pending_bytes", "on_slow_consumer", "tls_ca", "tls_cert", "tls_key", "reconnect_attempts"}
+# ours, not nats.connect's; "jetstream" is the compiled client's side-connection mode (nats-py always has JetStream)
+_OWN = {"max_pending", "max_pending_bytes", "on_slow_consumer", "tls_ca", "tls_cert", "tls_key", "reconnect_attempts",
+        "jetstream"}
 
 
 # a literal subject: non-empty tokens of printable non-space characters, no wildcard, no NUL/control bytes.

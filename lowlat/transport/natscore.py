@@ -42,6 +42,7 @@ from urllib.parse import urlsplit
 
 from .._batch import MessageBatch
 from .._nats_proto import MsgSink, NatsParser, NatsWriter
+from .._redact import redact_url
 from ..errors import (
     DecodeError,
     NoRespondersError,
@@ -116,9 +117,21 @@ def decode_headers(block: bytes) -> tuple[dict[str, str], int]:
 
 
 def _redact(url: str) -> str:
+    """``scheme://host:port`` without credentials: the identity of a server (candidate list key)."""
     u = urlsplit(url if "://" in url else "nats://" + url)
     host = u.hostname or ""
     return f"{u.scheme}://{host}:{u.port or 4222}"
+
+
+def _shown(url: str) -> str:
+    """A server URL as logs and errors show it: credentials replaced by ``***``."""
+    return redact_url(url if "://" in url else "nats://" + url)
+
+
+def _auth_refused(text: str) -> bool:
+    t = text.lower()
+    return "authorization violation" in t or "authentication expired" in t or "authentication revoked" in t \
+        or "account authentication expired" in t
 
 
 async def _maybe_await(cb: Callable[..., Any] | None, *args: Any) -> None:
@@ -311,6 +324,7 @@ class _Inbox:
         self._sink = sink
         self.futures: dict[str, tuple[asyncio.Future[Message], str]] = {}
         self.subject = prefix + "*"
+        self.queue = None
         self.on_slow_consumer = None
         sink.owner = self
 
@@ -379,15 +393,24 @@ class NatsCoreTransport(Transport):
         self._last_error: str | None = None
         self._nc: Any = None    # the nats-py connection for JetStream
         self.slow_consumers = 0
-        self.reconnects = 0
         self.protocol_errors = 0
         self.server_errors: collections.deque[str] = collections.deque(maxlen=32)
+        # connection health, as the nats-py adapter reports it (services/runtime.py and metrics read these)
+        self.state = "closed"        # "connected" | "reconnecting" | "closed"
+        self.disconnects = 0
+        self.reconnects = 0
+        self.lost: asyncio.Event | None = None   # set when the connection is closed for good (not by close())
+        self.lost_reason: str | None = None
         o = options
         self._reconnect_buf = int(o.get("reconnect_buf_size", 8 << 20))
         self._max_wait = float(o.get("reconnect_time_wait", 2.0))
-        self._max_attempts = int(o.get("max_reconnect_attempts", -1))
+        # start-up: max_reconnect_attempts more rounds over the servers after the first (default none: a wrong
+        # URL fails at once); after an outage: reconnect_attempts, else max_reconnect_attempts, else forever
+        self._connect_retries = int(o.get("max_reconnect_attempts", 0))
+        self._max_attempts = int(o.get("reconnect_attempts", o.get("max_reconnect_attempts", -1)))
         self._allow_reconnect = bool(o.get("allow_reconnect", True))
         self._connect_timeout = float(o.get("connect_timeout", 5.0))
+        self._down_since = 0.0
 
     # --- properties ---
     @property
@@ -514,7 +537,7 @@ class NatsCoreTransport(Transport):
             info = self._info
             ctx = self._ssl_context(bool(info.get("tls_required")))
             if self._tls_wanted() and not (info.get("tls_required") or info.get("tls_available")):
-                raise TransportError(f"TLS was requested but {_redact(url)} does not offer it (refusing plaintext)")
+                raise TransportError(f"TLS was requested but {_shown(url)} does not offer it (refusing plaintext)")
             if ctx is not None:
                 hostname = self.options.get("tls_hostname") or host
                 tls_wt = await asyncio.wait_for(loop.start_tls(wt, proto, ctx, server_hostname=hostname),
@@ -550,27 +573,45 @@ class NatsCoreTransport(Transport):
         self._flush_out()
 
     async def connect(self) -> None:
+        """Connect to the first server that answers; with ``max_reconnect_attempts`` N, up to N more rounds over
+        the servers (backoff as for reconnects).  A server refusing our credentials ends it at once."""
         if not self._closed:
             return
         self._loop = asyncio.get_running_loop()
         self._connected = asyncio.Event()
+        self.lost = asyncio.Event()
+        self.lost_reason = None
         self._closed = False
-        errors = []
         cands = self._candidates()
         if not self.options.get("dont_randomize", True):
             random.shuffle(cands)
-        for url in cands:
-            try:
-                await self._open(url)
-                break
-            except (OSError, TimeoutError, TransportError, DecodeError, ssl.SSLError) as e:
-                errors.append(f"{_redact(url)}: {self._describe(e)}")
-        else:
-            self._closed = True
-            raise TransportError(f"cannot connect to {', '.join(_redact(u) for u in cands)}: {'; '.join(errors)}")
+        rounds = 0
+        wait = _FIRST_BACKOFF
+        while True:
+            errors = []
+            refused = 0
+            for url in cands:
+                try:
+                    await self._open(url)
+                    break
+                except (OSError, TimeoutError, TransportError, DecodeError, ssl.SSLError) as e:
+                    errors.append(f"{_shown(url)}: {self._describe(e)}")
+                    refused += _auth_refused(str(e))
+            else:
+                rounds += 1
+                retries = self._connect_retries if self._allow_reconnect else 0
+                if refused == len(cands) or 0 <= retries < rounds:
+                    self._closed = True
+                    raise TransportError(f"cannot connect to {', '.join(_shown(u) for u in cands)}: "
+                                         f"{'; '.join(errors)}")
+                await asyncio.sleep(wait * (0.5 + random.random()))
+                wait = min(wait * 2, self._max_wait)
+                continue
+            break
         self._opened = True   # see Transport._closed_error
+        self.state = "connected"
         self._connected.set()
-        if self.options.get("jetstream", True):
+        if self.options.get("jetstream", True) is True:
             await self._connect_jetstream()
 
     def _describe(self, e: BaseException) -> str:
@@ -592,13 +633,23 @@ class NatsCoreTransport(Transport):
         for k in ("disconnected_cb", "reconnected_cb", "closed_cb", "error_cb"):
             opts.pop(k, None)
         opts.setdefault("max_reconnect_attempts", -1)
-        self._js_side = NatsTransport(",".join(self._servers), **opts)
+        side = NatsTransport(",".join(self._servers), **opts)
         try:
-            await self._js_side.connect()
+            await side.connect()
         except BaseException:
-            await self.close()
+            if self.options.get("jetstream", True) is True:   # eager: connect() fails as a whole
+                await self.close()
             raise
-        self._nc = self._js_side.client
+        self._js_side = side
+        self._nc = side.client
+        if isinstance(side.lost, asyncio.Event):
+            self._keep(self._loop.create_task(self._watch_side(side), name="lowlat-nats-js-watch"))
+
+    async def _watch_side(self, side: Any) -> None:
+        # the durable paths ride the side connection: when nats-py gives it up, this transport is lost too
+        await side.lost.wait()
+        if not self._closed:
+            self._give_up(f"JetStream side connection closed for good ({side.lost_reason})")
 
     def _on_data(self, proto: _Proto, nbytes: int) -> None:
         if proto is not self._proto:
@@ -610,7 +661,7 @@ class NatsCoreTransport(Transport):
                 p.buffer_updated(nbytes)
             except DecodeError as e:
                 self.protocol_errors += 1
-                log.error("nats protocol error from %s: %s; dropping the connection", _redact(self._current), e)
+                log.error("nats protocol error from %s: %s; dropping the connection", _shown(self._current), e)
                 if proto.transport is not None:
                     proto.transport.abort()
                 self._process(p)
@@ -659,8 +710,14 @@ class NatsCoreTransport(Transport):
             p.ready.clear()
 
     def _slow(self, owner: Any, sink: MsgSink) -> None:
-        self.slow_consumers += 1
-        if self.slow_consumers == 1 or self.slow_consumers % 1000 == 0:
+        # slow_consumers counts dropped messages (as the nats-py adapter does); the log line and the callback
+        # come once per receive pass, however many were dropped in it (one per message would slow the loop
+        # into more drops)
+        before = self.slow_consumers
+        new = sink.dropped - owner.__dict__.get("_dropped_seen", 0)
+        owner._dropped_seen = sink.dropped
+        self.slow_consumers = before + new
+        if before == 0 or before // 1000 != self.slow_consumers // 1000:
             log.warning("slow consumer on %r: %d message(s) dropped so far (pending %d msgs / %d bytes)",
                         owner.subject, sink.dropped, sink.pending, sink.pending_bytes)
         cb = getattr(owner, "on_slow_consumer", None)
@@ -697,7 +754,7 @@ class NatsCoreTransport(Transport):
         if hs is not None and self._phase == "info" and not hs.done():
             hs.set_result(None)   # first INFO of a connection attempt: the handshake goes on (TLS, CONNECT)
         if info.get("ldm") and self._wt is not None:
-            log.warning("nats server %s entered lame duck mode; moving to another server", _redact(self._current))
+            log.warning("nats server %s entered lame duck mode; moving to another server", _shown(self._current))
             self._servers = [s for s in self._servers if s != self._current] + [self._current]
             self._wt.close()
 
@@ -734,37 +791,77 @@ class NatsCoreTransport(Transport):
         if not was_connected or self._closed:
             return
         self._connected.clear()
-        log.warning("nats disconnected from %s: %s", _redact(self._current), exc or "closed by server")
+        self.state = "reconnecting"
+        self.disconnects += 1
+        self._down_since = self._loop.time()
+        why = exc or "closed by server"
+        if self._allow_reconnect:
+            log.warning("nats disconnected from %s (%s); reconnecting", _shown(self._current), why,
+                        extra={"transport": _shown(self._current), "disconnects": self.disconnects})
+        else:
+            log.warning("nats disconnected from %s (%s)", _shown(self._current), why,
+                        extra={"transport": _shown(self._current), "disconnects": self.disconnects})
         self._keep(self._loop.create_task(_maybe_await(self.options.get("disconnected_cb"))))
         if self._allow_reconnect:
             self._reconnect_task = self._keep(self._loop.create_task(self._reconnect(), name="lowlat-nats-reconnect"))
         else:
-            self._keep(self._loop.create_task(self.close()))
+            self._give_up(f"disconnected and allow_reconnect is off ({why})")
+
+    def _give_up(self, reason: str) -> None:
+        """Closed for good, not by ``close()``: ``lost`` is set (services exit on it), then the transport closes."""
+        if self._closed:
+            return
+        self.lost_reason = reason
+        self.state = "closed"
+        log.warning("nats connection to %s closed for good: %s", _shown(self._current or self._servers[0]), reason,
+                    extra={"transport": _shown(self._current or self._servers[0])})
+        if self.lost is not None:
+            self.lost.set()
+        self._keep(self._loop.create_task(self.close()))
 
     async def _reconnect(self) -> None:
         attempt = 0
+        refused_rounds = 0
         wait = _FIRST_BACKOFF
+        last = ""
         while not self._closed:
             cands = self._candidates()
             # the server we lost goes last
             cands = [u for u in cands if u != self._current] + [u for u in cands if u == self._current]
+            refused = 0
             for url in cands:
                 if self._closed:
                     return
                 try:
                     await self._open(url)
                 except (OSError, TimeoutError, TransportError, DecodeError, ssl.SSLError) as e:
-                    log.debug("nats reconnect to %s failed: %s", _redact(url), self._describe(e))
+                    last = self._describe(e)
+                    refused += _auth_refused(str(e))
+                    log.debug("nats reconnect to %s failed: %s", _shown(url), last)
+                    continue
+                except Exception as e:   # a bug must not end reconnecting silently: say it, count the attempt
+                    last = self._describe(e)
+                    log.exception("nats reconnect to %s failed unexpectedly", _shown(url))
                     continue
                 self.reconnects += 1
-                log.warning("nats reconnected to %s (after %d attempt(s))", _redact(url), attempt + 1)
+                self.state = "connected"
+                self._last_error = None
+                down = self._loop.time() - self._down_since
+                log.warning("nats reconnected to %s after %.1f s (%d attempt(s))", _shown(url), down, attempt + 1,
+                            extra={"transport": _shown(url), "reconnects": self.reconnects,
+                                   "down_s": round(down, 3)})
                 self._connected.set()
                 await _maybe_await(self.options.get("reconnected_cb"))
                 return
             attempt += 1
+            # every server refusing our credentials twice in a row (expired or revoked JWT, changed password)
+            # will not get better by retrying
+            refused_rounds = refused_rounds + 1 if refused == len(cands) else 0
+            if refused_rounds >= 2:
+                self._give_up(f"the server refused the credentials ({last})")
+                return
             if 0 <= self._max_attempts <= attempt:
-                log.error("nats: giving up after %d reconnect attempt(s); closing", attempt)
-                await self.close()
+                self._give_up(f"{attempt} reconnect attempt(s) failed (last: {last})")
                 return
             await asyncio.sleep(wait * (0.5 + random.random()))
             wait = min(wait * 2, self._max_wait)
@@ -772,7 +869,9 @@ class NatsCoreTransport(Transport):
     async def close(self) -> None:
         if self._closed and self._proto is None and self._nc is None:
             return
+        requested = not self._closed and self.state != "closed"
         self._closed = True
+        self.state = "closed"
         self._cancel_background()
         for s in list(self._subs.values()):
             s.close_nowait()
@@ -798,6 +897,8 @@ class NatsCoreTransport(Transport):
         if side is not None:
             self._js_side = None
             await side.close()
+        if requested:
+            log.info("nats connection to %s closed", _shown(self._current or self._servers[0]))
         await _maybe_await(self.options.get("closed_cb"))
 
     async def drain(self) -> None:
@@ -1027,9 +1128,22 @@ class NatsCoreTransport(Transport):
     def _js(self) -> Any:
         side = self._js_side
         if side is None:
+            if self.options.get("jetstream", True) == "lazy":
+                raise TransportError("the JetStream side connection opens at the first JetStream or durable-log "
+                                     "call (jetstream='lazy'); connect with jetstream=True to have it at once")
             raise TransportError("JetStream needs nats-py (pip install 'lowlat[nats]') and its side connection "
                                  "(connect without jetstream=False)")
         return side
+
+    async def _js_async(self) -> Any:
+        """The side connection, opened now with ``jetstream='lazy'`` (one open at a time)."""
+        self._check_open()
+        if self._js_side is None and self.options.get("jetstream", True) == "lazy":
+            lock = self.__dict__.setdefault("_js_lock", asyncio.Lock())
+            async with lock:
+                if self._js_side is None:
+                    await self._connect_jetstream()
+        return self._js()
 
     @property
     def jetstream(self) -> Any:
@@ -1038,29 +1152,29 @@ class NatsCoreTransport(Transport):
         return self._js().jetstream
 
     async def js_add_stream(self, name: str, subjects: Sequence[str], **config: Any) -> Any:
-        return await self._js().js_add_stream(name, subjects, **config)
+        return await (await self._js_async()).js_add_stream(name, subjects, **config)
 
     async def js_publish(self, subject: str, payload: Buffer, **kw: Any) -> Any:
-        return await self._js().js_publish(subject, payload, **kw)
+        return await (await self._js_async()).js_publish(subject, payload, **kw)
 
     async def js_pull_subscribe(self, subject: str, durable: str, **kw: Any) -> Any:
-        return await self._js().js_pull_subscribe(subject, durable, **kw)
+        return await (await self._js_async()).js_pull_subscribe(subject, durable, **kw)
 
     # the durable-log protocol (base.DurableLog), on the JetStream side connection
     async def log_ensure(self, name: str, subjects: Sequence[str], **kw: Any) -> None:
-        await self._js().log_ensure(name, subjects, **kw)
+        await (await self._js_async()).log_ensure(name, subjects, **kw)
 
     async def log_append(self, name: str, subject: str, payload: Buffer, **kw: Any) -> Any:
-        return await self._js().log_append(name, subject, payload, **kw)
+        return await (await self._js_async()).log_append(name, subject, payload, **kw)
 
     async def log_end(self, name: str) -> int:
-        return await self._js().log_end(name)
+        return await (await self._js_async()).log_end(name)
 
     async def log_get(self, name: str, pos: int) -> Message:
-        return await self._js().log_get(name, pos)
+        return await (await self._js_async()).log_get(name, pos)
 
     async def log_reader(self, name: str, after: int = 0, **kw: Any) -> Any:
-        return await self._js().log_reader(name, after, **kw)
+        return await (await self._js_async()).log_reader(name, after, **kw)
 
 
 def _expire(fut: asyncio.Future[Message], subject: str, timeout: float) -> None:

@@ -1,4 +1,5 @@
-"""Endpoints for lowlat's compiled core-NATS client (``lowlat.transport.natscore``) on the shared nats-server."""
+"""Endpoints for lowlat's compiled core-NATS client (``lowlat.transport.natscore``) on the shared nats-server; its
+JetStream side connection (nats-py, for the durable log) opens at first use."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ __all__ = ["endpoint_natscore", "nats_client"]
 
 @pytest.fixture
 def endpoint_natscore(nats_server) -> Endpoint:
-    return Endpoint(url=nats_server.url, options=dict(nats_server.client_options, client="lowlat", jetstream=False),
+    return Endpoint(url=nats_server.url, options=dict(nats_server.client_options, client="lowlat", jetstream="lazy"),
                     caps=NATS_CAPS, max_payload=4 << 20)
 
 

@@ -226,6 +226,108 @@ async def test_server_killed_and_restarted_mid_stream(own_nats, caplog):
         assert "disconnected" in text and "reconnected" in text
 
 
+async def test_health_surface_through_an_outage(own_nats, caplog):
+    # what services/runtime.py and the metrics read: state, disconnects, reconnects, lost
+    caplog.set_level(logging.INFO, logger="lowlat.transport.natscore")
+    srv = own_nats
+    t = core(srv.url, reconnect_time_wait=0.2)
+    assert t.state == "closed" and t.lost is None
+    await t.connect()
+    assert (t.state, t.disconnects, t.reconnects) == ("connected", 0, 0)
+    assert isinstance(t.lost, asyncio.Event) and not t.lost.is_set()
+    await t.serve("hs.echo", lambda m: b"re:" + bytes(m.data))
+    assert bytes((await t.request("hs.echo", b"1", timeout=5)).data) == b"re:1"   # the inbox exists now
+    srv.proc.kill()
+    srv.proc.wait()
+    while t.state == "connected":
+        await asyncio.sleep(0.01)
+    assert (t.state, t.disconnects, t.reconnects) == ("reconnecting", 1, 0)
+    await asyncio.sleep(1.0)   # several failed attempts: still reconnecting by default, not lost
+    assert t.state == "reconnecting" and not t.lost.is_set()
+    srv.proc = _restart(srv)
+    await t.flush(timeout=20)
+    assert (t.state, t.disconnects, t.reconnects) == ("connected", 1, 1) and not t.lost.is_set()
+    # serve and the request inbox were resubscribed
+    assert bytes((await t.request("hs.echo", b"2", timeout=5)).data) == b"re:2"
+    await t.close()
+    assert t.state == "closed" and not t.lost.is_set()   # a requested close is not a loss
+    msgs = [r.getMessage() for r in caplog.records]
+    assert any("disconnected" in m and "reconnecting" in m for m in msgs), msgs
+    assert any("reconnected" in m for m in msgs) and any(m.endswith("closed") for m in msgs), msgs
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+@pytest.mark.parametrize("opts", [{"reconnect_attempts": 2}, {"max_reconnect_attempts": 1},
+                                  {"allow_reconnect": False}], ids=["reconnect_attempts", "max_reconnect", "off"])
+async def test_reconnect_budget_spent_sets_lost(own_nats, caplog, opts):
+    caplog.set_level(logging.WARNING, logger="lowlat.transport.natscore")
+    closed = []
+    t = core(own_nats.url, reconnect_time_wait=0.05, closed_cb=lambda: closed.append(1), **opts)
+    await t.connect()
+    own_nats.proc.kill()
+    own_nats.proc.wait()
+    await asyncio.wait_for(t.lost.wait(), 20)
+    assert t.state == "closed" and t.closed and t.lost_reason
+    assert ("allow_reconnect is off" if "allow_reconnect" in opts else "reconnect attempt") in t.lost_reason
+    for _ in range(100):
+        if closed:
+            break
+        await asyncio.sleep(0.01)
+    assert closed == [1]
+    assert any("closed for good" in r.getMessage() for r in caplog.records)
+    # the one ERROR line is the service's (runtime.TransportLostError), not the adapter's
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    with pytest.raises(TransportError):
+        await t.publish("x", b"y")
+
+
+async def test_start_up_retries_until_the_server_comes_up(nats_bin, tmp_path):
+    from brokers._util import free_port
+
+    port = free_port()
+    url = f"nats://{LOOPBACK}:{port}"
+    with pytest.raises(TransportError, match="cannot connect"):   # default: one round, fails at once
+        await core(url).connect()
+    conf = tmp_path / "nats.conf"
+    conf.write_text(f"listen: {LOOPBACK}:{port}\n")
+
+    async def start_later() -> subprocess.Popen:
+        await asyncio.sleep(0.5)
+        return subprocess.Popen([nats_bin, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+
+    starter = asyncio.ensure_future(start_later())
+    t = core(url, max_reconnect_attempts=50, reconnect_time_wait=0.1)
+    try:
+        await asyncio.wait_for(t.connect(), 20)
+        assert t.state == "connected"
+    finally:
+        proc = await starter
+        await t.close()
+        proc.kill()
+        proc.wait()
+
+
+async def test_credentials_refused_after_an_outage_is_lost_for_good(nats_bin, tmp_path, caplog):
+    # the server comes back with another token (rotated credentials, an expired JWT): retrying cannot help
+    from brokers.nats import start_nats
+
+    caplog.set_level(logging.WARNING, logger="lowlat.transport.natscore")
+    srv = start_nats(nats_bin, tmp_path / "nats", auth="token", jetstream=False)
+    try:
+        t = core(srv.url, reconnect_time_wait=0.05, **srv.client_options)
+        await t.connect()
+        srv.proc.kill()
+        srv.proc.wait()
+        conf = srv.workdir / "nats.conf"
+        conf.write_text(conf.read_text().replace(srv.client_options["token"], "an0ther-t0ken"))
+        srv.proc = _restart(srv)
+        await asyncio.wait_for(t.lost.wait(), 30)
+        assert "refused the credentials" in t.lost_reason and "uthoriz" in t.lost_reason
+        assert srv.client_options["token"] not in caplog.text + t.lost_reason
+    finally:
+        srv.stop()
+
+
 async def test_reconnect_buffer_full_is_a_clear_error(own_nats):
     async with core(own_nats.url, reconnect_buf_size=10_000) as t:
         own_nats.proc.kill()
