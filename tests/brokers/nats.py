@@ -228,5 +228,6 @@ def endpoint_nats(nats_server) -> Endpoint:
         import nats  # noqa: F401
     except ImportError:
         missing("nats-py", "pip install 'lowlat[nats]'")
-    return Endpoint(url=nats_server.url, options=dict(nats_server.client_options), caps=NATS_CAPS,
+    # nats:// is lowlat's compiled client by default (endpoint_natscore); this endpoint is the nats-py adapter
+    return Endpoint(url=nats_server.url, options=dict(nats_server.client_options, client="nats-py"), caps=NATS_CAPS,
                     max_payload=4 << 20)

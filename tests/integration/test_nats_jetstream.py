@@ -1,4 +1,6 @@
-"""NATS JetStream (ack, Nats-Msg-Id dedupe, durable pull consumer with explicit ack) and flow control."""
+"""NATS JetStream (ack, Nats-Msg-Id dedupe, durable pull consumer with explicit ack) and flow control of the nats-py
+adapter (``client="nats-py"``; the compiled client's flow control is in test_natscore.py, its JetStream methods
+delegate to this adapter and run in the conformance suite's durable-log test)."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.nats, pytest.mark.timeout(60)
 
 @pytest.fixture
 async def nt(nats_server):
-    async with connect(nats_server.url, **nats_server.client_options) as t:
+    async with connect(nats_server.url, client="nats-py", **nats_server.client_options) as t:
         yield t
 
 

@@ -48,7 +48,7 @@ def test_inproc_url_needs_a_name():
         lt.connect("inproc://")
 
 
-@pytest.mark.parametrize("url,client,extra", [("nats://127.0.0.1:4222", "nats", "nats"),
+@pytest.mark.parametrize("url,client,extra", [("nats+py://127.0.0.1:4222", "nats", "nats"),
                                               ("zmq+tcp://127.0.0.1:5555", "zmq", "zmq")])
 def test_missing_client_names_the_extra(monkeypatch, url, client, extra):
     real_import = builtins.__import__
@@ -66,6 +66,27 @@ def test_missing_client_names_the_extra(monkeypatch, url, client, extra):
     assert isinstance(ei.value, ImportError)
     monkeypatch.setattr(builtins, "__import__", real_import)
     importlib.import_module(mod)  # restore for later tests
+
+
+def test_nats_urls_need_no_nats_py(monkeypatch):
+    # nats:// and tls:// are the compiled client: core NATS works without nats-py (only JetStream needs it)
+    real_import = builtins.__import__
+
+    def fake_import(name, *a, **kw):
+        if name == "nats" or name.startswith("nats."):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *a, **kw)
+
+    monkeypatch.delitem(sys.modules, "lowlat.transport.nats", raising=False)
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    from lowlat.transport.natscore import NatsCoreTransport
+
+    for url in ("nats://127.0.0.1:4222", "tls://127.0.0.1:4222"):
+        assert isinstance(lt.connect(url), NatsCoreTransport)
+    with pytest.raises(MissingExtraError):
+        lt.connect("nats://127.0.0.1:4222", client="nats-py")
+    monkeypatch.setattr(builtins, "__import__", real_import)
+    importlib.import_module("lowlat.transport.nats")  # restore for later tests
 
 
 def test_connect_returns_unconnected_transport_with_options():
