@@ -64,6 +64,10 @@ cdef enum:
 
 cdef object _pyround = round
 
+# ExecutionReport.status of a report event, by event kind (EV_ACCEPTED .. EV_EXPIRED)
+cdef int _STATUS[6]
+_STATUS[:] = [0, ST_NEW, ST_REJECTED, ST_PARTIALLY_FILLED, ST_CANCELED, ST_EXPIRED]
+
 
 cdef double _round9(double x) except? -1.0:
     # round(x, 9) exactly as Python computes it (correctly rounded decimal, then the nearest double).  When x*1e9
@@ -491,6 +495,54 @@ cdef class MatchStage:
         self.need_slots = 0
         self.need_bytes = 0
         return self.run_c(inb, start, out, now_ns)
+
+    def encode_events(self, BookEvent[::1] events not None, Py_ssize_t n, MessageBatch out not None,
+                      int64_t now_ns) -> int:
+        """Encode ``events[:n]`` (``EVENT_DTYPE``, e.g. from ``Engine.apply_frames``) into ``out`` without a read
+        side: the floor of ``run``'s encoding work (benchmarks/bench_mstage.py).  L2 updates carry the event's
+        book sequence, reports no cumulative quantity or maker account.  Returns the events encoded (it stops
+        before one whose messages do not fit)."""
+        cdef Py_ssize_t i, k, size
+        cdef const BookEvent* e
+        cdef BookOut* bo
+        cdef char* s = self._scratch
+        cdef uint64_t now = <uint64_t>now_ns
+        cdef double px
+        if n < 0 or n > events.shape[0]:
+            raise IndexError(f"n {n} outside {events.shape[0]} events")
+        if out.external:
+            raise LowlatError("the output batch is in external-buffer mode: clear() it first")
+        for i in range(n):
+            e = &events[i]
+            if e.book >= <uint32_t>self._n_books:
+                continue
+            k = e.book
+            bo = &self._books[k]
+            if not _fits(out, 3, 3 * bo.max_msg):
+                return i
+            px = _round9(e.price * bo.tick)
+            if e.kind == EV_L2:
+                self._put(k, OUT_L2, out, fb_build_l2_update(s, bo.sym, bo.sym_len, e.seq, e.side, px,
+                                                             <uint64_t>e.qty, <uint32_t>e.aux, now))
+                continue
+            size = fb_execution_report_size(bo.sym_len, -1)
+            if e.kind == EV_FILL:
+                self._put(k, OUT_TRADE, out, fb_build_trade(s, e.trade_id, bo.sym, bo.sym_len, px, <uint32_t>e.qty,
+                                                            e.side, e.maker_oid, e.oid, now, e.seq))
+                fb_build_execution_report(s, e.oid, bo.sym, bo.sym_len, e.account, e.side, ST_PARTIALLY_FILLED, 0,
+                                          e.trade_id, e.maker_oid, e.oid, False, px, <uint32_t>e.qty,
+                                          <uint32_t>e.leaves, 0, now, NULL, -1)
+                self._put(k, OUT_EXEC, out, size)
+                fb_build_execution_report(s, e.maker_oid, bo.sym, bo.sym_len, 0, 1 - e.side, ST_PARTIALLY_FILLED,
+                                          0, e.trade_id, e.maker_oid, e.oid, True, px, <uint32_t>e.qty,
+                                          <uint32_t>e.aux, 0, now, NULL, -1)
+                self._put(k, OUT_EXEC, out, size)
+            elif (e.kind == EV_ACCEPTED or e.kind == EV_REJECTED or e.kind == EV_CANCELED
+                  or e.kind == EV_EXPIRED):
+                fb_build_execution_report(s, e.oid, bo.sym, bo.sym_len, e.account, e.side, _STATUS[e.kind],
+                                          e.reason, 0, 0, 0, False, px, 0, <uint32_t>e.leaves, 0, now, NULL, -1)
+                self._put(k, OUT_EXEC, out, size)
+        return n
 
     def max_message_bytes(self) -> int:
         """The largest output message plus its subject, over all books (for sizing output batches)."""

@@ -251,3 +251,31 @@ def test_run_refuses_bad_arguments():
     with pytest.raises(Exception, match="books"):
         svc.stage.run(b, 0, MessageBatch(1, 64), NOW)
     assert np.array_equal(svc.stage.reject_counts(), np.zeros(256, np.int64))
+
+
+def test_encode_events_writes_the_engine_events_as_messages():
+    """The benchmark floor (Engine.apply_frames events encoded without a read side) writes decodable messages to
+    the right subjects, one per report/L2 event and three per fill, and stops before an event that does not fit."""
+    import lowlat
+    from lowlat import _core
+    from lowlat._book import EVENT_DTYPE
+
+    svc = _service(_cfg(0.01), None)
+    orders = [(1, "AAPL", 10.00, 5, 1), (2, "AAPL", 10.00, 3, 0), (3, "BTC-USD", 9.95, 1, 0)]
+    frames = _core.frame([_core.encode_command(_core.decode_order_msg(lowlat.encode_order(*o, 0))) for o in orders])
+    ev = np.zeros(64, EVENT_DTYPE)
+    n_frames, _, n_ev = svc.engine.apply_frames(np.frombuffer(frames, np.uint8), ev)
+    assert n_frames == 3
+    out = MessageBatch(64, 1 << 16)
+    assert svc.stage.encode_events(ev, n_ev, out, NOW) == n_ev
+    subjects = [out.reply(i) for i in range(out.n)]
+    # ACC + L2 (rests), ACC + fill (trade + 2 reports) + L2, ACC + L2
+    assert subjects == ["exec.AAPL", "md.AAPL.l2", "exec.AAPL", "md.AAPL.trade", "exec.AAPL", "exec.AAPL",
+                        "md.AAPL.l2", "exec.BTC-USD", "md.BTC-USD.l2"]
+    tr = lowlat.decode_trade(out.payload(3))
+    assert (tr.trade_id, tr.price, tr.quantity, tr.maker_order_id, tr.taker_order_id) == (1, 10.0, 3, 1, 2)
+    maker = lowlat.decode_execution_report(out.payload(5))
+    assert (maker.order_id, maker.is_maker, maker.leaves_quantity) == (1, True, 2)
+    assert lowlat.decode_l2_update(out.payload(6)).quantity == 2
+    small = MessageBatch(3, 1 << 16)
+    assert svc.stage.encode_events(ev, n_ev, small, NOW) == 1  # every event reserves room for 3 messages (a fill)
