@@ -183,14 +183,7 @@ class ValidatorService(BatchService):
         # receive stage: how long the oldest order of the batch waited (its timestamp is the sender's clock)
         ts0 = w.order_timestamp(bufs[0])
         if ts0:
-            age = now_wall - ts0
-            m.record("receive", age)
-            m.intake_age_ns = age
-            # a backlog held by the broker never fills our own queue: its only sign is the age of what we take in
-            if age > 1_000_000_000 and now_wall - self._behind_logged > 10_000_000_000:
-                self._behind_logged = now_wall
-                log.warning("falling behind: the oldest order taken in was sent %.1f s ago", age / 1e9,
-                            extra={"service": self.name, "age_s": round(age / 1e9, 3), "batch": n})
+            self._intake_age(now_wall - ts0, now_wall, n)
         m.record("validate", (t1 - t0) // n, n)
         results = w.encode_results(bufs, code_list, now_wall)
         by_subject: dict[str, list[Any]] | None = None
