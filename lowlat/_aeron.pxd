@@ -69,6 +69,8 @@ cdef class Subscription:
     cdef object _error                  # exception raised by _handler during the poll in progress
     cdef bint _with_header              # call _handler(mv, session_id, position) instead of _handler(mv)
     cdef readonly int64_t frame_errors  # poll_frames: messages that were not a well-formed in-band frame
+    cdef bytes _want                    # poll_reply_until: the subject (bytes) whose message ends the wait
+    cdef object _hit                    # ... and that message's (payload, raw headers), once seen
     cdef object __weakref__
     cdef int poll_c(self, object handler, int fragment_limit, bint with_header) except -1
     cdef int poll_fn_c(self, ll_message_fn fn, object handler, int fragment_limit) except -1

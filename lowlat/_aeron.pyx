@@ -9,6 +9,7 @@ from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.memoryview cimport PyMemoryView_FromMemory
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.stdint cimport INT32_MAX, int32_t, int64_t, uint8_t
+from libc.string cimport memcmp
 from libcpp.string cimport string
 
 from lowlat._idle cimport (IdleStrategy, LL_IDLE_ACT_SPIN, LL_IDLE_ACT_YIELD, as_idle, ll_cpu_relax, ll_idle_act,
@@ -336,6 +337,20 @@ cdef int _on_frame(void* ctx, const uint8_t* buf, int32_t length, int32_t sessio
     if slen == 0 or end > length:
         self.frame_errors += 1
         return 0
+    if (self._want is not None and slen == len(self._want)
+            and memcmp(buf + 4, <const char*>self._want, slen) == 0):
+        # the reply a poll_reply_until waits for: hand it over without decoding the subject, stop this poll
+        rlen = 0
+        for i in range(mlen):
+            if buf[4 + slen + i] == 10:
+                rlen = i + 1
+                break
+        self._hit = (PyBytes_FromStringAndSize(<const char*>buf + end, length - end),
+                     PyBytes_FromStringAndSize(<const char*>buf + 4 + slen + rlen, mlen - rlen) if rlen else None)
+        self._want = None
+        return 2
+    if self._handler is None:   # poll_reply_until without a handler: other messages are consumed unseen
+        return 0
     rlen = mlen
     for i in range(mlen):
         if buf[4 + slen + i] == 10:   # "\n": reply ends, header lines follow
@@ -365,7 +380,7 @@ cdef int64_t _poll_until(Subscription a, object on_a, Subscription b, object on_
     cdef int64_t action
     cdef int n
     while True:
-        n = a.poll_fn_c(_on_frame if on_a is not None else _on_drop, on_a, fragment_limit)
+        n = a.poll_fn_c(_on_frame if on_a is not None or a._want is not None else _on_drop, on_a, fragment_limit)
         if b is not None:
             n += b.poll_fn_c(_on_frame if on_b is not None else _on_drop, on_b, fragment_limit)
         if n > 0:
@@ -463,6 +478,27 @@ cdef class Subscription:
         Returns the fragment count (> 0), 0 when the budget ran out, or ``-ns`` when the strategy asks for a
         longer park than ``max_park_ns`` (an asyncio caller awaits that instead of blocking its loop)."""
         return _poll_until(self, handler, None, None, fragment_limit, idle, budget_ns, max_park_ns)
+
+    def poll_reply_until(self, bytes subject not None, handler, int fragment_limit, IdleStrategy idle not None,
+                         int64_t budget_ns):
+        """Wait (as ``poll_frames_until``, parks up to the budget) for the framed message on ``subject``: returns
+        its ``(payload, raw header lines or None)`` as soon as it is polled, or ``None`` when ``budget_ns`` ran
+        out.  Other messages seen meanwhile go to ``handler`` as in ``poll_frames``."""
+        cdef int64_t deadline = ll_now_ns() + budget_ns
+        cdef int64_t left = budget_ns
+        self._want = subject
+        self._hit = None
+        try:
+            while left > 0:
+                if _poll_until(self, handler, None, None, fragment_limit, idle, left, left) <= 0:
+                    return None
+                if self._hit is not None:
+                    return self._hit
+                left = deadline - ll_now_ns()
+            return None
+        finally:
+            self._want = None
+            self._hit = None
 
     def poll_wait(self, handler, int fragment_limit=10, idle=None, timeout=None) -> int:
         """Poll until at least one fragment arrives or ``timeout`` s pass (None = forever), idling per ``idle``

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import inspect
 import itertools
 import os
 import struct
@@ -181,13 +182,16 @@ class AeronTransport(Transport):
         self._rep_pub: Any = None
         self._rep_sub: Any = None
         self._subs: list[Any] = []     # QueueSubscription and ServeSink
+        self._inline: set[Any] = set()  # serve sinks with sync handlers: they wake nothing on the loop
+        self._woke = False              # the poll in progress resolved a future or fed a consumer
         self._since: dict[Any, int] = {}   # sub -> our bus position when it subscribed
         self._waiting: dict[str, asyncio.Future[Message]] = {}
         self._inbox = f"{_INBOX}{os.urandom(8).hex()}."
+        self._inbox_b = self._inbox.encode()
         self._ids = itertools.count(1)
         self._poller: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
-        self._checked: set[str] = set()
+        self._checked: dict[str, bytes] = {}
         self._meta_errors = 0    # frames whose header lines were malformed (dropped, counted)
         self._bus_session = 0
 
@@ -291,17 +295,31 @@ class AeronTransport(Transport):
     def _on_bus(self, subject: str, reply: str | None, raw: bytes | None, data: bytes, session_id: int,
                 position: int) -> None:
         # called by the binding's frame decoder (poll_frames): subject/reply decoded in C, payload copied once
-        ok, headers = self._headers(raw)
-        if not ok:
-            return
+        if raw is None:
+            headers = None
+        else:
+            ok, headers = self._headers(raw)
+            if not ok:
+                return
         own = session_id == self._bus_session
         for sub in self._subs:
             if own and position <= self._since.get(sub, -1):
                 continue   # published before this subscription existed
-            if subject_matches(sub.subject, subject):
+            if sub.subject == subject or subject_matches(sub.subject, subject):
+                msg = Message(subject, data, headers, reply, transport=self)
                 try:
-                    sub._deliver(Message(subject, data, headers, reply, transport=self))
-                except Exception:  # noqa: BLE001 - a user callback (on_slow_consumer) failed: never stall the poller
+                    if reply is not None and sub in self._inline:
+                        out = sub.call(msg)   # counted, failures logged; a buffer, None or an awaitable
+                        tp = type(out)
+                        if tp is bytes or tp is memoryview or tp is bytearray:   # the request path: answer now
+                            self._reply_now(reply, out)
+                        elif out is not None:
+                            sub._deliver_result(msg, out)
+                            self._woke = True
+                    else:
+                        self._woke = True   # a consumer (or an async handler's task) waits for the loop
+                        sub._deliver(msg)
+                except Exception:  # noqa: BLE001 - a user callback or a reply failed: never stall the poller
                     log.exception("aeron: delivering %r to %r failed", subject, sub.subject)
 
     def _on_reply(self, subject: str, reply: str | None, raw: bytes | None, data: bytes, session_id: int,
@@ -310,6 +328,7 @@ class AeronTransport(Transport):
         if fut is not None and not fut.done():
             ok, headers = self._headers(raw)
             if ok:
+                self._woke = True
                 fut.set_result(Message(subject, data, headers, None, transport=self))
 
     def _poll_once(self) -> int:
@@ -321,27 +340,40 @@ class AeronTransport(Transport):
         # spin/yield/park briefly per the idle strategy, GIL released while yielding or parking, until work
         # arrives or poll_block_us passes; then one event-loop iteration so other tasks and I/O run.  A park
         # longer than poll_park_us is awaited on the loop instead of blocking it.
-        idle, poll = self._idle, _aeron.poll_streams
+        # Work that only answered requests inline (sync serve handlers) woke nothing on the loop: keep polling
+        # without an iteration (the next request usually comes within µs), for at most poll_block_us in a row.
+        idle, poll, now = self._idle, _aeron.poll_streams, time.perf_counter_ns
         bus, rep, limit = self._bus_sub, self._rep_sub, self.fragment_limit
         on_bus, on_reply = self._on_bus, self._on_reply
         block, park = self._block_ns, self._park_ns
         idle.reset()
         while True:
-            r = poll(bus, on_bus, rep, on_reply if self._waiting else None, limit, idle, block, park)
+            end = now() + block
+            self._woke = False
+            while True:
+                r = poll(bus, on_bus, rep, on_reply if self._waiting else None, limit, idle, block, park)
+                if r <= 0 or self._woke or now() >= end:
+                    break
             await asyncio.sleep(r * -1e-9 if r < 0 else 0)
 
     # --- API ---
     def _check_subject(self, subject: str) -> None:
-        # validate_subject is O(len) Python: remember subjects already checked (bounded)
-        if subject not in self._checked:
+        self._subject_bytes(subject)
+
+    def _subject_bytes(self, subject: str) -> bytes:
+        # validate_subject is O(len) Python: remember subjects already checked, with their encoding (bounded)
+        b = self._checked.get(subject)
+        if b is None:
             validate_subject(subject)
             if len(self._checked) > 4096:
                 self._checked.clear()
-            self._checked.add(subject)
+            b = self._checked[subject] = subject.encode()
+        return b
 
     def _reply_now(self, reply: str, payload: Buffer) -> None:
         """Answer from inside the poller (serve sinks): offer now, fall back to a retrying task if back-pressured."""
-        frame = encode_frame(reply)
+        rb = reply.encode()
+        frame = _HDR.pack(len(rb), 0) + rb if len(rb) <= 0xFFFF else encode_frame(reply)
         rc = self._rep_pub.offer(payload, frame)
         if rc in (_aeron.BACK_PRESSURED, _aeron.ADMIN_ACTION):
             self._keep(asyncio.get_running_loop().create_task(self._offer_reply(reply, frame, payload)))
@@ -416,9 +448,12 @@ class AeronTransport(Transport):
         sink = ServeSink(self, subject, None, handler, reply_now=self._reply_now)
         self._since[sink] = self._bus_pub.position
         self._subs.append(sink)
+        if not inspect.iscoroutinefunction(handler):
+            self._inline.add(sink)   # answers inside the poll (a sync handler returning an awaitable waits ≤ 1 block)
         return self._serve_task(sink, lambda: self._unsub(sink))
 
     def _unsub(self, sub: Any) -> None:
+        self._inline.discard(sub)
         if sub in self._subs:
             self._subs.remove(sub)
         self._since.pop(sub, None)
@@ -430,27 +465,32 @@ class AeronTransport(Transport):
         coroutine suspending (no future hand-off, no event-loop iteration).  Later replies arrive through the
         poller like any other.  The event loop is blocked while the inline wait lasts."""
         self._check_open()
-        n = next(self._ids)
-        inbox = f"{self._inbox}{n}"   # the correlation id is the inbox's last token
+        ib = b"%s%d" % (self._inbox_b, next(self._ids))   # the correlation id is the inbox's last token
+        inbox = ib.decode()
+        sb = self._subject_bytes(subject)
+        frame = (_HDR.pack(len(sb), len(ib)) + sb + ib if headers is None and len(sb) <= 0xFFFF
+                 else encode_frame(subject, encode_meta(inbox, headers)))
+        pub = self._rep_pub if subject.startswith(_INBOX) else self._bus_pub
+        offered = False
+        if self._spin_ns and pub.offer(payload, frame) >= 0:
+            # our reply cannot be consumed by anyone else meanwhile: poll_reply_until takes it, or it stays in the
+            # log until the poller sees it (after the future below is registered)
+            offered = True
+            idle = self._idle   # shared with the poller: both run on the loop thread, one at a time
+            idle.reset()
+            hit = self._rep_sub.poll_reply_until(ib, self._on_reply, self.fragment_limit, idle, self._spin_ns)
+            if hit is not None:
+                if hit[1] is None:
+                    return Message(inbox, hit[0], None, None, transport=self)
+                ok, hs = self._headers(hit[1])
+                if ok:
+                    return Message(inbox, hit[0], hs, None, transport=self)
         fut: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         self._waiting[inbox] = fut
         try:
-            self._check_subject(subject)
-            frame = encode_frame(subject, encode_meta(inbox, headers))
-            pub = self._rep_pub if subject.startswith(_INBOX) else self._bus_pub
-            if pub.offer(payload, frame) >= 0 and self._spin_ns:
-                left, deadline, rep, on_reply = self._spin_ns, time.perf_counter_ns() + self._spin_ns, \
-                    self._rep_sub, self._on_reply
-                idle = self._idle   # shared with the poller: both run on the loop thread, one at a time
-                idle.reset()
-                while left > 0 and rep.poll_frames_until(on_reply, self.fragment_limit, idle, left, left) > 0:
-                    if fut.done():
-                        return fut.result()
-                    left = deadline - time.perf_counter_ns()
-            else:
-                async with asyncio.timeout(timeout):
-                    await self._offer(pub, frame, payload)
             async with asyncio.timeout(timeout):
+                if not offered:
+                    await self._offer(pub, frame, payload)
                 return await fut
         except TimeoutError:
             raise TransportTimeoutError(f"request on {subject!r} timed out after {timeout}s") from None

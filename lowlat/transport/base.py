@@ -397,13 +397,16 @@ class ServeSink:
     def _deliver(self, msg: Message) -> bool:
         """Inline from the adapter's receive path (on the event loop, or the ``sync`` worker's thread)."""
         out = self.call(msg)
-        if out is None:
-            return True
+        if out is not None:
+            self._deliver_result(msg, out)
+        return True
+
+    def _deliver_result(self, msg: Message, out: Any) -> None:
+        """What ``_deliver`` does with ``call(msg)``'s non-None result (for adapters that call ``call`` inline)."""
         if self._loop is not None and _is_awaitable(out):
             self._t._keep(self._loop.create_task(self._finish(msg, out), name=f"lowlat-serve:{self.subject}"))
         elif msg.reply:
             self._answer(msg.reply, out)
-        return True
 
     def _deliver_threadsafe(self, msg: Message) -> None:
         self._loop.call_soon_threadsafe(self._deliver, msg)  # type: ignore[union-attr]

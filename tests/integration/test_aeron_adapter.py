@@ -125,7 +125,13 @@ async def test_request_inline_wait_and_fallback(mod, aeron_driver, aeron_stream,
 
     async with connect("aeron:ipc", **_opts(aeron_driver, aeron_stream, request_spin_us=spin_us)) as client, \
             connect("aeron:ipc", **_opts(aeron_driver, aeron_stream)) as server:
-        task = await server.serve("svc.hdr", lambda m: (m.headers or {}).get("k", "-").encode() + bytes(m.data))
+        calls = []
+
+        def hdr(m):
+            calls.append(bytes(m.data))
+            return (m.headers or {}).get("k", "-").encode() + bytes(m.data)
+
+        task = await server.serve("svc.hdr", hdr)
         own = await client.serve("svc.self", lambda m: b"self:" + bytes(m.data))
         try:
             for i in range(50):
@@ -133,6 +139,7 @@ async def test_request_inline_wait_and_fallback(mod, aeron_driver, aeron_stream,
                 assert bytes(r.data) == (b"v" if i % 2 else b"-") + b"%d" % i
             reps = await asyncio.gather(*(client.request("svc.hdr", b"c%d" % i, timeout=5) for i in range(10)))
             assert [bytes(r.data) for r in reps] == [b"-c%d" % i for i in range(10)]
+            assert len(calls) == 60   # each request offered once, whichever path waited for it
             r = await client.request("svc.self", b"x", timeout=5)   # served by this transport's own poller
             assert bytes(r.data) == b"self:x"
             with pytest.raises(TransportTimeoutError):
