@@ -120,6 +120,8 @@ def _intake_flags(g: argparse._ArgumentGroup) -> None:
                         "--no-gc-quiet leaves the collector as Python sets it (also LOWLAT_GC_QUIET=0)")
     _flag(g, "rt_priority", "SCHED_FIFO priority of the hot thread, 1..99, 0 = off (needs root or CAP_SYS_NICE; "
                             "default 0)", metavar="N")
+    _flag(g, "event_loop", "auto (uvloop when installed), asyncio or uvloop (default auto; also LOWLAT_EVENT_LOOP)",
+          metavar="LOOP")
 
 
 def _validator_flags(g: argparse._ArgumentGroup) -> None:
@@ -307,21 +309,22 @@ def _serve(args: argparse.Namespace) -> int:
         await _probe(cfg)
         await run_services(cfg, svcs)
 
-    return _run_or_exit(run())
+    return _run_or_exit(run(), cfg.event_loop)
 
 
-def _run_or_exit(main: Any) -> int:
+def _run_or_exit(main: Any, event_loop: str = "asyncio") -> int:
     """Run a service coroutine; a lost or refused transport is one ERROR line and a non-zero status, not a
     traceback (3: closed for good while serving, 1: could not connect or bad credentials config)."""
     import logging
 
     from .._redact import redact
     from ..errors import TransportError
+    from . import _loop
     from .runtime import TransportLostError
 
     log = logging.getLogger("lowlat.services")
     try:
-        asyncio.run(main)
+        _loop.run(main, event_loop)
     except TransportLostError as e:
         log.error("exiting: %s", redact(str(e)))
         return 3

@@ -91,6 +91,7 @@ class ServiceConfig:
     log_json: bool = True
     otel: bool = False                            # OpenTelemetry spans per batch (needs lowlat[otel])
     drain_timeout_s: float = 10.0
+    event_loop: str = "auto"                      # serve: "auto" (uvloop when installed), "asyncio" or "uvloop"
     # --- CPU placement (Linux; see lowlat.services.affinity) ---
     cpus: str = ""                                # every thread of the service process on these CPUs ("2,3", "0-3")
     hot_cpus: str = ""                            # the event-loop (hot) thread on these; the others kept off them
@@ -207,7 +208,8 @@ RANGES: dict[str, _Range] = {
     "reconnect_wait_s": _Range(0, 3600),
     "rt_priority": _Range(0, 99),
 }
-CHOICES: dict[str, tuple[str, ...]] = {"mode": MODES, "log_level": LOG_LEVELS}
+EVENT_LOOPS = ("auto", "asyncio", "uvloop")
+CHOICES: dict[str, tuple[str, ...]] = {"mode": MODES, "log_level": LOG_LEVELS, "event_loop": EVENT_LOOPS}
 
 
 def config_key(field: str) -> str:

@@ -27,6 +27,7 @@ from .._redact import redact_url
 from ..errors import TransportClosedError, TransportError
 from ..transport import Message, Subscription, Transport
 from ..transport.base import Capability, MessageBatch
+from ._loop import loop_name
 from .affinity import pin_service_threads
 from .config import ServiceConfig
 from .gcquiet import gc_pauses, parse_thresholds, quiet_gc, restore_gc
@@ -362,7 +363,7 @@ async def run_services(cfg: ServiceConfig, services: Iterable[BatchService], *,
         if cfg.gc_quiet:  # start-up allocated what the service keeps: freeze it, collect rarely from here on
             gc_state = quiet_gc(parse_thresholds(cfg.gc_thresholds))
             log.info("gc quiet", extra={"frozen_objects": gc_state["frozen"], "thresholds": cfg.gc_thresholds})
-        log.info("ready", extra={"services": [s.name for s in services]})
+        log.info("ready", extra={"services": [s.name for s in services], "event_loop": loop_name()})
         if on_ready is not None:
             on_ready()
         lost: asyncio.Event | None = getattr(t, "lost", None)
