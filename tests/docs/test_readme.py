@@ -442,13 +442,29 @@ def test_every_block_is_classified():
     assert len(CODE_BLOCKS) >= 12  # the parser found the blocks
 
 
-@pytest.mark.parametrize("b", [b for b in CODE_BLOCKS if b.lang == "python"],
-                         ids=lambda b: f"L{b.line}-{plan_for(b)[0].replace(' ', '_')}")
+def _marks(b: Block) -> list[pytest.MarkDecorator]:
+    """Markers by what a block's runner starts, so ``-m "not integration"`` or ``-m nats`` select as elsewhere."""
+    runner = plan_for(b)[1]
+    if runner in (_transports, _services_python, _cli):
+        return [pytest.mark.integration, pytest.mark.nats]
+    if runner is _kafka:
+        return [pytest.mark.integration, pytest.mark.kafka]
+    if runner in (_aeron_async, _aeron_binding, _aeron_setup):
+        return [pytest.mark.integration, pytest.mark.aeron]
+    return []
+
+
+def _params(lang: str) -> list:
+    return [pytest.param(b, marks=_marks(b), id=f"L{b.line}-{plan_for(b)[0].replace(' ', '_')[:40]}")
+            for b in CODE_BLOCKS if b.lang == lang]
+
+
+@pytest.mark.parametrize("b", _params("python"))
 def test_python_block(b: Block, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     plan_for(b)[1](b, tmp_path, request)
 
 
-@pytest.mark.parametrize("b", [b for b in CODE_BLOCKS if b.lang == "bash"], ids=lambda b: f"L{b.line}")
+@pytest.mark.parametrize("b", _params("bash"))
 def test_shell_block(b: Block, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     ran = plan_for(b)[1](b, tmp_path, request)
     assert isinstance(ran, list)
