@@ -28,3 +28,7 @@ cdef class MessageBatch:
     cdef int _check(self, Py_ssize_t i) except -1
     cdef inline const unsigned char* base_c(self) noexcept:
         return &self._view[0] if self._view.shape[0] > 0 else NULL
+
+
+# The argument checks every compiled stage's ``run(inb, start, out, now)`` makes before its nogil loop.
+cdef int check_stage_args(MessageBatch inb, Py_ssize_t start, MessageBatch out) except -1

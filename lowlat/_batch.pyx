@@ -209,3 +209,15 @@ cdef class MessageBatch:
 
     def __repr__(self):
         return f"MessageBatch(n={self.n}, capacity={self.capacity}, external={bool(self._external)})"
+
+
+cdef int check_stage_args(MessageBatch inb, Py_ssize_t start, MessageBatch out) except -1:
+    """A stage reads ``inb`` from ``start`` and appends to ``out``: ``start`` in range, ``out`` in copying mode
+    and distinct from ``inb``."""
+    if start < 0 or start > inb.n:
+        raise IndexError(f"start {start} outside a batch of {inb.n}")
+    if out._external:
+        raise LowlatError("the output batch is in external-buffer mode: clear() it first")
+    if out is inb:
+        raise ValueError("the output batch must not be the input batch")
+    return 0

@@ -26,7 +26,7 @@ from libc.string cimport memcmp, memset
 
 import numpy as np
 
-from lowlat._batch cimport MessageBatch
+from lowlat._batch cimport MessageBatch, check_stage_args
 from lowlat._book cimport (Book, BookCommand, BookCore, BookEvent, Engine, CMD_NEW, EV_ACCEPTED, EV_REJECTED,
                            EV_FILL, EV_CANCELED, EV_EXPIRED, EV_L2, book_apply_c, book_check_c,
                            book_event_bound_c, ticks_from_double_c)
@@ -484,12 +484,7 @@ cdef class MatchStage:
     def run(self, MessageBatch inb not None, Py_ssize_t start, MessageBatch out not None, int64_t now_ns) -> int:
         """Process ``inb`` from message ``start``; append outputs to ``out``; return the index of the first message
         not processed (``inb.n`` when done).  ``now_ns`` stamps every output (ns since the epoch)."""
-        if start < 0 or start > inb.n:
-            raise IndexError(f"start {start} outside a batch of {inb.n}")
-        if out.external:
-            raise LowlatError("the output batch is in external-buffer mode: clear() it first")
-        if out is inb:
-            raise ValueError("the output batch must not be the input batch")
+        check_stage_args(inb, start, out)
         if len(self._engine) != self._n_books:
             raise LowlatError(f"the engine has {len(self._engine)} books, the stage was built for {self._n_books}")
         self.need_slots = 0

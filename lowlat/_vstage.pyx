@@ -22,12 +22,11 @@ from libc.string cimport memcpy
 
 import numpy as np
 
-from lowlat._batch cimport MessageBatch
+from lowlat._batch cimport MessageBatch, check_stage_args
 from lowlat._core cimport FbOrder, Validator, fb_read_order
 from lowlat._encode cimport fb_build_validation_result, fb_validation_result_size
 from lowlat._types cimport REJ_MALFORMED, REJ_UNKNOWN_SYMBOL, reject_t
 
-from .errors import LowlatError
 
 
 cdef inline bint _utf8_ok(const unsigned char* s, Py_ssize_t n) noexcept nogil:
@@ -192,12 +191,7 @@ cdef class ValidateStage:
     def run(self, MessageBatch inb not None, Py_ssize_t start, MessageBatch out not None, int64_t now_ns) -> int:
         """Process ``inb`` from message ``start``; append outputs to ``out``; return the index of the first message
         not processed (``inb.n`` when done).  ``now_ns`` stamps every result (ns since the epoch)."""
-        if start < 0 or start > inb.n:
-            raise IndexError(f"start {start} outside a batch of {inb.n}")
-        if out.external:
-            raise LowlatError("the output batch is in external-buffer mode: clear() it first")
-        if out is inb:
-            raise ValueError("the output batch must not be the input batch")
+        check_stage_args(inb, start, out)
         return self.run_c(inb, start, out, now_ns)
 
     def reject_counts(self):
