@@ -140,7 +140,7 @@ def block(key_prefix: str) -> Block:
 # ------------------------------------------------------------------------------------------ what cannot run here
 NOT_RUN = {
     "pip install . && lowlat demo":
-        "installs into the interpreter running the tests; tests/integration/test_new_user.py does it in a fresh "
+        "installs into the interpreter running the tests; tests/packaging/test_new_user.py does it in a fresh "
         "venv from the wheel and runs `lowlat demo` there",
     "bash tests/run.sh": "runs this whole test suite (what CI runs); it cannot run inside itself",
     "bash tests/setup/30-aeron.sh":
