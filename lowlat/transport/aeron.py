@@ -306,7 +306,7 @@ class AeronTransport(Transport):
             if own and position <= self._since.get(sub, -1):
                 continue   # published before this subscription existed
             if sub.subject == subject or subject_matches(sub.subject, subject):
-                msg = Message(subject, data, headers, reply, transport=self)
+                msg = Message(subject, data, headers, reply, self)
                 try:
                     if reply is not None and sub in self._inline:
                         out = sub.call(msg)   # counted, failures logged; a buffer, None or an awaitable
@@ -464,10 +464,11 @@ class AeronTransport(Transport):
         strategy between polls) for up to ``request_spin_us``: a reply within that budget returns without the
         coroutine suspending (no future hand-off, no event-loop iteration).  Later replies arrive through the
         poller like any other.  The event loop is blocked while the inline wait lasts."""
-        self._check_open()
+        if self._closed:
+            self._check_open()   # raises
         ib = b"%s%d" % (self._inbox_b, next(self._ids))   # the correlation id is the inbox's last token
         inbox = ib.decode()
-        sb = self._subject_bytes(subject)
+        sb = self._checked.get(subject) or self._subject_bytes(subject)
         frame = (_HDR.pack(len(sb), len(ib)) + sb + ib if headers is None and len(sb) <= 0xFFFF
                  else encode_frame(subject, encode_meta(inbox, headers)))
         pub = self._rep_pub if subject.startswith(_INBOX) else self._bus_pub
@@ -481,7 +482,7 @@ class AeronTransport(Transport):
             hit = self._rep_sub.poll_reply_until(ib, self._on_reply, self.fragment_limit, idle, self._spin_ns)
             if hit is not None:
                 if hit[1] is None:
-                    return Message(inbox, hit[0], None, None, transport=self)
+                    return Message(inbox, hit[0], None, None, self)
                 ok, hs = self._headers(hit[1])
                 if ok:
                     return Message(inbox, hit[0], hs, None, transport=self)
