@@ -527,10 +527,13 @@ async def validator_rtts(url: str, n: int) -> np.ndarray:
     return out
 
 
-@pytest.mark.parametrize("client", ["nats-py", "lowlat"])
-def test_validator(benchmark, srv, client):
-    """The validator process runs on ``client`` (asyncio loop); the driver is lowlat's client in both rows."""
-    v = _peer(VALIDATOR, srv.url, client, "asyncio")
+@pytest.mark.parametrize("client,loop_kind", [("nats-py", "asyncio"), ("lowlat", "asyncio"), ("lowlat", "uvloop")])
+def test_validator(benchmark, srv, client, loop_kind):
+    """The validator process runs on ``client`` and ``loop_kind`` (``lowlat serve`` picks uvloop when installed);
+    the driver is lowlat's client on asyncio in every row."""
+    if loop_kind == "uvloop":
+        pytest.importorskip("uvloop")
+    v = _peer(VALIDATOR, srv.url, client, loop_kind)
     try:
         state: dict = {}
 
@@ -544,7 +547,7 @@ def test_validator(benchmark, srv, client):
     finally:
         _stop(v)
     row = {"rr_p50": _p50_us(rtts), "rr_p99": _p99_us(rtts), "tp": state["tp"], "answered": state["answered"]}
-    RESULTS[f"validator on {client}"] = row
+    RESULTS[f"validator {client} {loop_kind}"] = row
     benchmark.extra_info.update(row)
     assert state["answered"] >= VAL_N  # every order answered (correctness, not speed)
 

@@ -1,7 +1,7 @@
 """The services' event loop: uvloop when it is installed (``event_loop="auto"``), else asyncio's own.
 
-Why: uvloop's loop iteration and socket calls are compiled, which takes ~10-25 µs off a NATS round trip through a
-service on this class of machine (BENCHMARKS.md, core NATS).  ``event_loop="asyncio"`` (``--event-loop asyncio``,
+Why: uvloop's loop iteration and socket calls are compiled, which took 0-30 µs off a NATS round trip on the
+development VM (BENCHMARKS.md, core NATS).  ``event_loop="asyncio"`` (``--event-loop asyncio``,
 ``LOWLAT_EVENT_LOOP=asyncio``) opts out; ``"uvloop"`` insists and fails with a config error when it is missing.
 """
 
