@@ -30,7 +30,7 @@ python -m pytest -q -rs -p no:cacheprovider "$@"
 echo "== pytest (LOWLAT_DEBUG=1 build)"
 DBG="$(mktemp -d)/lowlat-debug"
 mkdir -p "$DBG"
-cp -r setup.py pyproject.toml README.md LICENSE fbs lowlat tests "$DBG"/
+cp -r setup.py pyproject.toml README.md LICENSE fbs lowlat tests examples "$DBG"/
 find "$DBG/lowlat" \( -name '*.so' -o -name '*.c' -o -name '*.cpp' -o -name '*.html' \) -delete
 (cd "$DBG" && LOWLAT_DEBUG=1 python setup.py -q build_ext --inplace > build.log 2>&1 || { cat build.log; exit 1; })
 (cd "$DBG" && LOWLAT_EXPECT_DEBUG=1 python -m pytest -q -p no:cacheprovider -m "not integration" tests/property tests/unit)
