@@ -32,6 +32,16 @@ def test_demo_json_is_one_object_on_stdout(tmp_path):
     assert "== cpu:" in r.stderr and "per order" in r.stderr
 
 
+def test_demo_spin_answers_every_order_and_keeps_a_core_busy(tmp_path):
+    r = run_cli("demo", "--duration", "0.5", "--rate", "1000", "--no-progress", "--json", "--spin", "--plot",
+                str(tmp_path / "p.png"), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    obj = json.loads(r.stdout)
+    assert obj["sent"] == obj["answered"] == 500 and obj["duplicates"] == 0
+    # it waits by yielding to the loop, so the process is busy for most of the run (the timer path idles)
+    assert obj["cpu_s"] > 0.3 * obj["elapsed_s"], obj
+
+
 def _interrupt_after(p: Proc, needle: str) -> int:
     p.wait_for(needle, timeout=60)
     time.sleep(0.5)
