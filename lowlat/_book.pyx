@@ -27,18 +27,13 @@ from lowlat._types cimport (price_t, qty_t, side_t, reject_t, oid_t, BID, ASK, O
                             REJ_UNKNOWN_ORDER, REJ_POST_ONLY_WOULD_CROSS, REJ_FOK_NOT_FILLABLE,
                             REJ_NO_LIQUIDITY, REJ_SELF_TRADE_PREVENTED, REJ_BAD_STP_MODE, REJ_OUT_OF_RANGE,
                             REJ_MARKET_POST_ONLY, LOWLAT_DEBUG)
+from lowlat._bitmap cimport _lvl_down, _lvl_up
 
 from enum import IntEnum
 
 import numpy as np
 
 cdef extern from *:
-    """
-    static inline int ll_ctz64(unsigned long long x) { return __builtin_ctzll(x); }
-    static inline int ll_clz64(unsigned long long x) { return __builtin_clzll(x); }
-    """
-    int ll_ctz64(unsigned long long x) noexcept nogil
-    int ll_clz64(unsigned long long x) noexcept nogil
     void ll_prefetch "__builtin_prefetch"(const void* p) noexcept nogil
 
 DEBUG = bool(LOWLAT_DEBUG)

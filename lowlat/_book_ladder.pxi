@@ -2,41 +2,6 @@
 # non-empty levels per side (next better/worse level in O(words)), FIFO queues of order slots per level, and
 # the best-price bookkeeping.
 
-cdef inline int64_t _lvl_up(const uint64_t* bits, int64_t nwords, int64_t idx) noexcept nogil:
-    # lowest non-empty level index >= idx, or -1
-    if idx < 0:
-        idx = 0
-    cdef int64_t w = idx >> 6
-    if w >= nwords:
-        return -1
-    cdef uint64_t m = bits[w] & ((<uint64_t>0xFFFFFFFFFFFFFFFF) << (idx & 63))
-    while True:
-        if m:
-            return (w << 6) + ll_ctz64(m)
-        w += 1
-        if w >= nwords:
-            return -1
-        m = bits[w]
-
-
-cdef inline int64_t _lvl_down(const uint64_t* bits, int64_t nwords, int64_t idx) noexcept nogil:
-    # highest non-empty level index <= idx, or -1
-    if idx < 0:
-        return -1
-    cdef int64_t w = idx >> 6
-    if w >= nwords:
-        w = nwords - 1
-        idx = (w << 6) + 63
-    cdef uint64_t m = bits[w] & ((<uint64_t>0xFFFFFFFFFFFFFFFF) >> (63 - (idx & 63)))
-    while True:
-        if m:
-            return (w << 6) + 63 - ll_clz64(m)
-        w -= 1
-        if w < 0:
-            return -1
-        m = bits[w]
-
-
 cdef inline void _level_push(BookCore* b, int side, int64_t idx, int32_t slot) noexcept nogil:
     # append an order (already filled in) at the tail of its level: newest, lowest priority
     cdef Level* lv = &b.levels[side][idx]

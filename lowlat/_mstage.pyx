@@ -36,16 +36,9 @@ from lowlat._encode cimport (fb_build_execution_report, fb_build_l2_update, fb_b
                              fb_execution_report_size, fb_l2_update_size, fb_trade_size)
 from lowlat._types cimport (price_t, qty_t, reject_t, BID, ASK, OT_LIMIT, OT_MARKET, STP_CANCEL_OLDEST, REJ_MALFORMED,
                             REJ_UNKNOWN_SYMBOL, LOWLAT_DEBUG)
+from lowlat._bitmap cimport _lvl_down, _lvl_up
 
 from .errors import LowlatError
-
-cdef extern from *:
-    """
-    static inline int ll_ms_ctz64(unsigned long long x) { return __builtin_ctzll(x); }
-    static inline int ll_ms_clz64(unsigned long long x) { return __builtin_clzll(x); }
-    """
-    int ll_ms_ctz64(unsigned long long x) noexcept nogil
-    int ll_ms_clz64(unsigned long long x) noexcept nogil
 
 # ExecutionReport.status values (lowlat.enums.ExecStatus)
 cdef enum:
@@ -80,41 +73,6 @@ cdef double _round9(double x) except? -1.0:
         if fabs(f - 0.5) > 0.07:
             return nearbyint(y) / 1e9
     return <double>_pyround(x, 9)
-
-
-cdef inline int64_t _lvl_up(const uint64_t* bits, int64_t nwords, int64_t idx) noexcept nogil:
-    # lowest non-empty level index >= idx, or -1 (the engine's bitmap, read only)
-    if idx < 0:
-        idx = 0
-    cdef int64_t w = idx >> 6
-    if w >= nwords:
-        return -1
-    cdef uint64_t m = bits[w] & ((<uint64_t>0xFFFFFFFFFFFFFFFF) << (idx & 63))
-    while True:
-        if m:
-            return (w << 6) + ll_ms_ctz64(m)
-        w += 1
-        if w >= nwords:
-            return -1
-        m = bits[w]
-
-
-cdef inline int64_t _lvl_down(const uint64_t* bits, int64_t nwords, int64_t idx) noexcept nogil:
-    # highest non-empty level index <= idx, or -1
-    if idx < 0:
-        return -1
-    cdef int64_t w = idx >> 6
-    if w >= nwords:
-        w = nwords - 1
-        idx = (w << 6) + 63
-    cdef uint64_t m = bits[w] & ((<uint64_t>0xFFFFFFFFFFFFFFFF) >> (63 - (idx & 63)))
-    while True:
-        if m:
-            return (w << 6) + 63 - ll_ms_clz64(m)
-        w -= 1
-        if w < 0:
-            return -1
-        m = bits[w]
 
 
 cdef int64_t _msg_bound(const BookCore* b, const BookCommand* c) noexcept nogil:
