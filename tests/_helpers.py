@@ -6,9 +6,33 @@ import asyncio
 import platform
 import threading
 import time
+from collections import defaultdict
 from typing import Any
 
 import lowlat
+
+
+class Recorder:
+    """A transport stand-in for service units: collects what a service publishes, per destination subject, through
+    every publish API (one message, a list, a ``MessageBatch`` to its reply subjects or one subject)."""
+
+    url = "recorder://"
+    closed = False
+
+    def __init__(self) -> None:
+        self.out: dict[str, list[bytes]] = defaultdict(list)
+
+    async def publish(self, subject, payload, **kw):
+        self.out[subject].append(bytes(payload))
+
+    async def publish_batch(self, subject, payloads):
+        for p in payloads:
+            self.out[subject].append(bytes(p))
+
+    async def publish_batch_to(self, batch, subject=None):
+        for i in range(batch.n):
+            self.out[subject or batch.reply(i)].append(bytes(batch.payload(i)))
+        return batch.n
 
 
 async def recv_n(sub: Any, n: int, timeout: float = 10.0) -> list:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import defaultdict
 
 import numpy as np
 import pytest
+from _helpers import Recorder
 from _helpers import encode_order_dict as _encode
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -80,25 +80,6 @@ def batches_st(draw):
     tick = draw(st.sampled_from([0.01, 0.05, 0.25, 1.0, 0.0001, 7.3]))
     batches = draw(st.lists(st.lists(payload_st(tick), min_size=1, max_size=25), min_size=1, max_size=4))
     return tick, batches
-
-
-class Recorder:
-    """Collects what a service publishes, per destination subject (the list and the batch API)."""
-
-    def __init__(self) -> None:
-        self.out: dict[str, list[bytes]] = defaultdict(list)
-
-    async def publish(self, subject, payload, **kw):
-        self.out[subject].append(bytes(payload))
-
-    async def publish_batch(self, subject, payloads):
-        for p in payloads:
-            self.out[subject].append(bytes(p))
-
-    async def publish_batch_to(self, batch, subject=None):
-        for i in range(batch.n):
-            self.out[subject or batch.reply(i)].append(bytes(batch.payload(i)))
-        return batch.n
 
 
 _LOOP = asyncio.new_event_loop()

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import defaultdict
 
 import numpy as np
 import pytest
+from _helpers import Recorder
 from _helpers import encode_order_dict as _encode
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -55,25 +55,6 @@ def payload_st(draw):
 
 msgs_st = st.lists(st.tuples(payload_st(), st.one_of(st.none(), st.sampled_from(["_INBOX.a", "_INBOX.bb.1"]))),
                    min_size=1, max_size=30)
-
-
-class Recorder:
-    """Collects what a service publishes, per destination subject (both the old and the batch API)."""
-
-    def __init__(self) -> None:
-        self.out: dict[str, list[bytes]] = defaultdict(list)
-
-    async def publish(self, subject, payload, **kw):
-        self.out[subject].append(bytes(payload))
-
-    async def publish_batch(self, subject, payloads):
-        for p in payloads:
-            self.out[subject].append(bytes(p))
-
-    async def publish_batch_to(self, batch, subject=None):
-        for i in range(batch.n):
-            self.out[subject or batch.reply(i)].append(bytes(batch.payload(i)))
-        return batch.n
 
 
 _LOOP = asyncio.new_event_loop()
