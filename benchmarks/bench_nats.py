@@ -47,6 +47,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+from _nats_peers import natspy_throughput
 from _services_util import Proc
 
 RTT_N = int(os.environ.get("LOWLAT_BENCH_RTT_N", "5000"))
@@ -354,34 +355,8 @@ async def natspy_rtts(url: str, n: int) -> np.ndarray:
     return out
 
 
-async def natspy_throughput(url: str, n: int) -> float:
-    import nats
-
-    sub_c = await nats.connect(url, pending_size=1 << 28)
-    pub_c = await nats.connect(url, pending_size=1 << 28)
-    got = 0
-    done = asyncio.Event()
-
-    async def cb(m):
-        nonlocal got
-        got += 1
-        if got == n:
-            done.set()
-
-    await sub_c.subscribe("bench.tp", cb=cb, pending_msgs_limit=n + 1, pending_bytes_limit=1 << 30)
-    await sub_c.flush()
-    k = len(PAYLOADS)
-    t0 = time.perf_counter()
-    for i in range(n):
-        await pub_c.publish("bench.tp", PAYLOADS[i % k])
-        if i % 4096 == 4095:
-            await asyncio.sleep(0)
-    await pub_c.flush()
-    await done.wait()
-    dt = time.perf_counter() - t0
-    await pub_c.close()
-    await sub_c.close()
-    return n / dt
+async def natspy_throughput_(url: str, n: int) -> float:
+    return await natspy_throughput(url, PAYLOADS, n)
 
 
 # --- lowlat's compiled client ------------------------------------------------------------------------------------
@@ -474,7 +449,7 @@ def test_throughput(benchmark, srv):
                     v = raw_throughput(srv.url, PAYLOADS, n)
                 else:
                     # nats-py is ~10x slower: a quarter of the messages still runs it for seconds
-                    fn, n = (natspy_throughput, TP_N // 4) if client == "nats-py" else (ours_throughput, TP_N)
+                    fn, n = (natspy_throughput_, TP_N // 4) if client == "nats-py" else (ours_throughput, TP_N)
                     v = _run(fn(srv.url, n), loop_kind)
                 c = (time.process_time() - c0) / n * 1e9
                 best[name] = max(best.get(name, 0.0), v)

@@ -34,8 +34,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from _services_util import Proc  # noqa: E402
-from brokers._util import free_port  # noqa: E402
+from _nats_peers import natspy_throughput
+from _services_util import Proc
+from brokers._util import free_port
 
 RTT_N = int(os.environ.get("LOWLAT_BENCH_RTT_N", "3000"))
 TP_N = int(os.environ.get("LOWLAT_BENCH_TP_N", "200000"))
@@ -189,37 +190,6 @@ def test_validator_round_trip_vs_echo(benchmark, kind, request):
     RESULTS.append(row)
 
 
-async def _bare_nats_throughput(url: str, payloads: list[bytes], n: int) -> float:
-    """Bare nats-py: publish n payloads from one client, count them in another; messages/s end to end."""
-    import nats
-
-    sub_c = await nats.connect(url, pending_size=1 << 28)
-    pub_c = await nats.connect(url, pending_size=1 << 28)
-    got = 0
-    done = asyncio.Event()
-
-    async def cb(m):
-        nonlocal got
-        got += 1
-        if got == n:
-            done.set()
-
-    await sub_c.subscribe("bench.tp", cb=cb, pending_msgs_limit=n + 1, pending_bytes_limit=1 << 30)
-    await sub_c.flush()
-    t0 = time.perf_counter()
-    k = len(payloads)
-    for i in range(n):
-        await pub_c.publish("bench.tp", payloads[i % k])
-        if i % 4096 == 4095:
-            await asyncio.sleep(0)
-    await pub_c.flush()
-    await asyncio.wait_for(done.wait(), 120)
-    dt = time.perf_counter() - t0
-    await pub_c.close()
-    await sub_c.close()
-    return n / dt
-
-
 @pytest.mark.benchmark(group="services.pipeline", disable_gc=True)
 def test_pipelined_validator_throughput_nats(benchmark, nats_url):
     from lowlat.services import LoadGenerator, ServiceConfig
@@ -230,7 +200,7 @@ def test_pipelined_validator_throughput_nats(benchmark, nats_url):
     try:
         if pin:
             os.sched_setaffinity(0, {0})
-        bare = asyncio.run(_bare_nats_throughput(nats_url, payloads, TP_N))
+        bare = asyncio.run(natspy_throughput(nats_url, payloads, TP_N))
         cmd = [sys.executable, "-m", "lowlat.services", "serve", "validator", "--transport", nats_url,
                "--publish-results", "--batch-max", "4096"]
         v = Proc((["taskset", "-c", "1"] if pin else []) + cmd)
