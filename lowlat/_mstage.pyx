@@ -113,6 +113,23 @@ cdef inline bint _fits(MessageBatch out, int64_t msgs, int64_t nbytes) noexcept:
     return out.n + msgs <= out.capacity and nbytes <= out.arena_bytes - out.used
 
 
+cdef inline OState* _filled(OrderStates orders, uint64_t oid, int64_t qty, int64_t leaves, int status,
+                            int64_t side, int64_t price, uint64_t account) noexcept:
+    # one side of a fill applied to the read side; an order it does not know yet starts with this fill.  The
+    # state, or NULL when the read side keeps nothing.
+    cdef int64_t slot = orders.find_c(oid)
+    cdef OState* o
+    if slot >= 0:
+        o = orders.at_c(slot)
+        o.cum += qty
+        o.leaves = leaves
+        o.status = status
+        orders.touch_c(slot)
+        return o
+    slot = orders.put_c(oid, status, side, price, leaves, qty, account, 0)
+    return orders.at_c(slot) if slot >= 0 else NULL
+
+
 cdef class MatchStage:
     """The matching service's data plane for one ``Engine`` and its read models.
 
@@ -264,38 +281,19 @@ cdef class MatchStage:
                                                             e.maker_oid, e.oid, now, <uint64_t>bo.md_seq))
                 # the taker (a state it does not have yet starts as NEW with no fills)
                 status = ST_FILLED if e.leaves == 0 else ST_PARTIALLY_FILLED
-                slot = orders.find_c(e.oid)
-                if slot >= 0:
-                    o = orders.at_c(slot)
-                    o.cum += e.qty
-                    o.leaves = e.leaves
-                    o.status = status
-                    orders.touch_c(slot)
-                    cum = o.cum
-                else:
-                    cum = e.qty
-                    orders.put_c(e.oid, status, e.side, e.price, e.leaves, cum, e.account, 0)
+                o = _filled(orders, e.oid, e.qty, e.leaves, status, e.side, e.price, e.account)
+                cum = o.cum if o != NULL else e.qty
                 fb_build_execution_report(s, e.oid, sym, sl, e.account, e.side, status, 0, e.trade_id,
                                           e.maker_oid, e.oid, False, px, <uint32_t>e.qty, <uint32_t>e.leaves,
                                           <uint32_t>cum, now, NULL, -1)
                 self._put(k, OUT_EXEC, out, er)
                 # the maker (aux = its leaves)
                 status = ST_FILLED if e.aux == 0 else ST_PARTIALLY_FILLED
-                slot = orders.find_c(e.maker_oid)
-                if slot >= 0:
-                    o = orders.at_c(slot)
-                    o.cum += e.qty
-                    o.leaves = e.aux
-                    o.status = status
-                    orders.touch_c(slot)
-                    cum = o.cum
-                    acct = o.account
-                    side_i = o.side
-                else:
-                    cum = e.qty
-                    acct = 0
-                    side_i = 1 - e.side
-                    orders.put_c(e.maker_oid, status, side_i, e.price, e.aux, cum, 0, 0)
+                o = _filled(orders, e.maker_oid, e.qty, e.aux, status, 1 - e.side, e.price, 0)
+                if o != NULL:
+                    cum, acct, side_i = o.cum, o.account, o.side
+                else:  # a read side that keeps nothing (max_orders 0)
+                    cum, acct, side_i = e.qty, 0, 1 - e.side
                 fb_build_execution_report(s, e.maker_oid, sym, sl, acct, <int8_t>side_i, status, 0, e.trade_id,
                                           e.maker_oid, e.oid, True, px, <uint32_t>e.qty, <uint32_t>e.aux,
                                           <uint32_t>cum, now, NULL, -1)
