@@ -49,6 +49,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from _nats_peers import bench_nats_server, natspy_throughput
 from _services_util import Proc
+from _timing import timed_requests
 
 RTT_N = int(os.environ.get("LOWLAT_BENCH_RTT_N", "5000"))
 TP_N = int(os.environ.get("LOWLAT_BENCH_TP_N", "1000000"))
@@ -331,26 +332,12 @@ def test_raw_floor(benchmark, srv):
 
 
 # --- nats-py ---------------------------------------------------------------------------------------------------
-async def _rtts(request, n: int) -> np.ndarray:
-    """``n`` timed ``request`` round trips (ns) after 500 warm-up ones, payloads cycled."""
-    out = np.empty(n, dtype=np.int64)
-    k = len(PAYLOADS)
-    for i in range(500):
-        await request("bench.rr", PAYLOADS[i % k], timeout=5)
-    pc = time.perf_counter_ns
-    for i in range(n):
-        t0 = pc()
-        await request("bench.rr", PAYLOADS[i % k], timeout=5)
-        out[i] = pc() - t0
-    return out
-
-
 async def natspy_rtts(url: str, n: int) -> np.ndarray:
     import nats
 
     nc = await nats.connect(url)
     try:
-        return await _rtts(nc.request, n)
+        return await timed_requests(nc.request, "bench.rr", PAYLOADS, n, warmup=500)
     finally:
         await nc.close()
 
@@ -370,7 +357,7 @@ async def ours_rtts(url: str, n: int) -> np.ndarray:
     t = _ours(url)
     await t.connect()
     try:
-        return await _rtts(t.request, n)
+        return await timed_requests(t.request, "bench.rr", PAYLOADS, n, warmup=500)
     finally:
         await t.close()
 
@@ -482,17 +469,10 @@ async def validator_pipelined(url: str, n: int) -> tuple[float, int]:
 async def validator_rtts(url: str, n: int) -> np.ndarray:
     t = _ours(url)
     await t.connect()
-    out = np.empty(n, dtype=np.int64)
-    k = len(PAYLOADS)
-    for i in range(500):
-        await t.request("orders.in", PAYLOADS[i % k], timeout=5)
-    pc = time.perf_counter_ns
-    for i in range(n):
-        t0 = pc()
-        await t.request("orders.in", PAYLOADS[i % k], timeout=5)
-        out[i] = pc() - t0
-    await t.close()
-    return out
+    try:
+        return await timed_requests(t.request, "orders.in", PAYLOADS, n, warmup=500)
+    finally:
+        await t.close()
 
 
 @pytest.mark.parametrize("client,loop_kind", [("nats-py", "asyncio"), ("lowlat", "asyncio"), ("lowlat", "uvloop")])

@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from _services_util import Proc
+from _timing import timed_requests
 from brokers._util import free_port
 
 N = int(os.environ.get("LOWLAT_BENCH_OPS_N", "3000"))       # round trips per round
@@ -51,16 +52,8 @@ def _orders(n: int = 256) -> list[bytes]:
 async def _rtts(url: str, payloads: list[bytes], n: int) -> np.ndarray:
     from lowlat.transport import connect
 
-    out = np.empty(n, dtype=np.int64)
     async with connect(url) as t:
-        for i in range(300):  # warm-up
-            await t.request("orders.in", payloads[i % len(payloads)], timeout=5)
-        pc = time.perf_counter_ns
-        for i in range(n):
-            t0 = pc()
-            await t.request("orders.in", payloads[i % len(payloads)], timeout=5)
-            out[i] = pc() - t0
-    return out
+        return await timed_requests(t.request, "orders.in", payloads, n)
 
 
 def _validator(*flags: str) -> tuple[Proc, str, int]:

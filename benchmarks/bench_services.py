@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from _nats_peers import bench_nats_server, natspy_throughput
 from _services_util import Proc
+from _timing import timed_requests
 from brokers._util import free_port
 
 RTT_N = int(os.environ.get("LOWLAT_BENCH_RTT_N", "3000"))
@@ -79,32 +80,18 @@ def _orders(n: int = 256) -> list[bytes]:
 async def _rtts_lowlat(url: str, subject: str, payloads: list[bytes], n: int) -> np.ndarray:
     from lowlat.transport import connect
 
-    out = np.empty(n, dtype=np.int64)
     async with connect(url) as t:
-        for i in range(300):  # warm-up
-            await t.request(subject, payloads[i % len(payloads)], timeout=5)
-        pc = time.perf_counter_ns
-        for i in range(n):
-            t0 = pc()
-            await t.request(subject, payloads[i % len(payloads)], timeout=5)
-            out[i] = pc() - t0
-    return out
+        return await timed_requests(t.request, subject, payloads, n)
 
 
 async def _rtts_bare_nats(url: str, payloads: list[bytes], n: int) -> np.ndarray:
     import nats
 
-    out = np.empty(n, dtype=np.int64)
     nc = await nats.connect(url)
-    for i in range(300):
-        await nc.request("bench.echo", payloads[i % len(payloads)], timeout=5)
-    pc = time.perf_counter_ns
-    for i in range(n):
-        t0 = pc()
-        await nc.request("bench.echo", payloads[i % len(payloads)], timeout=5)
-        out[i] = pc() - t0
-    await nc.close()
-    return out
+    try:
+        return await timed_requests(nc.request, "bench.echo", payloads, n)
+    finally:
+        await nc.close()
 
 
 @pytest.fixture(scope="module")
