@@ -39,7 +39,8 @@ import numpy as np
 from .. import _book
 from ..enums import Side, StpMode
 from ..errors import DecodeError, LowlatError, TransportError
-from ..transport.base import Capability, log_replay
+from ..transport.base import Capability
+from ..transport.durable import log_replay
 from .config import ServiceConfig
 from .matcher import ExecStatus, MatcherService
 from .snapshot import Snapshot, SnapshotStore, dump_engine, restore_engine
@@ -151,7 +152,7 @@ class FileJournal:
 
 
 class LogJournal:
-    """Journal on a transport's durable log (``lowlat.transport.base.DurableLog``: JetStream, Kafka).
+    """Journal on a transport's durable log (``lowlat.transport.durable.DurableLog``: JetStream, Kafka).
 
     Positions are the log's (stream sequences; Kafka offsets + 1).  ``append`` retries through a broker outage
     with the same message id (``<name>:<input_pos>`` when the batch has an intake position), so where the broker

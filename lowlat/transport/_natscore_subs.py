@@ -17,7 +17,8 @@ from .._batch import MessageBatch
 from .._nats_proto import MsgSink
 from ..errors import NoRespondersError, TransportClosedError, TransportError
 from ._nats_headers import decode_headers
-from .base import Message, ServeSink, Subscription
+from ._serve import ServeSink
+from .base import Message, Subscription
 
 if TYPE_CHECKING:
     from .natscore import NatsCoreTransport

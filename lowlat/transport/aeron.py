@@ -41,6 +41,7 @@ import asyncio
 import enum
 import inspect
 import itertools
+import logging
 import os
 import struct
 import time
@@ -55,22 +56,9 @@ from ..errors import (
     TransportError,
     TransportTimeoutError,
 )
-from .base import (
-    Buffer,
-    Capability,
-    Handler,
-    Headers,
-    Message,
-    QueueSubscription,
-    ServeSink,
-    Subscription,
-    Transport,
-    decode_meta,
-    encode_meta,
-    log,
-    subject_matches,
-    validate_subject,
-)
+from ._serve import ServeSink
+from ._subjects import decode_meta, encode_meta, subject_matches, validate_subject
+from .base import Buffer, Capability, Handler, Headers, Message, QueueSubscription, Subscription, Transport
 
 if TYPE_CHECKING:
     from .._idle import _IdleKind
@@ -84,6 +72,8 @@ except ImportError as _e:  # pragma: no cover - depends on the build
         f"rebuild: AERON_HOME=... pip install -e . ({_e})") from None
 
 __all__ = ["AeronTransport", "OfferResult", "decode_frame", "default_aeron_dir", "encode_frame"]
+
+log = logging.getLogger("lowlat.transport.aeron")
 
 
 class OfferResult(enum.IntEnum):
@@ -319,7 +309,7 @@ class AeronTransport(Transport):
                     else:
                         self._woke = True   # a consumer (or an async handler's task) waits for the loop
                         sub._deliver(msg)
-                except Exception:  # noqa: BLE001 - a user callback or a reply failed: never stall the poller
+                except Exception:  # a user callback or a reply failed: never stall the poller
                     log.exception("aeron: delivering %r to %r failed", subject, sub.subject)
 
     def _on_reply(self, subject: str, reply: str | None, raw: bytes | None, data: bytes, session_id: int,

@@ -9,10 +9,11 @@ matches one or more trailing tokens (only in subscriptions).  ``subject_matches`
 
 Pure helpers any adapter may use (defined in ``_subjects``, importable from here): ``subject_matches`` /
 ``validate_subject``, ``new_inbox`` and ``encode_meta``/``decode_meta`` (reply subject + headers in one small
-frame, for transports without native headers).  Routing for embedded and hub-side adapters is ``_routes``.  ``QueueSubscription`` is the bounded receive queue most adapters feed (``max_pending`` /
-``max_pending_bytes``, drops counted and reported); ``ServeSink`` is the one request/reply worker every adapter's
-``serve()`` uses.  ``Transport.capabilities`` says what an adapter supports; callers read it instead of
-catching errors.
+frame, for transports without native headers).  Routing for embedded and hub-side adapters is ``_routes``.
+``QueueSubscription`` is the bounded receive queue most adapters feed (``max_pending`` / ``max_pending_bytes``,
+drops counted and reported); ``_serve.ServeSink`` is the one request/reply worker every adapter's ``serve()`` uses.
+``Transport.capabilities`` says what an adapter supports; callers read it instead of catching errors.  The
+durable-log protocol (``Capability.DURABLE``: ``DurableLog``, ``log_replay``) is in ``durable``.
 
 Tasks: asyncio holds tasks weakly, so an adapter keeps every task it creates with ``Transport._keep`` (a dropped
 ``serve()`` task was once garbage-collected and its worker silently unregistered) and ``close`` cancels them.
@@ -26,10 +27,11 @@ import collections
 import enum
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping, Sequence
-from typing import Any, NamedTuple, Protocol, Self, runtime_checkable
+from typing import Any, Self
 
 from .._batch import MessageBatch
 from ..errors import TransportClosedError, TransportNotConnectedError, TransportTimeoutError
+from ._serve import ServeSink
 from ._subjects import decode_meta, encode_meta, new_inbox, subject_matches, validate_subject
 
 Buffer = bytes | bytearray | memoryview
@@ -39,22 +41,16 @@ Handler = Callable[["Message"], "Awaitable[Buffer | None] | Buffer | None"]
 __all__ = [
     "Buffer",
     "Capability",
-    "DurableLog",
     "Handler",
     "Headers",
-    "LogAck",
-    "LogReader",
-    "LogRecord",
     "Message",
     "MessageBatch",
     "QueueSubscription",
-    "ServeSink",
     "SlowConsumerCallback",
     "Subscription",
     "Transport",
     "decode_meta",
     "encode_meta",
-    "log_replay",
     "new_inbox",
     "subject_matches",
     "validate_subject",
@@ -74,7 +70,7 @@ class Capability(enum.Flag):
     HEADERS = enum.auto()         # publish(..., headers=...) arrives as Message.headers
     REQUEST_REPLY = enum.auto()   # request() / serve() / reply subjects
     WILDCARDS = enum.auto()       # '*' and '>' in subscriptions
-    DURABLE = enum.auto()         # the adapter implements the durable-log protocol
+    DURABLE = enum.auto()         # the adapter implements the durable-log protocol (durable.DurableLog)
     NATIVE_BATCH = enum.auto()    # take_batch/publish_batch_to avoid a Python object per message
 
 
@@ -336,198 +332,6 @@ class QueueSubscription(Subscription):
     def delivered(self) -> int:
         """Messages accepted into the queue so far."""
         return self._delivered
-
-
-def _is_awaitable(out: object) -> bool:
-    return asyncio.iscoroutine(out) or isinstance(out, asyncio.Future)
-
-
-class ServeSink:
-    """The request/reply worker behind every adapter's ``serve()``: runs ``handler(msg)`` and answers on
-    ``msg.reply`` with what it returns (a buffer; None: no answer).
-
-    Adapters use it one of two ways: registered like a subscription in their receive path (``subject``/``queue``
-    attributes, ``_deliver(msg)`` runs the handler *inline*, no queue hop; an async handler continues as a task
-    the transport keeps), or awaited per message (``await sink.handle(msg)`` from a subscription loop or a
-    client callback: one request at a time).  Replies go through ``reply_now(subject, payload)`` when the adapter
-    has a synchronous send, else through ``transport.publish``.  A handler that raises is logged and the worker
-    keeps serving (the requester times out).  ``sync=True`` (workers without an event loop) refuses async
-    handlers.  ``handled`` counts the requests seen; ``stopped`` resolves when ``close_nowait`` is called.
-    """
-
-    def __init__(self, transport: Transport, subject: str, queue: str | None, handler: Handler, *,
-                 reply_now: Callable[[str, Buffer], None] | None = None, sync: bool = False) -> None:
-        self.subject = subject
-        self.queue = queue
-        self.handler = handler
-        self.handled = 0
-        self._t = transport
-        self._reply_now = reply_now
-        self._sync = sync
-        self._loop = None if sync else asyncio.get_running_loop()
-        self.stopped: asyncio.Future[None] | None = None if sync else self._loop.create_future()  # type: ignore[union-attr]
-
-    def call(self, msg: Message) -> Any:
-        """``handler(msg)`` with its failures logged: a reply buffer, None, or (not ``sync``) an awaitable."""
-        self.handled += 1
-        try:
-            out = self.handler(msg)
-        except Exception:  # a failing handler must not kill the worker; the requester times out
-            log.exception("serve(%r): handler failed", self.subject)
-            return None
-        tp = type(out)
-        if out is None or tp is bytes or tp is memoryview or tp is bytearray:  # the common case first
-            return out
-        if _is_awaitable(out):
-            if not self._sync:
-                return out
-            if asyncio.iscoroutine(out):
-                out.close()
-            log.error("serve_sync(%r): the handler returned an awaitable; it must return the reply payload (or "
-                      "None) synchronously", self.subject)
-            return None
-        try:
-            memoryview(out)  # type: ignore[arg-type]  # any buffer (numpy array, ...) is a reply
-        except TypeError:
-            log.error("serve(%r): the handler returned %s; it must return the reply payload (a buffer) or None",
-                      self.subject, tp.__name__)
-            return None
-        return out
-
-    def _deliver(self, msg: Message) -> bool:
-        """Inline from the adapter's receive path (on the event loop, or the ``sync`` worker's thread)."""
-        out = self.call(msg)
-        if out is not None:
-            self._deliver_result(msg, out)
-        return True
-
-    def _deliver_result(self, msg: Message, out: Any) -> None:
-        """What ``_deliver`` does with ``call(msg)``'s non-None result (for adapters that call ``call`` inline)."""
-        if self._loop is not None and _is_awaitable(out):
-            self._t._keep(self._loop.create_task(self._finish(msg, out), name=f"lowlat-serve:{self.subject}"))
-        elif msg.reply:
-            self._answer(msg.reply, out)
-
-    def _deliver_threadsafe(self, msg: Message) -> None:
-        self._loop.call_soon_threadsafe(self._deliver, msg)  # type: ignore[union-attr]
-
-    async def handle(self, msg: Message) -> None:
-        """Awaited per message: the handler's awaitable (if any) is awaited before the reply goes out."""
-        out = self.call(msg)
-        if out is not None and _is_awaitable(out):
-            await self._finish(msg, out)
-        elif out is not None and msg.reply:
-            await self._answer_async(msg.reply, out)
-
-    async def _finish(self, msg: Message, aw: Awaitable[Any]) -> None:
-        try:
-            out = await aw
-        except Exception:
-            log.exception("serve(%r): handler failed", self.subject)
-            return
-        if out is not None and msg.reply and not self._t.closed:
-            await self._answer_async(msg.reply, out)
-
-    def _answer(self, reply: str, payload: Buffer) -> None:
-        if self._reply_now is None:
-            self._t._keep(self._loop.create_task(self._answer_async(reply, payload)))  # type: ignore[union-attr]
-            return
-        try:
-            self._reply_now(reply, payload)
-        except TransportClosedError:
-            pass
-        except Exception:  # one failed answer must not stop the worker
-            log.exception("serve(%r): reply to %r failed", self.subject, reply)
-
-    async def _answer_async(self, reply: str, payload: Buffer) -> None:
-        if self._reply_now is not None:
-            return self._answer(reply, payload)
-        try:
-            await self._t.publish(reply, payload)
-        except TransportClosedError:
-            pass
-        except Exception:  # one failed answer must not stop the worker
-            log.exception("serve(%r): reply to %r failed", self.subject, reply)
-
-    def close_nowait(self) -> None:
-        """Stop: the task ``Transport._serve_task`` made for this sink finishes (and unregisters it)."""
-        if self.stopped is not None and not self.stopped.done():
-            self.stopped.set_result(None)
-
-
-class LogAck(NamedTuple):
-    """Where ``DurableLog.log_append`` stored a record; ``duplicate``: an earlier append with the same
-    ``msg_id`` inside the log's duplicate window is that record (nothing stored twice)."""
-
-    pos: int
-    duplicate: bool = False
-
-
-class LogRecord(NamedTuple):
-    """One record read back from a durable log: its position and the message (``data``, ``subject``)."""
-
-    pos: int
-    msg: Message
-
-
-@runtime_checkable
-class LogReader(Protocol):
-    """Reads a durable log forward from a position (no acks: the reader keeps its position)."""
-
-    async def fetch(self, max_msgs: int = 256, timeout: float = 1.0) -> list[LogRecord]:
-        """Up to ``max_msgs`` records after the last one returned (``[]`` when none came within ``timeout`` s)."""
-        ...
-
-    async def close(self) -> None: ...
-
-
-@runtime_checkable
-class DurableLog(Protocol):
-    """The durable-log protocol (``Capability.DURABLE``): named, ordered, persistent logs with positions
-    ``1, 2, 3, ...`` (a JetStream stream's sequences; a Kafka topic's partition-0 offsets + 1).
-
-    ``log_ensure`` creates the log if needed (idempotent; ``subjects`` are what it captures where the broker
-    routes by subject, ``replicas`` and ``duplicate_window`` s where it has them); ``log_append`` stores one
-    record and returns its ``LogAck`` once the broker acknowledged it (``msg_id`` deduplicates retries where
-    the broker can); ``log_end`` is the last position (0: empty); ``log_get`` one record; ``log_reader``
-    reads forward from ``after`` (optionally only ``subjects``).  Broker failures raise ``TransportError``.
-    """
-
-    async def log_ensure(self, name: str, subjects: Sequence[str], *, replicas: int = 1,
-                         duplicate_window: float = 600.0) -> None: ...
-
-    async def log_append(self, name: str, subject: str, payload: Buffer, *, msg_id: str | None = None,
-                         timeout: float = 5.0) -> LogAck: ...
-
-    async def log_end(self, name: str) -> int: ...
-
-    async def log_get(self, name: str, pos: int) -> Message: ...
-
-    async def log_reader(self, name: str, after: int = 0, *,
-                         subjects: Sequence[str] | None = None) -> LogReader: ...
-
-
-async def log_replay(log_: DurableLog, name: str, after: int = 0, *, batch: int = 256,
-                     timeout: float = 5.0) -> AsyncIterator[LogRecord]:
-    """Every record of ``name`` after ``after`` up to the end as of the call, in order.  Raises
-    ``TransportTimeoutError`` if the log stops delivering for ``timeout`` s before the end."""
-    end = await log_.log_end(name)
-    if end <= after:
-        return
-    reader = await log_.log_reader(name, after)
-    try:
-        pos = after
-        while pos < end:
-            recs = await reader.fetch(min(batch, end - pos), timeout)
-            if not recs:
-                raise TransportTimeoutError(f"log {name!r}: nothing after position {pos} within {timeout}s "
-                                            f"(end is {end})")
-            for r in recs:
-                if r.pos > pos:
-                    pos = r.pos
-                    yield r
-    finally:
-        await reader.close()
 
 
 # Transport-wide options that are defaults for every QueueSubscription (see Transport._sub_options).

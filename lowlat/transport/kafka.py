@@ -70,20 +70,9 @@ from typing import Any
 
 from ..errors import MissingExtraError, TransportClosedError, TransportError, TransportTimeoutError
 from ._rdkafka_wake import QueueWake, attach
-from .base import (
-    Buffer,
-    Capability,
-    Headers,
-    LogAck,
-    LogReader,
-    LogRecord,
-    Message,
-    QueueSubscription,
-    Transport,
-    log,
-    new_inbox,
-    validate_subject,
-)
+from ._subjects import new_inbox, validate_subject
+from .base import Buffer, Capability, Headers, Message, QueueSubscription, Transport
+from .durable import LogAck, LogReader, LogRecord
 
 try:
     from confluent_kafka import (
@@ -100,6 +89,8 @@ except ImportError:
     raise MissingExtraError("lowlat.transport.kafka needs confluent-kafka: pip install 'lowlat[kafka]'") from None
 
 __all__ = ["KafkaSubscription", "KafkaTransport"]
+
+log = logging.getLogger("lowlat.transport.kafka")
 
 _TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}\Z")  # Kafka's legal topic names
 _REPLY, _CID = "lowlat-reply", "lowlat-cid"

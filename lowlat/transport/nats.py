@@ -43,21 +43,10 @@ from ..errors import (
     TransportError,
     TransportTimeoutError,
 )
-from .base import (
-    Buffer,
-    Capability,
-    Handler,
-    Headers,
-    LogAck,
-    LogReader,
-    LogRecord,
-    Message,
-    QueueSubscription,
-    ServeSink,
-    Subscription,
-    Transport,
-    validate_subject,
-)
+from ._serve import ServeSink
+from ._subjects import validate_subject
+from .base import Buffer, Capability, Handler, Headers, Message, QueueSubscription, Subscription, Transport
+from .durable import LogAck, LogReader, LogRecord
 
 __all__ = ["JsPullSubscription", "NatsTransport"]
 

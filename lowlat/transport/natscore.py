@@ -49,24 +49,12 @@ from urllib.parse import urlsplit
 from .._batch import MessageBatch
 from .._nats_proto import MsgSink, NatsParser, NatsWriter
 from .._redact import redact_url
-from ..errors import (
-    DecodeError,
-    TransportError,
-    TransportTimeoutError,
-)
+from ..errors import DecodeError, TransportError, TransportTimeoutError
 from ._nats_headers import decode_headers, encode_headers
 from ._natscore_subs import _CoreSub, _Inbox, _ServeSub
-from .base import (
-    Buffer,
-    Capability,
-    Handler,
-    Headers,
-    Message,
-    ServeSink,
-    Subscription,
-    Transport,
-    validate_subject,
-)
+from ._serve import ServeSink
+from ._subjects import validate_subject
+from .base import Buffer, Capability, Handler, Headers, Message, Subscription, Transport
 
 __all__ = ["NatsCoreTransport", "decode_headers", "encode_headers"]  # the codec is re-exported from _nats_headers
 

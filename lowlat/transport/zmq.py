@@ -42,20 +42,9 @@ from typing import Any
 
 from ..errors import MissingExtraError, TransportClosedError, TransportError, TransportTimeoutError
 from ._routes import RouteTable
-from .base import (
-    Buffer,
-    Capability,
-    Handler,
-    Headers,
-    Message,
-    QueueSubscription,
-    ServeSink,
-    Subscription,
-    Transport,
-    decode_meta,
-    encode_meta,
-    validate_subject,
-)
+from ._serve import ServeSink
+from ._subjects import decode_meta, encode_meta, validate_subject
+from .base import Buffer, Capability, Handler, Headers, Message, QueueSubscription, Subscription, Transport
 
 try:
     import zmq

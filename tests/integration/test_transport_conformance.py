@@ -39,7 +39,8 @@ from lowlat.errors import (
     TransportNotConnectedError,
     TransportTimeoutError,
 )
-from lowlat.transport.base import Capability, DurableLog, log_replay
+from lowlat.transport.base import Capability
+from lowlat.transport.durable import DurableLog, log_replay
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

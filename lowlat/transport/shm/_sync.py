@@ -12,7 +12,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ...errors import NoRespondersError, TransportError, TransportTimeoutError
-from ..base import Buffer, Headers, Message, ServeSink, encode_meta, validate_subject
+from .._serve import ServeSink
+from ..base import Buffer, Headers, Message, encode_meta, validate_subject
 from ._codec import HEADER, SID_ALL, SID_INBOX, split_meta, unpack_header
 from ._registry import member_pid, pid_alive
 

@@ -41,19 +41,9 @@ from ...errors import (
 )
 from .._inbox import InboxSink
 from .._routes import RouteTable
-from ..base import (
-    Buffer,
-    Capability,
-    Handler,
-    Headers,
-    Message,
-    QueueSubscription,
-    ServeSink,
-    Subscription,
-    Transport,
-    encode_meta,
-    validate_subject,
-)
+from .._serve import ServeSink
+from .._subjects import encode_meta, validate_subject
+from ..base import Buffer, Capability, Handler, Headers, Message, QueueSubscription, Subscription, Transport
 from . import _sync
 from ._codec import SID_ALL, SID_INBOX, SMALL_RECORD, decode, encode_small, record_size, write_record
 from ._registry import Registry, member_pid, pid_alive, shm_available
