@@ -76,6 +76,16 @@ cdef class _Ring:
     cdef list take_batch_c(self, Py_ssize_t max_n, bint copy)  # pop_batch / peek_batch body
     cdef int grow_scratch_c(self, Py_ssize_t n) except -1
     cdef Py_ssize_t gather_c(self, object items, list held, str what) except -1  # bufs/lens of items
+    cdef uint64_t* span_off    # peek scratch: record offsets from the data area start, bytes
+    cdef uint64_t* span_len    # peek scratch: payload lengths, bytes
+    cdef Py_ssize_t nspans     # peek scratch capacity, entries
+    cdef int grow_spans_c(self, Py_ssize_t n) except -1
+    # Up to max_n readable records as (offset from `r.data`, payload length) in offs/lens, not consumed:
+    # commit() consumes them.  peek_batch without a Python object per record; 0 when nothing is readable.
+    cdef Py_ssize_t peek_spans_c(self, Py_ssize_t max_n, uint64_t* offs, uint64_t* lens) except -1
+    # Push the leading records of n that fit; record j is the concatenation of parts[j*k .. j*k+k-1]
+    # (lens likewise).  Sizes are checked before anything is written.  Returns how many were pushed.
+    cdef Py_ssize_t push_gather_c(self, void** parts, const uint64_t* lens, Py_ssize_t n, Py_ssize_t k) except -1
 
 
 cdef class BroadcastRing:

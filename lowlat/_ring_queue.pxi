@@ -67,6 +67,8 @@ cdef class _Ring:
     def __dealloc__(self):
         PyMem_RawFree(self.bufs)
         PyMem_RawFree(self.lens)
+        PyMem_RawFree(self.span_off)
+        PyMem_RawFree(self.span_len)
 
     @classmethod
     def attach(cls, name, **kwargs):
@@ -341,30 +343,45 @@ cdef class _Ring:
         bool
             False when the ring is full (nothing was written).
         """
-        cdef Py_ssize_t i, n
-        cdef uint64_t total = 0, frame, pos
-        cdef char* dst
+        cdef Py_ssize_t n
         cdef list held = []
+        self.check_open_c()
+        n = self.gather_c(parts, held, "try_push_parts")
+        return self.push_gather_c(self.bufs, self.lens, 1, n) == 1
+
+    cdef Py_ssize_t push_gather_c(self, void** parts, const uint64_t* lens, Py_ssize_t n,
+                                  Py_ssize_t k) except -1:
+        cdef Py_ssize_t i, j
+        cdef uint64_t total, frame, pos
+        cdef char* dst
         self.check_open_c()
         if self.r.claim_len >= 0:
             raise RingError("publish() or abort() the outstanding claim() first")
-        n = self.gather_c(parts, held, "try_push_parts")
         for i in range(n):
-            total += self.lens[i]
-        if total > self.r.max_payload:
-            raise ValueError(f"record of {total} bytes exceeds max_record_size {self.r.max_payload}")
+            total = 0
+            for j in range(i * k, i * k + k):
+                total += lens[j]
+            if total > self.r.max_payload:
+                raise ValueError(f"record of {total} bytes exceeds max_record_size {self.r.max_payload}")
         ring_psync(&self.r)
-        frame = ring_frame(&self.r, total)
-        pos = ring_claim(&self.r, frame)
-        if pos == LL_NO_POS:
-            return False
-        dst = self.r.data + (pos & self.r.mask) + 8
         for i in range(n):
-            memcpy(dst, self.bufs[i], self.lens[i])
-            dst += self.lens[i]
-        ring_commit(&self.r, pos, frame, total)
-        ring_count_pushed(&self.r, 1)
-        return True
+            total = 0
+            for j in range(i * k, i * k + k):
+                total += lens[j]
+            frame = ring_frame(&self.r, total)
+            pos = ring_claim(&self.r, frame)
+            if pos == LL_NO_POS:
+                break
+            dst = self.r.data + (pos & self.r.mask) + 8
+            for j in range(i * k, i * k + k):
+                memcpy(dst, parts[j], lens[j])
+                dst += lens[j]
+            ring_commit(&self.r, pos, frame, total)
+        else:
+            i = n
+        if i:
+            ring_count_pushed(&self.r, <uint64_t>i)
+        return i
 
     def claim(self, Py_ssize_t size):
         """Reserve room for one record of ``size`` bytes and return a writable memoryview of it.
@@ -592,15 +609,50 @@ cdef class _Ring:
     cdef list take_batch_c(self, Py_ssize_t max_n, bint copy):
         # Shared body of pop_batch (copy=True: bytes, consumed with one head update) and peek_batch
         # (copy=False: zero-copy views, consumed later by commit()).
-        cdef uint64_t p, h
-        cdef Py_ssize_t k = 0
+        cdef Py_ssize_t j, k
         cdef list out = []
         cdef char* rec
         self.check_open_c()
-        ring_csync(&self.r)
         if self.r.c_peek_end != 0:
             raise RingError("commit() the outstanding peek before popping" if copy
                             else "commit() the previous peek first")
+        # a record takes at least 8 bytes, so no more than capacity / 8 can be pending
+        if max_n > <Py_ssize_t>(self.r.cap >> 3):
+            max_n = <Py_ssize_t>(self.r.cap >> 3)
+        if max_n > self.nspans:
+            self.grow_spans_c(max_n)
+        k = self.peek_spans_c(max_n, self.span_off, self.span_len)
+        for j in range(k):
+            rec = self.r.data + self.span_off[j]
+            if copy:
+                out.append(PyBytes_FromStringAndSize(rec, <Py_ssize_t>self.span_len[j]))
+            else:
+                out.append(self.mem.view_c(rec, <Py_ssize_t>self.span_len[j], True))
+        if k and copy:
+            ring_release(&self.r, self.r.c_peek_end, self.r.c_peek_n)
+            self.r.c_peek_end = 0
+            self.r.c_peek_n = 0
+        return out
+
+    cdef int grow_spans_c(self, Py_ssize_t n) except -1:
+        cdef uint64_t* o = <uint64_t*>PyMem_RawRealloc(self.span_off, n * sizeof(uint64_t))
+        if o == NULL:
+            raise MemoryError()
+        self.span_off = o
+        o = <uint64_t*>PyMem_RawRealloc(self.span_len, n * sizeof(uint64_t))
+        if o == NULL:
+            raise MemoryError()
+        self.span_len = o
+        self.nspans = n
+        return 0
+
+    cdef Py_ssize_t peek_spans_c(self, Py_ssize_t max_n, uint64_t* offs, uint64_t* lens) except -1:
+        cdef uint64_t p, h
+        cdef Py_ssize_t k = 0
+        self.check_open_c()
+        ring_csync(&self.r)
+        if self.r.c_peek_end != 0:
+            raise RingError("commit() the previous peek first")
         p = self.r.c_head
         while k < max_n:
             h = ring_next(&self.r, self.r.c_head, &p)
@@ -615,20 +667,14 @@ cdef class _Ring:
                 if k == 0:
                     raise _corrupt(&self.r, p)
                 break
-            rec = self.r.data + (p & self.r.mask) + 8
-            if copy:
-                out.append(PyBytes_FromStringAndSize(rec, <Py_ssize_t>(h >> 32)))
-            else:
-                out.append(self.mem.view_c(rec, <Py_ssize_t>(h >> 32), True))
+            offs[k] = (p & self.r.mask) + 8
+            lens[k] = h >> 32
             p += h & LL_HDR_FRAME_MASK
             k += 1
         if k:
-            if copy:
-                ring_release(&self.r, p, <uint64_t>k)
-            else:
-                self.r.c_peek_end = p
-                self.r.c_peek_n = k
-        return out
+            self.r.c_peek_end = p
+            self.r.c_peek_n = k
+        return k
 
 @cython.final
 cdef class SpscRing(_Ring):

@@ -26,40 +26,7 @@ from lowlat._batch cimport MessageBatch, check_stage_args
 from lowlat._core cimport FbOrder, Validator, fb_read_order
 from lowlat._encode cimport fb_build_validation_result, fb_validation_result_size
 from lowlat._types cimport REJ_MALFORMED, REJ_UNKNOWN_SYMBOL, reject_t
-
-
-
-cdef inline bint _utf8_ok(const unsigned char* s, Py_ssize_t n) noexcept nogil:
-    # Well-formed UTF-8 (no overlongs, no surrogates, <= U+10FFFF).
-    cdef Py_ssize_t i = 0, k, need
-    cdef unsigned int c, cp
-    while i < n:
-        c = s[i]
-        if c < 0x80:
-            i += 1
-            continue
-        if c >= 0xC2 and c <= 0xDF:
-            need = 1
-            cp = c & 0x1F
-        elif c >= 0xE0 and c <= 0xEF:
-            need = 2
-            cp = c & 0x0F
-        elif c >= 0xF0 and c <= 0xF4:
-            need = 3
-            cp = c & 0x07
-        else:
-            return False
-        if i + need >= n:
-            return False
-        for k in range(1, need + 1):
-            if (s[i + k] & 0xC0) != 0x80:
-                return False
-            cp = (cp << 6) | (s[i + k] & 0x3F)
-        if ((need == 2 and (cp < 0x800 or (cp >= 0xD800 and cp <= 0xDFFF)))
-                or (need == 3 and (cp < 0x10000 or cp > 0x10FFFF))):
-            return False
-        i += need + 1
-    return True
+from lowlat._utf8 cimport utf8_ok
 
 
 cdef class ValidateStage:
@@ -138,7 +105,7 @@ cdef class ValidateStage:
             if code != REJ_MALFORMED:
                 oid = o.id
                 if o.symbol != NULL and (code != REJ_UNKNOWN_SYMBOL
-                                         or _utf8_ok(<const unsigned char*>o.symbol, o.symbol_len)):
+                                         or utf8_ok(<const unsigned char*>o.symbol, o.symbol_len)):
                     sym = o.symbol
                     slen = o.symbol_len
             rsize = fb_validation_result_size(slen)

@@ -4,11 +4,12 @@ so sync and async members interoperate on one bus.  ``ShmTransport`` exposes the
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ...errors import NoRespondersError, TransportError, TransportTimeoutError
@@ -59,19 +60,29 @@ def _enter_consumer(t: ShmTransport) -> None:
         raise TransportError("ShmTransport: another thread is already consuming this transport's ring")
 
 
-def _push_retry(t: ShmTransport, member: str, sid: int, subj: bytes, meta: bytes, payload: Buffer) -> None:
-    # target ring full: reap a dead owner at once, else retry until publish_timeout, then drop and count
+def _retry(t: ShmTransport, member: str, attempt: Callable[[], bool]) -> bool | None:
+    # a target ring was full: reap a dead owner at once (None), else call attempt() every 0.2 ms until it
+    # succeeds (True) or publish_timeout passes (False)
     if not pid_alive(member_pid(member)):
         t._reap_member(member)
-        return
+        return None
     deadline = time.monotonic() + t.publish_timeout
     while member in t._targets and time.monotonic() < deadline:
         time.sleep(0.0002)
-        if t._push(member, sid, subj, meta, payload):
-            return
-    t.full_drops += 1
-    log.warning("shm bus %r: subscriber ring full for %.3fs, message on %r dropped (total %d)",
-                t.name, t.publish_timeout, subj.decode(), t.full_drops)
+        if attempt():
+            return True
+    return False
+
+
+def _full_dropped(t: ShmTransport, n: int, subject: str) -> None:
+    t.full_drops += n
+    log.warning("shm bus %r: subscriber ring full for %.3fs, %d message(s) on %r dropped (total %d)",
+                t.name, t.publish_timeout, n, subject, t.full_drops)
+
+
+def _push_retry(t: ShmTransport, member: str, sid: int, subj: bytes, meta: bytes, payload: Buffer) -> None:
+    if _retry(t, member, lambda: t._push(member, sid, subj, meta, payload)) is False:
+        _full_dropped(t, 1, subj.decode())
 
 
 def request_sync(t: ShmTransport, subject: str, payload: Buffer, timeout: float, headers: Headers | None,
@@ -119,33 +130,41 @@ def request_sync(t: ShmTransport, subject: str, payload: Buffer, timeout: float,
         t._consume_lock.release()
 
 
+def _stopper(stop: Callable[[], bool] | threading.Event | None) -> Callable[[], bool]:
+    if stop is None:
+        return lambda: False
+    if isinstance(stop, threading.Event):
+        return stop.is_set
+    return stop
+
+
+@contextlib.contextmanager
+def _serving(t: ShmTransport, subject: str, idle: Any,
+             stop: Callable[[], bool] | threading.Event | None) -> Iterator[tuple[Any, Callable[[], bool]]]:
+    # a serve loop's frame: the ring's single consumer, a valid subject; yields (idle strategy, stopped())
+    _enter_consumer(t)
+    try:
+        validate_subject(subject, wildcards=True)
+        yield (sync_idle() if idle is None else idle), _stopper(stop)
+    finally:
+        t._consume_lock.release()
+
+
 def serve_sync(t: ShmTransport, subject: str, handler: Callable[[Message], Buffer | None], queue: str | None,
                idle: Any, stop: Callable[[], bool] | threading.Event | None, check_interval: float,
                ready: Callable[[], Any] | None) -> int:
     """See ``ShmTransport.serve_sync``."""
-    _enter_consumer(t)
-    if idle is None:
-        idle = sync_idle()
-    try:
-        validate_subject(subject, wildcards=True)
-        if stop is None:
-            stopped: Callable[[], bool] = lambda: False
-        elif isinstance(stop, threading.Event):
-            stopped = stop.is_set
-        else:
-            stopped = stop
+    with _serving(t, subject, idle, stop) as (wait, stopped):
         sink = ServeSink(t, subject, queue, handler, reply_now=t._reply_now, sync=True)
         sink.sid = next(t._sids)  # type: ignore[attr-defined]
         t._register(sink)
         try:
             if ready is not None:
                 ready()
-            _serve_loop(t, sink, stopped, idle, check_interval)
+            _serve_loop(t, sink, stopped, wait, check_interval)
         finally:
             t._forget(sink)
         return sink.handled
-    finally:
-        t._consume_lock.release()
 
 
 def _serve_loop(t: ShmTransport, sink: ServeSink, stopped: Callable[[], bool], idle: Any,

@@ -1,0 +1,170 @@
+"""The synchronous batch path of the shm bus: ``serve_batch_sync`` (a stage loop over whole ``MessageBatch``es taken
+from the member's ring in one compiled call, ``lowlat._shmbus.ShmIntake``) and ``publish_batch_sync`` (an output
+batch pushed into the destination rings, one compiled call per destination, ``lowlat._shmbus.BatchRoutes``).
+
+Python runs per batch and per distinct destination, never per message on the normal path.  Same records and
+registry as the rest of the transport, so batch members interoperate with async and ``serve_sync`` members.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..._batch import MessageBatch
+from ..._shmbus import BatchRoutes, ShmIntake
+from ..base import Message, validate_subject
+from ._codec import SID_INBOX
+from ._sync import _full_dropped, _retry, _serving, log
+
+if TYPE_CHECKING:
+    from ._transport import ShmTransport
+
+__all__ = ["publish_batch_sync", "serve_batch_sync"]
+
+BatchHandler = Callable[[MessageBatch], Any]
+
+
+class _BatchSink:
+    """``serve_batch_sync``'s registration (subject, queue, sid in the registry).  Records of ours that reach the
+    generic dispatch (a ``SID_ALL`` record while other plain subscriptions of this member exist) are kept in
+    ``held`` as ``Message``s (copied) and handled as a batch of their own."""
+
+    def __init__(self, subject: str, queue: str | None, sid: int) -> None:
+        self.subject, self.queue, self.sid = subject, queue, sid
+        self.held: list[Message] = []
+        self.handled = 0
+        self.malformed_seen = 0
+
+    def _deliver(self, msg: Message) -> bool:
+        self.held.append(Message(msg.subject, bytes(msg.data), None, msg.reply))
+        return True
+
+
+def _call(sink: _BatchSink, handle: BatchHandler, batch: MessageBatch) -> None:
+    sink.handled += batch.n
+    try:
+        handle(batch)
+    except Exception:  # noqa: BLE001 - a failing handler must not kill the stage loop; its requesters time out
+        log.exception("serve_batch_sync(%r): batch handler failed (%d messages)", sink.subject, batch.n)
+
+
+def _step(t: ShmTransport, intake: ShmIntake, batch: MessageBatch, sink: _BatchSink, handle: BatchHandler,
+          other: list[bytes]) -> int:
+    # one intake: take what is pending, hand back what is not ours, run the handler once; returns records taken
+    k = intake.take(batch, sink.sid, not sink.queue and len(t._local_plain) == 1, other)
+    if not k:
+        return 0
+    if intake.malformed != sink.malformed_seen:
+        log.warning("shm bus %r: dropped %d malformed record(s) (total %d)", t.name,
+                    intake.malformed - sink.malformed_seen, intake.malformed)
+        sink.malformed_seen = intake.malformed
+    if other:
+        for rec in other:
+            t._dispatch_safe(rec)
+        other.clear()
+        if sink.held:
+            held, sink.held = sink.held, []
+            hb = MessageBatch(len(held), sum(len(m.data) + len(m.subject) + len(m.reply or "") for m in held) + 64)
+            for m in held:
+                hb.append(m.data, m.subject, m.reply)
+            _call(sink, handle, hb)
+    if batch.n:
+        _call(sink, handle, batch)
+    return k
+
+
+def serve_batch_sync(t: ShmTransport, subject: str, handle_batch: BatchHandler, queue: str | None, idle: Any,
+                     stop: Callable[[], bool] | threading.Event | None, max_batch: int,
+                     ready: Callable[[], Any] | None, check_interval: float) -> int:
+    """See ``ShmTransport.serve_batch_sync``."""
+    if not 1 <= max_batch <= 1 << 24:
+        raise ValueError(f"max_batch must be in 1..{1 << 24}, got {max_batch}")
+    with _serving(t, subject, idle, stop) as (wait, stopped):
+        ring = t._ring
+        intake = ShmIntake(ring, max_batch)
+        batch = MessageBatch(max_batch, 1)  # external mode only: the records stay in the ring
+        other: list[bytes] = []
+        sink = _BatchSink(subject, queue, next(t._sids))
+        t._register(sink)
+        try:
+            if ready is not None:
+                ready()
+            while not t._closed and not stopped():
+                if not _step(t, intake, batch, sink, handle_batch, other):
+                    ring.wait_readable(check_interval, wait)
+        finally:
+            t._forget(sink)  # publishers stop routing to us; what they pushed meanwhile is still answered
+            try:
+                while not t._closed and (_step(t, intake, batch, sink, handle_batch, other)
+                                         or ring.wait_readable(0.002, wait)):
+                    pass
+            finally:
+                if not t._closed:
+                    intake.release()
+        return sink.handled
+
+
+def _inbox_member(t: ShmTransport, key: bytes, cache: dict[bytes, str]) -> str | None:
+    # the member an "_INBOX.<member>" key names, if it is on the bus (re-read the registry once for a new one)
+    member = cache.get(key)
+    if member is not None and member in t._targets:
+        return member
+    member = key[7:].decode("utf-8", "replace").replace("_", "-")
+    if member not in t._targets:
+        t._plan(key.decode("utf-8", "replace") + ".0")
+        if member not in t._targets:
+            return None
+    if len(cache) > 4096:
+        cache.clear()
+    cache[key] = member
+    return member
+
+
+def publish_batch_sync(t: ShmTransport, batch: MessageBatch, subject: str | None) -> int:
+    """See ``ShmTransport.publish_batch_sync``."""
+    t._check_open()
+    routes: BatchRoutes | None = t.__dict__.get("_batch_routes")
+    if routes is None:
+        routes = t.__dict__["_batch_routes"] = BatchRoutes()
+    cache: dict[bytes, str] = t.__dict__.setdefault("_inbox_members", {})
+    keys = routes.scan(batch, None if subject is None else subject.encode())
+    for _ in range(routes.too_long):
+        t._refused("<a subject longer than 65535 bytes>", ValueError("subject too long"))
+    sent = 0
+    for k, key in enumerate(keys):
+        n = routes.count(k)
+        dests: list[tuple[str, int]]
+        if subject is None and key.startswith(b"_INBOX."):
+            member = _inbox_member(t, key, cache)
+            dests = [(member, SID_INBOX)] if member is not None else []
+        else:
+            try:
+                name = key.decode()
+                dests = t._plan(name)
+                if not dests:
+                    validate_subject(name)
+            except ValueError as e:  # an invalid subject (or not UTF-8): refused, the rest still goes out
+                for _ in range(n):
+                    t._refused(key.decode("utf-8", "replace"), e)
+                continue
+        for member, sid in dests:
+            ring = t._targets.get(member)
+            if ring is None:
+                continue
+            done = routes.push(ring, k, sid, 0)
+            if done < n:
+                pushed = [done]
+
+                def attempt(ring: Any = ring, sid: int = sid, k: int = k, n: int = n, pushed: list[int] = pushed) -> bool:
+                    pushed[0] += routes.push(ring, k, sid, pushed[0])
+                    return pushed[0] >= n
+
+                if _retry(t, member, attempt) is False:
+                    _full_dropped(t, n - pushed[0], key.decode("utf-8", "replace"))
+                done = pushed[0]
+            sent += done
+            if done and member not in t._nobell:
+                t._ring_bell(member)
+    return sent
