@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,7 @@ from .._batch import MessageBatch
 from .._vstage import ValidateStage
 from ..errors import TransportClosedError
 from ..transport import Message
+from ._stage_thread import StageThread, stage_thread_wanted, start_stage_thread, stop_stage_thread
 from .config import ServiceConfig
 from .metrics import Metrics, otel_span
 from .runtime import BatchService, log
@@ -58,7 +60,9 @@ class ValidatorService(BatchService):
         # up to 3 outputs per order (reply, published result, forward); results are ~60-90 bytes + subject
         self._out_cap: tuple[int, int] | None = None  # tests: a fixed (capacity, arena) for the output batches
         self._in: MessageBatch | None = None   # for handle(list[Message]) callers (durable paths)
+        self._out: MessageBatch | None = None  # run_stage(reuse_out=True): the one output batch
         self._seen_reasons = np.zeros(256, dtype=np.int64)
+        self._stage_thread: StageThread | None = None  # cfg.stage_thread on shm://
 
     def _reply_refused(self, reply: str, e: BaseException) -> None:
         """Count a reply the transport refused; log the first and then one line per 1000 (rate-limited)."""
@@ -67,6 +71,24 @@ class ValidatorService(BatchService):
             log.error("reply refused by the transport", extra={"service": self.name, "reply": reply[:200],
                                                                 "error": str(e)[:200], "refused_total": n})
 
+    async def start(self, transport: Any) -> None:
+        """Subscribe (or, with ``cfg.stage_thread`` on ``shm://``, start the stage thread) and begin serving."""
+        if not stage_thread_wanted(self, transport):
+            return await super().start(transport)
+        self._stage_thread = await start_stage_thread(self, transport, self.cfg.orders_subject,
+                                                      self.cfg.queue or None, self._stage_sync)
+
+    def _stage_sync(self, batch: MessageBatch, t: Any) -> None:
+        # the stage thread's handler: the same stage, published without an event loop
+        for out in self.run_stage(batch, t, reuse_out=True):
+            t.publish_batch_sync(out)
+        self.processed += batch.n
+
+    async def stop(self, timeout: float | None = None) -> None:
+        if self._stage_thread is not None and not self._stopping:
+            await stop_stage_thread(self, self._stage_thread, timeout)
+        await super().stop(timeout)
+
     def subjects(self) -> list[tuple[str, str | None]]:
         return [(self.cfg.orders_subject, self.cfg.queue or None)]
 
@@ -74,13 +96,23 @@ class ValidatorService(BatchService):
         """Validate one received batch and publish everything it produces (Python once per output batch)."""
         t = self.transport
         assert t is not None
+        for out in self.run_stage(batch, t):
+            await t.publish_batch_to(out)
+
+    def run_stage(self, batch: MessageBatch, t: Any, *, reuse_out: bool = False) -> Iterator[MessageBatch]:
+        """The stage over one received batch, as a generator of the output batches to publish (on ``t``, whose
+        refused publishes are accounted): the caller publishes each one before asking for the next, so the
+        ``reply`` stage measures its publishing.  Metrics and counters are recorded when it is exhausted.
+        ``reuse_out``: the publisher copies each output batch before returning (``publish_batch_sync``), so one
+        output batch is reused instead of a fresh one per run."""
         n = batch.n
         if n == 0:
             return
         m = self.metrics
         st = self.stage
-        # a fresh output batch per run: by-reference transports (inproc://) hand the published views to their
-        # subscribers, so this memory must not be reused; sized to the input (up to 3 outputs per order)
+        # a fresh output batch per run unless reuse_out: by-reference transports (inproc://) hand the published
+        # views to their subscribers, so that memory must not be reused; sized to the input (up to 3 outputs per
+        # order)
         cap = self._out_cap or (3 * n, 2 * int(batch.payload_len[:n].sum()) + int(batch.reply_len[:n].sum())
                                 + 512 * n + 4096)
         pc = time.perf_counter_ns
@@ -93,7 +125,7 @@ class ValidatorService(BatchService):
         first = True
         with otel_span("lowlat.validate", n):
             while i < n:
-                out = MessageBatch(*cap)
+                out = self._reusable_out(cap) if reuse_out else MessageBatch(*cap)
                 t0 = pc()
                 i = st.run(batch, i, out, now_wall)
                 t1 = pc()
@@ -102,7 +134,7 @@ class ValidatorService(BatchService):
                     first = False
                     ts0 = st.first_timestamp  # the batch's first (oldest) order, 0 when unreadable
                 if out.n:
-                    await t.publish_batch_to(out)
+                    yield out
                 pub += pc() - t1
         if ts0 > 0:
             self._intake_age(now_wall - ts0, now_wall, n)
@@ -113,6 +145,13 @@ class ValidatorService(BatchService):
         if refused:  # the transport counted and logged each refused message; the rest of the batch went out
             m.counts["reply_errors"] += refused
             m.counts["replies"] -= refused
+
+    def _reusable_out(self, cap: tuple[int, int]) -> MessageBatch:
+        out = self._out
+        if out is None or out.capacity < cap[0] or out.arena_bytes < cap[1]:
+            out = self._out = MessageBatch(max(cap[0], 3072), max(cap[1], 1 << 20))
+        out.clear()
+        return out
 
     def _account(self, n: int, before: tuple[int, ...]) -> None:
         st = self.stage
