@@ -141,8 +141,8 @@ def _load_flags(p: argparse.ArgumentParser, *, rate: float, seconds: float) -> N
     _flag(g, "duration_s", f"seconds to send for (default {seconds:g})", metavar="S")
     _flag(g, "payload", "pad each order to at least this many bytes (default 0 = natural size)", metavar="BYTES")
     _flag(g, "reject_ratio", "fraction of deliberately invalid orders (default 0.05)", metavar="F")
-    _flag(g, "spin", "wait for each due order by yielding to the event loop instead of its timer (which wakes at "
-                     "most once per ms): intended-time latency without the timer's rounding, one core busy",
+    _flag(g, "spin", "wait for each due order by yielding to the event loop instead of sleeping until it is due "
+                     "(a timerfd: tens of µs of wake-up latency, little CPU): lowest send lag, one core busy",
           action="store_true")
 
 

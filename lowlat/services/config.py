@@ -92,7 +92,7 @@ class ServiceConfig:
     payload: int = 0                              # pad orders to at least this many bytes (0 = natural size)
     reject_ratio: float = 0.05                    # fraction of deliberately invalid orders
     mode: str = "request"                         # "request" (request/reply) or "pipeline" (publish + results)
-    spin: bool = False                            # generator waits for a due order by yielding, not the ~1 ms timer
+    spin: bool = False                            # generator waits for a due order by yielding, not its timerfd
     # --- ops ---
     metrics_port: int = 0                         # Prometheus /metrics on 127.0.0.1:<port>; 0 = off
     metrics_host: str = "127.0.0.1"

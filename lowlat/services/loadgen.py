@@ -3,7 +3,10 @@
 Order ``i`` is due at ``t0 + i / rate``.  The generator sends everything that is due, then sleeps until the
 next due time; if it (or the system under test) falls behind, late orders are sent immediately but their
 latency still counts from when they *should* have been sent, so stalls show up in the tail instead of being
-hidden (no coordinated omission, as in wrk2 / HdrHistogram's ``recordValueWithExpectedInterval``).
+hidden (no coordinated omission, as in wrk2 / HdrHistogram's ``recordValueWithExpectedInterval``).  It waits
+with ``_loop.Pacer`` (a timerfd the loop watches), which wakes it at the due time to within the scheduler's
+wake-up latency: the loops' own timers round to whole milliseconds, which sent orders in bursts up to ~1 ms late.
+``spin`` waits by yielding to the loop instead (lowest lag, one core busy).
 
 Two modes:
 
@@ -32,6 +35,7 @@ import numpy as np
 
 from ..enums import Reject, Side
 from ..transport import Transport
+from ._loop import Pacer
 from .config import ServiceConfig
 from .metrics import LatencyHistogram
 
@@ -244,54 +248,11 @@ class LoadGenerator:
             subs.append(s)
             collectors.append(asyncio.get_running_loop().create_task(self._collect(s)))
         await self.t.flush()
-        publish = self.t.publish
-        period = 1e9 / cfg.rate
-        pc = time.perf_counter_ns
-        wall_offset = time.time_ns() - pc()
-        total = self.total
-        order = self.factory.order
-        spin = cfg.spin
         cpu0 = time.process_time()
-        t0 = pc()
-        last_progress = t0
-        i = 0
-        max_lag = 0
-        while i < total and not self._stop:
-            now = pc()
-            due = min(total, int((now - t0) / period) + 1)
-            if due <= i:
-                wait_ns = t0 + i * period - now
-                if not spin:
-                    await asyncio.sleep(wait_ns / 1e9)
-                elif wait_ns > 2_000_000:  # the timer for all but the last ms, which its rounding would overshoot
-                    await asyncio.sleep((wait_ns - 1_000_000) / 1e9)
-                else:
-                    await asyncio.sleep(0)  # one loop iteration: the services run, then we look at the clock again
-                continue
-            max_lag = max(max_lag, now - int(t0 + i * period))
-            payloads = []
-            for j in range(i, due):
-                due_ns = int(t0 + j * period)
-                self.intended[j] = due_ns
-                payloads.append(order(j, due_ns + wall_offset))
-            if pipeline:
-                await self.t.publish_batch(cfg.orders_subject, payloads)
-            elif inbox_ok:
-                subj = cfg.orders_subject
-                for p in payloads:
-                    await publish(subj, p, reply=inbox)  # type: ignore[call-arg]
-            else:
-                for p in payloads:
-                    task = asyncio.get_running_loop().create_task(self._one_request(p))
-                    inflight.add(task)
-                    task.add_done_callback(inflight.discard)
-            self.sent_at[i:due] = pc()
-            if due - i > 64:
-                await asyncio.sleep(0)  # a long slice: let replies in before building the next one
-            i = due
-            if self.progress and now - last_progress > 250_000_000:
-                last_progress = now
-                self.progress(i, self._answered, (now - t0) / 1e9)
+        with Pacer() as pacer:
+            t0, i, max_lag = await self._send(pacer, inbox if inbox_ok else None, inflight)
+        total = self.total
+        pc = time.perf_counter_ns
         await self.t.flush()
         if i < total:  # stopped early: the answers to what was sent, briefly
             total = i
@@ -320,6 +281,60 @@ class LoadGenerator:
         res = self._result(total, end - t0, max_lag)
         res.cpu_s = cpu
         return res
+
+    async def _send(self, pacer: Pacer, inbox: str | None, inflight: set[asyncio.Task[None]]) -> tuple[int, int, int]:
+        """The open-loop send schedule: returns (t0 ns, orders sent, max send lag ns)."""
+        cfg = self.cfg
+        pipeline = cfg.mode == "pipeline"
+        publish = self.t.publish
+        period = 1e9 / cfg.rate
+        pc = time.perf_counter_ns
+        wall_offset = time.time_ns() - pc()
+        total = self.total
+        order = self.factory.order
+        spin = cfg.spin
+        sleep_until = pacer.sleep_until
+        t0 = pc()
+        last_progress = t0
+        i = 0
+        max_lag = 0
+        while i < total and not self._stop:
+            now = pc()
+            due = min(total, int((now - t0) / period) + 1)
+            if due <= i:
+                wait_ns = t0 + i * period - now
+                if not spin:
+                    await sleep_until(int(t0 + i * period) + 1)
+                elif wait_ns > 2_000_000:  # the timer for all but the last ms, which its rounding would overshoot
+                    await asyncio.sleep((wait_ns - 1_000_000) / 1e9)
+                else:
+                    await asyncio.sleep(0)  # one loop iteration: the services run, then we look at the clock again
+                continue
+            max_lag = max(max_lag, now - int(t0 + i * period))
+            payloads = []
+            for j in range(i, due):
+                due_ns = int(t0 + j * period)
+                self.intended[j] = due_ns
+                payloads.append(order(j, due_ns + wall_offset))
+            if pipeline:
+                await self.t.publish_batch(cfg.orders_subject, payloads)
+            elif inbox is not None:
+                subj = cfg.orders_subject
+                for p in payloads:
+                    await publish(subj, p, reply=inbox)  # type: ignore[call-arg]
+            else:
+                for p in payloads:
+                    task = asyncio.get_running_loop().create_task(self._one_request(p))
+                    inflight.add(task)
+                    task.add_done_callback(inflight.discard)
+            self.sent_at[i:due] = pc()
+            if due - i > 64:
+                await asyncio.sleep(0)  # a long slice: let replies in before building the next one
+            i = due
+            if self.progress and now - last_progress > 250_000_000:
+                last_progress = now
+                self.progress(i, self._answered, (now - t0) / 1e9)
+        return t0, i, max_lag
 
     def _result(self, sent: int, elapsed_ns: int, max_lag: int) -> LoadResult:
         res = LoadResult(target_rate=self.cfg.rate, sent=sent, elapsed_s=elapsed_ns / 1e9)
