@@ -37,10 +37,12 @@ cdef extern from "_aeron_shim.h" namespace "lowlat_aeron" nogil:
     int32_t ll_pub_max_payload_length(LLPub* p) noexcept
     int32_t ll_pub_session_id(LLPub* p) noexcept
     int64_t ll_pub_position(LLPub* p) noexcept
-    cbool ll_sub_connected(LLSub* s) noexcept
     int ll_sub_image_count(LLSub* s) noexcept
     int64_t ll_offer2(LLPub* p, const uint8_t* a, int32_t alen, const uint8_t* b, int32_t blen) noexcept
     int ll_poll(LLSub* s, ll_message_fn fn, void* ctx, int fragment_limit) noexcept
+
+
+cdef class _Endpoint
 
 
 cdef class Client:
@@ -49,28 +51,31 @@ cdef class Client:
     cdef object _children               # WeakSet of open Publication/Subscription, closed before the client
     cdef object __weakref__
     cdef int _check_c(self) except -1
+    cdef int _add_c(self, _Endpoint ep, str op, str channel, int32_t stream_id, double timeout) except -1
 
 
-cdef class Publication:
-    cdef LLPub* _p                      # owned; NULL once closed
+cdef class _Endpoint:
     cdef readonly Client client         # keeps the client (and its conductor) alive while we exist
-    cdef readonly str channel
+    cdef readonly str channel           # the Aeron channel URI, e.g. aeron:ipc
     cdef readonly int32_t stream_id
     cdef object __weakref__
+    cdef int _open_c(self, LLClient* c, const string& channel, int32_t stream_id, long timeout_ms) except -1
+    cdef bint _released_c(self) noexcept     # close() released the Aeron object
+    cdef bint _connected_c(self) noexcept    # a peer is connected
+
+
+cdef class Publication(_Endpoint):
+    cdef LLPub* _p                      # owned; NULL once closed
     cdef int64_t offer_c(self, const uint8_t* hdr, int32_t hlen, const uint8_t* buf, int32_t blen) noexcept
 
 
-cdef class Subscription:
+cdef class Subscription(_Endpoint):
     cdef LLSub* _s                      # owned; NULL once closed
-    cdef readonly Client client
-    cdef readonly str channel
-    cdef readonly int32_t stream_id
     cdef object _handler                # the Python callable of the poll in progress
     cdef object _error                  # exception raised by _handler during the poll in progress
     cdef bint _with_header              # call _handler(mv, session_id, position) instead of _handler(mv)
     cdef readonly int64_t frame_errors  # poll_frames: messages that were not a well-formed in-band frame
     cdef bytes _want                    # poll_reply_until: the subject (bytes) whose message ends the wait
     cdef object _hit                    # ... and that message's (payload, raw headers), once seen
-    cdef object __weakref__
     cdef int poll_c(self, object handler, int fragment_limit, bint with_header) except -1
     cdef int poll_fn_c(self, ll_message_fn fn, object handler, int fragment_limit) except -1

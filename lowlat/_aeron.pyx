@@ -49,21 +49,6 @@ cdef inline long _ms(double seconds) except -1:
     return <long>(seconds * 1000.0) + 1
 
 
-cdef int _wait_connected(object ep, object released, str what, str peer, double timeout, object idle) except -1:
-    # Shared body of Publication/Subscription.wait_connected: poll ep.is_connected, idling ("sleep" by default,
-    # GIL released) between polls; released() tells whether ep was closed meanwhile (by another thread).
-    cdef IdleStrategy strategy = as_idle("sleep" if idle is None else idle, None)
-    deadline = time.monotonic() + timeout
-    while not ep.is_connected:
-        if released():
-            raise TransportClosedError(f"Aeron {what} is closed")
-        if time.monotonic() >= deadline:
-            raise TransportTimeoutError(f"no {peer} connected to {ep.channel} stream {ep.stream_id}"
-                                        f" after {timeout} s")
-        strategy.idle_c(0)
-    return 0
-
-
 @cython.final
 cdef class Client:
     """A connection to a running media driver (``aeronmd``) through its directory ``aeron_dir``.
@@ -112,45 +97,34 @@ cdef class Client:
     def add_publication(self, str channel not None, int32_t stream_id, *, double timeout=5.0) -> Publication:
         """Add a publication on ``channel`` (``aeron:ipc``, ``aeron:udp?endpoint=127.0.0.1:P``) and wait until
         the driver created it (not until a subscriber connected: see ``Publication.wait_connected``)."""
-        cdef string ch = channel.encode()
-        cdef long t = _ms(timeout)
-        cdef LLPub* p = NULL
-        self._check_c()
-        try:
-            with nogil:
-                p = ll_add_publication(self._c, ch, stream_id, t)
-        except Exception as e:
-            raise TransportError(f"add_publication({channel!r}, {stream_id}): {e}") from None
-        if p == NULL:
-            raise TransportTimeoutError(f"add_publication({channel!r}, {stream_id}): no answer in {timeout} s")
         cdef Publication pub = Publication.__new__(Publication)
-        pub._p = p
-        pub.client = self
-        pub.channel = channel
-        pub.stream_id = stream_id
-        self._children.add(pub)
+        self._add_c(pub, "add_publication", channel, stream_id, timeout)
         return pub
 
     def add_subscription(self, str channel not None, int32_t stream_id, *, double timeout=5.0) -> Subscription:
         """Add a subscription on ``channel``/``stream_id`` and wait until the driver created it."""
+        cdef Subscription sub = Subscription.__new__(Subscription)
+        self._add_c(sub, "add_subscription", channel, stream_id, timeout)
+        return sub
+
+    cdef int _add_c(self, _Endpoint ep, str op, str channel, int32_t stream_id, double timeout) except -1:
+        # Shared body of add_publication/add_subscription: ep (a fresh Publication or Subscription) asks the
+        # driver for its Aeron object (GIL released while the driver answers), then joins this client.
         cdef string ch = channel.encode()
         cdef long t = _ms(timeout)
-        cdef LLSub* s = NULL
+        cdef int created
         self._check_c()
         try:
-            with nogil:
-                s = ll_add_subscription(self._c, ch, stream_id, t)
+            created = ep._open_c(self._c, ch, stream_id, t)
         except Exception as e:
-            raise TransportError(f"add_subscription({channel!r}, {stream_id}): {e}") from None
-        if s == NULL:
-            raise TransportTimeoutError(f"add_subscription({channel!r}, {stream_id}): no answer in {timeout} s")
-        cdef Subscription sub = Subscription.__new__(Subscription)
-        sub._s = s
-        sub.client = self
-        sub.channel = channel
-        sub.stream_id = stream_id
-        self._children.add(sub)
-        return sub
+            raise TransportError(f"{op}({channel!r}, {stream_id}): {e}") from None
+        if not created:
+            raise TransportTimeoutError(f"{op}({channel!r}, {stream_id}): no answer in {timeout} s")
+        ep.client = self
+        ep.channel = channel
+        ep.stream_id = stream_id
+        self._children.add(ep)
+        return 0
 
     def close(self) -> None:
         """Close every publication/subscription of this client, then the client (idempotent)."""
@@ -171,21 +145,70 @@ cdef class Client:
 
 # no_gc_clear: the cyclic GC must never drop `client` before __dealloc__ released our Aeron object
 # (closing it needs the client's conductor alive).
+@cython.no_gc_clear
+cdef class _Endpoint:
+    """What a Publication and a Subscription share: the client that made them (``Client.add_publication`` /
+    ``add_subscription``; not constructible directly), their channel and stream id."""
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError(f"use Client.add_{type(self).__name__.lower()}()")
+
+    cdef int _open_c(self, LLClient* c, const string& channel, int32_t stream_id, long timeout_ms) except -1:
+        # Create the Aeron object (the driver answers within timeout_ms): 1 when created, 0 on no answer.
+        raise NotImplementedError
+
+    cdef bint _released_c(self) noexcept:
+        # True once close() released the Aeron object (or before _open_c made one).
+        return True
+
+    cdef bint _connected_c(self) noexcept:
+        # At least one peer (a subscriber of a publication, a publisher's image of a subscription) is connected.
+        return False
+
+    @property
+    def is_connected(self) -> bool:
+        return self._connected_c()
+
+    def wait_connected(self, double timeout=5.0, idle=None) -> None:
+        """Wait until a peer is connected (a subscriber to a publication, a publisher's image to a subscription),
+        idling per ``idle`` ("sleep" by default, GIL released) between checks.  ``TransportTimeoutError`` after
+        ``timeout`` s; ``TransportClosedError`` if it is closed meanwhile (by another thread)."""
+        cdef IdleStrategy strategy = as_idle("sleep" if idle is None else idle, None)
+        what = type(self).__name__.lower()
+        deadline = time.monotonic() + timeout
+        while not self._connected_c():
+            if self._released_c():
+                raise TransportClosedError(f"Aeron {what} is closed")
+            if time.monotonic() >= deadline:
+                peer = "subscriber" if what == "publication" else "publisher"
+                raise TransportTimeoutError(f"no {peer} connected to {self.channel} stream {self.stream_id}"
+                                            f" after {timeout} s")
+            strategy.idle_c(0)
+
+
 @cython.final
 @cython.no_gc_clear
-cdef class Publication:
+cdef class Publication(_Endpoint):
     """A publication (``Client.add_publication``).  ``offer`` is non-blocking and returns Aeron's result."""
 
     def __cinit__(self):
         self._p = NULL
 
-    def __init__(self, *args, **kwargs):
-        raise TypeError("use Client.add_publication()")
-
     def __dealloc__(self):
         if self._p != NULL:
             ll_pub_close(self._p)
             self._p = NULL
+
+    cdef int _open_c(self, LLClient* c, const string& channel, int32_t stream_id, long timeout_ms) except -1:
+        with nogil:
+            self._p = ll_add_publication(c, channel, stream_id, timeout_ms)
+        return self._p != NULL
+
+    cdef bint _released_c(self) noexcept:
+        return self._p == NULL
+
+    cdef bint _connected_c(self) noexcept:
+        return self._p != NULL and ll_pub_connected(self._p)
 
     cdef int64_t offer_c(self, const uint8_t* hdr, int32_t hlen, const uint8_t* buf, int32_t blen) noexcept:
         # Precondition: open publication, hlen/blen checked by the caller.
@@ -248,14 +271,6 @@ cdef class Publication:
             rc = self.offer(payload, header)
             if rc >= 0:
                 return rc
-
-    def wait_connected(self, double timeout=5.0, idle=None) -> None:
-        """Wait until at least one subscriber is connected; ``TransportTimeoutError`` after ``timeout`` s."""
-        _wait_connected(self, lambda: self._p == NULL, "publication", "subscriber", timeout, idle)
-
-    @property
-    def is_connected(self) -> bool:
-        return self._p != NULL and ll_pub_connected(self._p)
 
     @property
     def is_closed(self) -> bool:
@@ -406,11 +421,10 @@ def poll_streams(Subscription bus not None, bus_handler, Subscription reply not 
     return _poll_until(bus, bus_handler, reply, reply_handler, fragment_limit, idle, budget_ns, max_park_ns)
 
 
-# no_gc_clear: the cyclic GC must never drop `client` before __dealloc__ released our Aeron object
-# (closing it needs the client's conductor alive).
+# no_gc_clear: as _Endpoint (and the handler of a poll in progress is ours until it returns).
 @cython.final
 @cython.no_gc_clear
-cdef class Subscription:
+cdef class Subscription(_Endpoint):
     """A subscription (``Client.add_subscription``).
 
     ``poll(handler)`` calls ``handler(memoryview)`` once per complete message, fragments re-assembled.  The
@@ -422,13 +436,23 @@ cdef class Subscription:
     def __cinit__(self):
         self._s = NULL
 
-    def __init__(self, *args, **kwargs):
-        raise TypeError("use Client.add_subscription()")
-
     def __dealloc__(self):
         if self._s != NULL:
             ll_sub_close(self._s)
             self._s = NULL
+
+    cdef int _open_c(self, LLClient* c, const string& channel, int32_t stream_id, long timeout_ms) except -1:
+        with nogil:
+            self._s = ll_add_subscription(c, channel, stream_id, timeout_ms)
+        return self._s != NULL
+
+    cdef bint _released_c(self) noexcept:
+        return self._s == NULL
+
+    cdef bint _connected_c(self) noexcept:
+        # By the image count: Aeron 1.11.3's Subscription::isConnected() ends in `return true` (true while the
+        # subscription is open, with no publisher at all).
+        return self._s != NULL and ll_sub_image_count(self._s) > 0
 
     cdef int poll_c(self, object handler, int fragment_limit, bint with_header) except -1:
         self._with_header = with_header
@@ -518,14 +542,6 @@ cdef class Subscription:
                 return n
             if deadline >= 0 and time.monotonic() >= deadline:
                 return 0
-
-    def wait_connected(self, double timeout=5.0, idle=None) -> None:
-        """Wait until at least one publisher's image is connected; ``TransportTimeoutError`` after ``timeout``."""
-        _wait_connected(self, lambda: self._s == NULL, "subscription", "publisher", timeout, idle)
-
-    @property
-    def is_connected(self) -> bool:
-        return self._s != NULL and ll_sub_connected(self._s)
 
     @property
     def image_count(self) -> int:

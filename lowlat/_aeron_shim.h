@@ -136,7 +136,6 @@ inline std::int32_t ll_pub_max_message_length(Pub *p) noexcept { return p->pub->
 inline std::int32_t ll_pub_max_payload_length(Pub *p) noexcept { return p->pub->maxPayloadLength(); }
 inline std::int32_t ll_pub_session_id(Pub *p) noexcept { return p->pub->sessionId(); }
 inline std::int64_t ll_pub_position(Pub *p) noexcept { return p->pub->position(); }
-inline bool ll_sub_connected(Sub *s) noexcept { return s->sub->isConnected(); }
 inline int ll_sub_image_count(Sub *s) noexcept { return s->sub->imageCount(); }
 
 // Offer one message made of up to two parts (an optional in-band header, then the payload), gathered by

@@ -240,8 +240,26 @@ def test_client_close_closes_children(A, aeron_driver, aeron_stream):
         sub.poll(lambda mv: None)
     with pytest.raises(TransportClosedError):
         c.add_publication("aeron:ipc", aeron_stream)
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match=r"use Client\.add_publication\(\)"):
         A.Publication()
+    with pytest.raises(TypeError, match=r"use Client\.add_subscription\(\)"):
+        A.Subscription()
+
+
+def test_endpoints_share_wait_connected_and_identity(A, aeron_client, aeron_stream):
+    # Publication and Subscription get channel/stream_id/client, is_connected and wait_connected from one base.
+    pub = aeron_client.add_publication("aeron:ipc", aeron_stream)
+    sub = aeron_client.add_subscription("aeron:ipc", aeron_stream + 1)
+    for ep, peer in ((pub, "subscriber"), (sub, "publisher")):
+        assert isinstance(ep, A._Endpoint)
+        assert (ep.client, ep.channel, ep.stream_id) == (aeron_client, "aeron:ipc", aeron_stream + (ep is sub))
+        assert not ep.is_connected
+        with pytest.raises(TransportTimeoutError, match=f"no {peer} connected to aeron:ipc stream"):
+            ep.wait_connected(0.05)
+        ep.close()
+        assert not ep.is_connected
+        with pytest.raises(TransportClosedError, match=f"Aeron {type(ep).__name__.lower()} is closed"):
+            ep.wait_connected(0.05)
 
 
 def test_connect_without_driver_is_a_clear_error(A, tmp_path):
