@@ -240,13 +240,8 @@ class AeronTransport(Transport):
         await self.close()
 
     async def _stop(self, discard: bool) -> None:
-        if self._poller is not None:
-            self._poller.cancel()
-            try:
-                await self._poller
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001, S110 - stopping: its outcome is moot
-                pass
-            self._poller = None
+        await self._stop_task(self._poller)
+        self._poller = None
         for sub in self._subs:
             sub.close_nowait()
         self._subs.clear()

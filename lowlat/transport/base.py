@@ -369,6 +369,17 @@ class Transport(abc.ABC):
             if not t.done():
                 t.cancel()
 
+    @staticmethod
+    async def _stop_task(task: asyncio.Task[Any] | None) -> None:
+        """Cancel ``task`` (an adapter's poller or reader loop; None: nothing) and wait until it has finished."""
+        if task is None:
+            return
+        task.cancel()
+        try:
+            await task
+        except (asyncio.CancelledError, Exception):  # noqa: BLE001, S110 - stopping: its outcome is moot
+            pass
+
     # --- lifecycle ---
     @abc.abstractmethod
     async def connect(self) -> None: ...

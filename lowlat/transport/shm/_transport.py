@@ -215,13 +215,8 @@ class ShmTransport(Transport):
         if self._closed and self._ring is None:
             return
         self._closed = True
-        if self._reader is not None:
-            self._reader.cancel()
-            try:
-                await self._reader
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001, S110 - stopping: its outcome is moot
-                pass
-            self._reader = None
+        await self._stop_task(self._reader)
+        self._reader = None
         if self._bell_fd >= 0 and not self._poll:
             try:
                 asyncio.get_running_loop().remove_reader(self._bell_fd)
