@@ -8,7 +8,8 @@ with the same 2,000 earlier orders, not timed), so books and read side grow as i
 - **stage**: ``MatchStage.run`` over the received ``MessageBatch`` (verify + route + match + encode every
   report/trade/L2 update into the output batch + read-side updates);
 - **stage via service**: ``MatcherService.handle_batch`` (the stage plus the service's output batch allocation,
-  metrics and one ``publish_batch_to`` into a sink transport);
+  metrics and one ``publish_batch_to`` into a sink transport; the coroutine is driven to its end directly, as
+  the intake loop's ``await`` runs it, not through an event-loop turn);
 - **floor**: ``Engine.apply_frames`` on the same orders as framed ``CommandMsg`` FlatBuffers (verify + decode +
   match, one nogil call) plus ``MatchStage.encode_events`` (the same messages encoded at C speed, no read side):
   the minimal compiled work a matching service cannot avoid;
@@ -26,12 +27,11 @@ The table printed at the end is what BENCHMARKS.md records.
 
 from __future__ import annotations
 
-import asyncio
 import os
-import time
 
 import numpy as np
 import pytest
+from _stage import Sink, StageRuns, drive, message_batch
 
 from lowlat import _core
 from lowlat._batch import MessageBatch
@@ -50,28 +50,7 @@ ROUNDS = int(os.environ.get("LOWLAT_BENCH_MSTAGE_ROUNDS", "3"))
 SUBJECT = "orders.match.x"
 NOW = 1_700_000_000_000_000_000
 CFG = ServiceConfig(symbols=["AAPL", "MSFT", "BTC-USD"])
-RESULTS: dict[str, dict] = {}
-_LOOP = asyncio.new_event_loop()
-
-
-class Sink:
-    """A transport that takes what the service publishes and drops it (no broker cost in any peer)."""
-
-    url = "sink://"
-    publish_errors = 0
-
-    def __init__(self) -> None:
-        self.n = 0
-
-    async def publish(self, subject, payload, **kw):
-        self.n += 1
-
-    async def publish_batch(self, subject, payloads):
-        self.n += len(payloads)
-
-    async def publish_batch_to(self, batch, subject=None):
-        self.n += batch.n
-        return batch.n
+RUNS = StageRuns(N, B, ROUNDS)
 
 
 def _orders() -> tuple[list[bytes], list[list[bytes]]]:
@@ -84,10 +63,7 @@ WARM_ORDERS, BATCHES = _orders()
 
 
 def _batch(payloads: list[bytes]) -> MessageBatch:
-    b = MessageBatch(len(payloads), sum(len(p) + len(SUBJECT) for p in payloads) + 64)
-    for p in payloads:
-        assert b.append(p, SUBJECT)
-    return b
+    return message_batch(payloads, SUBJECT)
 
 
 def _frames(payloads: list[bytes]) -> bytes:
@@ -105,32 +81,6 @@ def _service() -> MatcherService:
     out = MessageBatch(8 * WARM, 8 * WARM * svc.stage.max_message_bytes())
     assert svc.stage.run(warm, 0, out, NOW) == WARM
     return svc
-
-
-def _record(name: str, cpu_ns: list[int], messages: int) -> None:
-    a = np.array(cpu_ns, dtype=np.float64) / N
-    RESULTS[name] = {"cpu_ns_per_order_median": float(np.median(a)), "cpu_ns_per_order_p90": float(np.percentile(a, 90)),
-                     "messages": messages}
-
-
-def _bench(benchmark, name: str, setup, run_one) -> None:
-    """``setup()`` -> state (untimed, a fresh warmed matcher); ``run_one(state, k)`` handles batch k and returns
-    the messages it produced; each batch's CPU time is one sample."""
-    cpu: list[int] = []
-    msgs: list[int] = []
-
-    def target(state):
-        total = 0
-        for k in range(B):
-            t0 = time.thread_time_ns()
-            total += run_one(state, k)
-            cpu.append(time.thread_time_ns() - t0)
-        msgs.append(total)
-
-    benchmark.pedantic(target, setup=lambda: ((setup(),), {}), rounds=ROUNDS, iterations=1)
-    assert len(set(msgs)) == 1, msgs  # every round did the same work
-    _record(name, cpu, msgs[0])
-    benchmark.extra_info.update(RESULTS[name])
 
 
 def _out(svc: MatcherService) -> MessageBatch:
@@ -157,7 +107,7 @@ def test_stage(benchmark):
             out.clear()
         return n
 
-    _bench(benchmark, "stage: MatchStage.run", setup, run_one)
+    RUNS.bench(benchmark, "stage: MatchStage.run", setup, run_one)
 
 
 def test_stage_via_service(benchmark):
@@ -165,10 +115,10 @@ def test_stage_via_service(benchmark):
 
     def run_one(svc, k):
         before = svc.transport.n
-        _LOOP.run_until_complete(svc.handle_batch(SUBJECT, inbs[k]))
+        drive(svc.handle_batch(SUBJECT, inbs[k]))
         return svc.transport.n - before
 
-    _bench(benchmark, "stage via MatcherService.handle_batch", _service, run_one)
+    RUNS.bench(benchmark, "stage via MatcherService.handle_batch", _service, run_one)
 
 
 def test_floor_apply_frames_plus_encoding(benchmark):
@@ -194,7 +144,7 @@ def test_floor_apply_frames_plus_encoding(benchmark):
                 n += out.n
         return n
 
-    _bench(benchmark, "floor: Engine.apply_frames + encode_events", setup, run_one)
+    RUNS.bench(benchmark, "floor: Engine.apply_frames + encode_events", setup, run_one)
 
 
 def test_python_service_path(benchmark):
@@ -202,22 +152,17 @@ def test_python_service_path(benchmark):
 
     def run_one(svc, k):
         before = svc.transport.n
-        _LOOP.run_until_complete(svc.handle(SUBJECT, msgs[k]))
+        drive(svc.handle(SUBJECT, msgs[k]))
         return svc.transport.n - before
 
-    _bench(benchmark, "Python path: MatcherService.handle", _service, run_one)
+    RUNS.bench(benchmark, "Python path: MatcherService.handle", _service, run_one)
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _table():
     yield
-    if not RESULTS:
-        return
-    floor = RESULTS.get("floor: Engine.apply_frames + encode_events", {}).get("cpu_ns_per_order_median")
-    print(f"\nmatching stage: {B} batches of {N} orders (demo pattern, 3 symbols) after {WARM} warm-up orders, "
-          f"{ROUNDS} rounds; CPU per order (per-batch samples)")
-    print(f"{'peer':46} {'median ns':>10} {'p90 ns':>8} {'msgs':>7} {'x floor':>8}")
-    for name, r in RESULTS.items():
-        ratio = f"{r['cpu_ns_per_order_median'] / floor:8.2f}" if floor else "       -"
-        print(f"{name:46} {r['cpu_ns_per_order_median']:10.0f} {r['cpu_ns_per_order_p90']:8.0f} "
-              f"{r['messages']:7d} {ratio}")
+    RUNS.table(f"matching stage: {B} batches of {N} orders (demo pattern, 3 symbols) after {WARM} warm-up orders, "
+               f"{ROUNDS} rounds; CPU per order (per-batch samples)",
+               "floor: Engine.apply_frames + encode_events",
+               [("stage: MatchStage.run", "floor: Engine.apply_frames + encode_events"),
+                ("Python path: MatcherService.handle", "stage: MatchStage.run")])

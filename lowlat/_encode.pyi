@@ -1,4 +1,8 @@
+from collections.abc import Sequence
 from typing import Any, TypeAlias
+
+import numpy as np
+import numpy.typing as npt
 
 _Text: TypeAlias = str | bytes | None
 
@@ -27,3 +31,6 @@ def encode_l2_update(symbol: _Text = None, sequence: int = 0, side: int = 0, pri
                      order_count: int = 0, timestamp: int = 0) -> bytes: ...
 def encode_l2_update_into(buf: Any, offset: int, symbol: _Text = None, sequence: int = 0, side: int = 0,
                           price: float = 0.0, quantity: int = 0, order_count: int = 0, timestamp: int = 0) -> int: ...
+def encode_validation_results_into(buf: Any, offset: int, order_ids: npt.NDArray[np.uint64],
+                                   codes: npt.NDArray[np.uint8], symbol_index: npt.NDArray[np.int32],
+                                   symbols: Sequence[_Text], timestamp: int = 0) -> int: ...

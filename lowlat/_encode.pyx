@@ -8,7 +8,8 @@ Cost: ~30-60 ns per message from compiled code, ~0.3-0.5 µs through these Pytho
 """
 
 from cpython.buffer cimport PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
-from libc.stdint cimport int8_t, uint8_t, uint32_t, uint64_t
+from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc
+from libc.stdint cimport int8_t, int32_t, uint8_t, uint32_t, uint64_t
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 
@@ -165,3 +166,53 @@ def encode_l2_update_into(buf, Py_ssize_t offset, symbol=None, uint64_t sequence
     n = fb_build_l2_update(o, sp, sn, sequence, side, price, quantity, order_count, timestamp)
     PyBuffer_Release(&view)
     return n
+
+
+def encode_validation_results_into(buf, Py_ssize_t offset, const uint64_t[::1] order_ids not None,
+                                   const uint8_t[::1] codes not None, const int32_t[::1] symbol_index not None,
+                                   symbols, uint64_t timestamp=0) -> int:
+    """Write one ``ValidationResult`` per order into ``buf`` at ``offset``, framed as ``lowlat.frame`` does
+    (``[u32 little-endian length][result]`` each); returns the bytes written.
+
+    Result ``i``: ``order_ids[i]``, reason ``codes[i]`` (accepted when 0), ``timestamp`` (ns) and the symbol
+    ``symbols[symbol_index[i]]`` (``symbols``: a sequence of str/bytes; index -1 = absent).  Everything is checked
+    before anything is written: ``ValueError`` when the arrays' lengths differ, an index is outside ``symbols`` or
+    the results do not fit.  The batch path of ``encode_validation_result_into``: one nogil loop, ~20-40 ns per
+    result.
+    """
+    cdef Py_ssize_t n = order_ids.shape[0], ns, i, total = 0, pos = 0, size
+    cdef int32_t k
+    cdef const char** sp = NULL
+    cdef Py_ssize_t* sn = NULL
+    cdef Py_buffer view
+    cdef char* o
+    if codes.shape[0] != n or symbol_index.shape[0] != n:
+        raise ValueError(f"order_ids, codes and symbol_index differ in length: {n}, {codes.shape[0]}, "
+                         f"{symbol_index.shape[0]}")
+    ns = len(symbols)
+    sp = <const char**>PyMem_RawMalloc((ns + 1) * sizeof(char*))
+    sn = <Py_ssize_t*>PyMem_RawMalloc((ns + 1) * sizeof(Py_ssize_t))
+    try:
+        if sp == NULL or sn == NULL:
+            raise MemoryError()
+        keep = []
+        for i in range(ns):
+            keep.append(_text(symbols[i], &sp[i], &sn[i]))
+        for i in range(n):
+            k = symbol_index[i]
+            if k < -1 or k >= ns:
+                raise ValueError(f"symbol_index[{i}] = {k} is outside -1..{ns - 1}")
+            total += 4 + fb_validation_result_size(-1 if k < 0 else sn[k])
+        o = _out(buf, offset, total, &view)
+        with nogil:
+            for i in range(n):
+                k = symbol_index[i]
+                size = fb_build_validation_result(o + pos + 4, order_ids[i], codes[i] == 0, codes[i], timestamp,
+                                                  NULL if k < 0 else sp[k], -1 if k < 0 else sn[k])
+                ll_store_u32(o + pos, <uint32_t>size)
+                pos += 4 + size
+        PyBuffer_Release(&view)
+        return pos
+    finally:
+        PyMem_RawFree(sp)
+        PyMem_RawFree(sn)

@@ -34,6 +34,7 @@ from .._mstage import MatchStage
 from .._readside import OrderStates
 from ..enums import ExecStatus, Reject
 from ..transport import Message
+from ._stage_loop import stage_outputs, sync_rejects
 from .config import ServiceConfig
 from .marketdata import md_subjects
 from .metrics import Metrics, otel_span
@@ -224,43 +225,19 @@ class MatcherService(BatchService):
             return
         t = self.transport
         assert t is not None
-        m = self.metrics
         st = self.stage
-        c = m.counts
         before = (st.exec_reports, st.trades, st.l2_updates)
-        pc = time.perf_counter_ns
-        now = time.time_ns()
-        # a fresh output batch per run: by-reference transports (inproc://) hand the published views to their
-        # subscribers.  Most orders give 1-4 messages, but a run stops before an order whose bound (every order
-        # on the levels it can reach) does not fit: headroom keeps that to about one run per batch
+        # most orders give 1-4 messages, but a run stops before an order whose bound (every order on the levels it
+        # can reach) does not fit: headroom keeps that to about one run per batch
         cap = self._out_cap or (6 * n + 256, (6 * n + 256) * self._max_msg)
-        spent = pub = 0
-        i = 0
-        with otel_span("lowlat.match", n):
-            while i < n:
-                out = MessageBatch(*cap)
-                t0 = pc()
-                j = st.run(batch, i, out, now)
-                t1 = pc()
-                spent += t1 - t0
-                if out.n:
-                    await t.publish_batch_to(out)
-                elif j == i:  # even an empty batch is too small for this order's bound: a larger one
-                    cap = (max(cap[0], st.need_slots), max(cap[1], st.need_bytes))
-                pub += pc() - t1
-                i = j
-        m.record("match", spent // n, n)
-        m.record("publish", pub // n, n)
-        c["in"] += n
-        c["batches"] += 1
+        for out in stage_outputs(st, batch, self.metrics, cap=cap, now_ns=time.time_ns(), span="lowlat.match",
+                                 timers=("match", "publish")):
+            await t.publish_batch_to(out)
+        c = self.metrics.counts
         c["exec_reports"] += st.exec_reports - before[0]
         c["trades"] += st.trades - before[1]
         c["l2_updates"] += st.l2_updates - before[2]
-        r_now = st.reject_counts()
-        diff = r_now - self._seen_rejects
-        self._seen_rejects = r_now
-        for code in np.flatnonzero(diff).tolist():
-            m.rejects[int(code)] += int(diff[code])
+        self._seen_rejects = sync_rejects(st, self._seen_rejects, self.metrics)
 
     async def handle(self, subject: str, batch: list[Message]) -> None:
         """The Python path (list of ``Message``): at-least-once intake and the write-ahead journal use it; also the

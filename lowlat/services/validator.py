@@ -27,6 +27,7 @@ from .._batch import MessageBatch
 from .._vstage import ValidateStage
 from ..errors import TransportClosedError
 from ..transport import Message
+from ._stage_loop import stage_outputs, sync_rejects
 from ._stage_thread import StageThread, stage_thread_wanted, start_stage_thread, stop_stage_thread
 from .config import ServiceConfig
 from .metrics import Metrics, otel_span
@@ -57,7 +58,6 @@ class ValidatorService(BatchService):
         self.stage = ValidateStage(self.validator, validated_subject=cfg.validated_subject,
                                    rejected_subject=cfg.rejected_subject, match_prefix=cfg.match_prefix,
                                    publish_results=cfg.publish_results, forward=cfg.forward)
-        # up to 3 outputs per order (reply, published result, forward); results are ~60-90 bytes + subject
         self._out_cap: tuple[int, int] | None = None  # tests: a fixed (capacity, arena) for the output batches
         self._in: MessageBatch | None = None   # for handle(list[Message]) callers (durable paths)
         self._out: MessageBatch | None = None  # run_stage(reuse_out=True): the one output batch
@@ -108,43 +108,22 @@ class ValidatorService(BatchService):
         n = batch.n
         if n == 0:
             return
-        m = self.metrics
         st = self.stage
-        # a fresh output batch per run unless reuse_out: by-reference transports (inproc://) hand the published
-        # views to their subscribers, so that memory must not be reused; sized to the input (up to 3 outputs per
-        # order)
-        cap = self._out_cap or (3 * n, 2 * int(batch.payload_len[:n].sum()) + int(batch.reply_len[:n].sum())
-                                + 512 * n + 4096)
-        pc = time.perf_counter_ns
         now_wall = time.time_ns()
-        before = (st.n_in, st.accepted, st.rejected, st.replies, st.forwarded, st.dropped)
+        before = (st.accepted, st.rejected, st.replies, st.forwarded, st.dropped)
         errs0 = getattr(t, "publish_errors", 0)
-        spent = pub = 0
-        i = 0
-        ts0 = 0
-        first = True
-        with otel_span("lowlat.validate", n):
-            while i < n:
-                out = self._reusable_out(cap) if reuse_out else MessageBatch(*cap)
-                t0 = pc()
-                i = st.run(batch, i, out, now_wall)
-                t1 = pc()
-                spent += t1 - t0
-                if first:
-                    first = False
-                    ts0 = st.first_timestamp  # the batch's first (oldest) order, 0 when unreadable
-                if out.n:
-                    yield out
-                pub += pc() - t1
+        yield from stage_outputs(st, batch, self.metrics, cap=self._out_cap or st.out_size(batch), now_ns=now_wall,
+                                 span="lowlat.validate", timers=("validate", "reply"),
+                                 new_out=self._reusable_out if reuse_out else None)
+        ts0 = st.first_timestamp  # the batch's first (oldest) order, 0 when unreadable
         if ts0 > 0:
             self._intake_age(now_wall - ts0, now_wall, n)
-        m.record("validate", spent // n, n)
-        m.record("reply", pub // n, n)
-        self._account(n, before)
+        self._account(before)
         refused = getattr(t, "publish_errors", 0) - errs0
         if refused:  # the transport counted and logged each refused message; the rest of the batch went out
-            m.counts["reply_errors"] += refused
-            m.counts["replies"] -= refused
+            c = self.metrics.counts
+            c["reply_errors"] += refused
+            c["replies"] -= refused
 
     def _reusable_out(self, cap: tuple[int, int]) -> MessageBatch:
         out = self._out
@@ -153,26 +132,20 @@ class ValidatorService(BatchService):
         out.clear()
         return out
 
-    def _account(self, n: int, before: tuple[int, ...]) -> None:
+    def _account(self, before: tuple[int, ...]) -> None:
         st = self.stage
         c = self.metrics.counts
-        c["in"] += n
-        c["batches"] += 1
-        c["accepted"] += st.accepted - before[1]
-        c["rejected"] += st.rejected - before[2]
-        c["replies"] += st.replies - before[3]
-        fw = st.forwarded - before[4]
+        c["accepted"] += st.accepted - before[0]
+        c["rejected"] += st.rejected - before[1]
+        c["replies"] += st.replies - before[2]
+        fw = st.forwarded - before[3]
         if fw:
             c["forwarded"] += fw
-        dr = st.dropped - before[5]
+        dr = st.dropped - before[4]
         if dr:
             c["dropped_oversized"] += dr
-        if st.rejected != before[2]:
-            now = st.reject_counts()
-            diff = now - self._seen_reasons
-            self._seen_reasons = now
-            for code in np.flatnonzero(diff).tolist():
-                self.metrics.rejects[int(code)] += int(diff[code])
+        if st.rejected != before[1]:
+            self._seen_reasons = sync_rejects(st, self._seen_reasons, self.metrics)
 
     async def handle(self, subject: str, batch: list[Message]) -> None:
         """The same as ``handle_batch`` for a list of ``Message`` (journal/durable callers): copied into a

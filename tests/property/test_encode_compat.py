@@ -4,6 +4,7 @@ wants (8-byte scalars 8-aligned, strings 4-aligned), and ``*_into`` writes exact
 
 import math
 
+import numpy as np
 import pytest
 from flatbuffers import number_types as N
 from hypothesis import given, settings
@@ -102,3 +103,29 @@ def test_into_refuses_a_buffer_too_small():
         _encode.encode_trade_into(b"read-only bytes" * 20, 0, 1, "X")
     assert _encode.encode_validation_result_into(buf, 8, 1, True, 0, 5, None) == 52
     assert _encode.validation_result_size("AAPL") == 52 + 12
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(text, max_size=4), st.data(), st.integers(0, 9), u64)
+def test_batch_validation_results_equal_the_framed_scalar_results(symbols, data, offset, ts):
+    n = data.draw(st.integers(0, 20))
+    ids = np.array(data.draw(st.lists(u64, min_size=n, max_size=n)), dtype=np.uint64)
+    codes = np.array(data.draw(st.lists(u8, min_size=n, max_size=n)), dtype=np.uint8)
+    idx = np.array(data.draw(st.lists(st.integers(-1, len(symbols) - 1), min_size=n, max_size=n)), dtype=np.int32)
+    want = _core.frame([_encode.encode_validation_result(int(i), c == 0, int(c), ts, None if k < 0 else symbols[k])
+                        for i, c, k in zip(ids, codes, idx)])
+    buf = bytearray(b"\xaa" * (offset + len(want) + 2))
+    assert _encode.encode_validation_results_into(buf, offset, ids, codes, idx, symbols, ts) == len(want)
+    assert bytes(buf[offset:offset + len(want)]) == want
+    assert buf[:offset] == b"\xaa" * offset and buf[offset + len(want):] == b"\xaa\xaa"
+    if n:  # one byte short, or an index outside symbols: refused before anything is written
+        short = bytearray(b"\xaa" * (len(want) - 1))
+        with pytest.raises(ValueError):
+            _encode.encode_validation_results_into(short, 0, ids, codes, idx, symbols, ts)
+        bad = idx.copy()
+        bad[-1] = len(symbols)
+        with pytest.raises(ValueError):
+            _encode.encode_validation_results_into(buf, 0, ids, codes, bad, symbols, ts)
+        assert short == b"\xaa" * (len(want) - 1)
+        with pytest.raises(ValueError):
+            _encode.encode_validation_results_into(buf, 0, ids, codes[:-1], idx, symbols)

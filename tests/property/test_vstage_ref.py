@@ -154,3 +154,40 @@ def test_full_output_batch_stops_before_the_message_and_resumes():
     with pytest.raises(ValueError):
         stage.run(inb, 0, inb, 1)
     assert np.asarray(stage.reject_counts()).shape == (256,)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(msgs_st, st.booleans(), st.booleans())
+def test_out_size_holds_every_message_and_one_run_for_short_symbols(msgs, publish_results, forward):
+    """An output batch of ``out_size(inb)`` never drops a message (resuming in batches of that size gives what one
+    huge batch gets), and a batch of orders with symbols of at most 16 bytes takes one run."""
+    from lowlat.services import _wire
+
+    stage = ValidateStage(_wire.make_validator(ServiceConfig(symbols=SYMS)), publish_results=publish_results,
+                          forward=forward, max_payload=256)
+    inb = MessageBatch(64, 1 << 16)
+    for p, r in msgs:
+        assert inb.append(p, "orders.new", r)
+    big = MessageBatch(4 * len(msgs), 1 << 20)
+    assert stage.run(inb, 0, big, 5) == inb.n
+    want = [(big.reply(k), bytes(big.payload(k))) for k in range(big.n)]
+    slots, nbytes = stage.out_size(inb)
+    assert slots >= big.n
+    got, i, runs = [], 0, 0
+    while i < inb.n:
+        out = MessageBatch(slots, nbytes)
+        i = stage.run(inb, i, out, 5)
+        runs += 1
+        got += [(out.reply(k), bytes(out.payload(k))) for k in range(out.n)]
+    assert got == want and stage.dropped == 0
+    if all(len(p) <= 256 and len(_symbol(p)) <= 16 for p, _ in msgs):
+        assert runs == 1
+
+
+def _symbol(p: bytes) -> bytes:
+    from lowlat import _core
+
+    try:
+        return (_core.decode_order(p).symbol or "").encode()
+    except (DecodeError, UnicodeDecodeError):
+        return b""
