@@ -162,19 +162,26 @@ cdef inline Py_ssize_t fb_field(const FbTable* t, uint16_t slot, Py_ssize_t size
     return t.pos + off
 
 
+cdef inline int fb_ref(const FbTable* t, uint16_t slot, int err, Py_ssize_t* ref) noexcept nogil:
+    # Offset field (string, vector): ref = buffer offset of the object it points to, whose u32 length is
+    # inside the buffer; 0 when absent (the object of a present field is past the field, so never at 0).
+    # err: the code for an object outside the buffer (FB_E_STRING / FB_E_VECTOR).
+    cdef Py_ssize_t f = fb_field(t, slot, 4)
+    ref[0] = 0
+    if f <= 0:
+        return FB_OK if f == 0 else FB_E_FIELD
+    ref[0] = f + <Py_ssize_t>ll_load_u32(t.buf + f)
+    return err if ref[0] > t.n - 4 else FB_OK
+
+
 cdef inline int fb_string(const FbTable* t, uint16_t slot, const char** s, Py_ssize_t* slen) noexcept nogil:
     # Verified string field: s/slen point into the buffer (NULL/0 when absent).
-    cdef Py_ssize_t f = fb_field(t, slot, 4)
     cdef Py_ssize_t p, ln
+    cdef int rc = fb_ref(t, slot, FB_E_STRING, &p)
     s[0] = NULL
     slen[0] = 0
-    if f == 0:
-        return FB_OK
-    if f < 0:
-        return FB_E_FIELD
-    p = f + <Py_ssize_t>ll_load_u32(t.buf + f)
-    if p > t.n - 4:
-        return FB_E_STRING
+    if rc or p == 0:
+        return rc
     ln = ll_load_u32(t.buf + p)
     if ln > t.n - p - 5:                    # 4 length bytes + ln bytes + NUL
         return FB_E_STRING
@@ -188,17 +195,12 @@ cdef inline int fb_string(const FbTable* t, uint16_t slot, const char** s, Py_ss
 cdef inline int fb_vector(const FbTable* t, uint16_t slot, Py_ssize_t elem_size,
                           Py_ssize_t* start, Py_ssize_t* count) noexcept nogil:
     # Verified vector field: start = buffer offset of element 0, count = elements (0/0 when absent).
-    cdef Py_ssize_t f = fb_field(t, slot, 4)
     cdef Py_ssize_t p, cnt
+    cdef int rc = fb_ref(t, slot, FB_E_VECTOR, &p)
     start[0] = 0
     count[0] = 0
-    if f == 0:
-        return FB_OK
-    if f < 0:
-        return FB_E_FIELD
-    p = f + <Py_ssize_t>ll_load_u32(t.buf + f)
-    if p > t.n - 4:
-        return FB_E_VECTOR
+    if rc or p == 0:
+        return rc
     cnt = ll_load_u32(t.buf + p)
     if cnt * elem_size > t.n - p - 4:
         return FB_E_VECTOR
@@ -316,24 +318,6 @@ cdef inline int fb_read_order(const char* buf, Py_ssize_t n, FbOrder* out) noexc
     cdef FbTable t
     cdef int rc = fb_root(buf, n, &t)
     return rc if rc else fb_order_from(&t, out)
-
-
-cdef inline int fb_read_cancel(const char* buf, Py_ssize_t n, FbCancel* out) noexcept nogil:
-    cdef FbTable t
-    cdef int rc = fb_root(buf, n, &t)
-    return rc if rc else fb_cancel_from(&t, out)
-
-
-cdef inline int fb_read_modify(const char* buf, Py_ssize_t n, FbModify* out) noexcept nogil:
-    cdef FbTable t
-    cdef int rc = fb_root(buf, n, &t)
-    return rc if rc else fb_modify_from(&t, out)
-
-
-cdef inline int fb_read_mass_cancel(const char* buf, Py_ssize_t n, FbMassCancel* out) noexcept nogil:
-    cdef FbTable t
-    cdef int rc = fb_root(buf, n, &t)
-    return rc if rc else fb_mass_cancel_from(&t, out)
 
 
 cdef inline int fb_command_table(const char* buf, Py_ssize_t n, uint8_t* ctype, uint64_t* seq,

@@ -21,21 +21,12 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from .._batch import MessageBatch
 from ..errors import NoRespondersError, TransportClosedError, TransportTimeoutError
 from ._inbox import InboxSink
 from ._routes import RouteTable
-from .base import (
-    Buffer,
-    Capability,
-    Headers,
-    Message,
-    MessageBatch,
-    QueueSubscription,
-    Subscription,
-    Transport,
-    new_inbox,
-    validate_subject,
-)
+from ._subjects import new_inbox, validate_subject
+from .base import Buffer, Capability, Headers, Message, QueueSubscription, Subscription, Transport
 
 __all__ = ["InprocTransport"]
 

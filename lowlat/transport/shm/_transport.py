@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Self
 
+from ..._batch import MessageBatch
 from ...errors import (
     NoRespondersError,
     RingError,
@@ -43,17 +44,7 @@ from .._inbox import InboxSink
 from .._routes import RouteTable
 from .._serve import ServeSink
 from .._subjects import encode_meta, validate_subject
-from ..base import (
-    Buffer,
-    Capability,
-    Handler,
-    Headers,
-    Message,
-    MessageBatch,
-    QueueSubscription,
-    Subscription,
-    Transport,
-)
+from ..base import Buffer, Capability, Handler, Headers, Message, QueueSubscription, Subscription, Transport
 from . import _batchsync, _sync
 from ._codec import SID_ALL, SID_INBOX, SMALL_RECORD, decode, encode_small, record_size, write_record
 from ._registry import Registry, member_pid, pid_alive, shm_available
