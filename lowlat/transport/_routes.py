@@ -3,7 +3,6 @@ the zmq hub).  Pure Python, no shared memory: importing it costs nothing."""
 
 from __future__ import annotations
 
-import itertools
 import threading
 from typing import Any
 
@@ -23,7 +22,8 @@ class RouteTable:
     def __init__(self) -> None:
         self._subs: list[Any] = []
         self._cache: dict[str, tuple[list[Any], list[list[Any]]]] = {}
-        self._rr = itertools.count()
+        # round-robin position: a plain int (a lost increment under thread races only skews the rotation)
+        self._rr = 0
         self.lock = threading.Lock()
 
     def add(self, sub: Any) -> None:
@@ -62,5 +62,14 @@ class RouteTable:
             return out
 
     def pick(self, members: list[Any]) -> Any:
-        """One member of a queue group (round robin over the process-wide counter)."""
-        return members[next(self._rr) % len(members)]
+        """One member of a queue group (round robin over the table's counter)."""
+        i = self._rr
+        self._rr = i + 1
+        return members[i % len(members)]
+
+    def advance(self, n: int) -> int:
+        """Reserve ``n`` consecutive round-robin positions (one per message of a batch) and return the first:
+        the k-th message goes to ``members[(first + k) % len(members)]``, as ``n`` calls of ``pick`` would."""
+        i = self._rr
+        self._rr = i + n
+        return i

@@ -23,14 +23,14 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import collections
 import enum
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping, Sequence
 from typing import Any, Self
 
-from .._batch import MessageBatch
+from .._batch import FanoutPlan, MessageBatch
 from ..errors import TransportClosedError, TransportNotConnectedError, TransportTimeoutError
+from ._queue import RunQueue
 from ._serve import ServeSink
 from ._subjects import decode_meta, encode_meta, new_inbox, subject_matches, validate_subject
 
@@ -210,8 +210,16 @@ class QueueSubscription(Subscription):
     ``max_pending`` (messages) and ``max_pending_bytes`` bound what waits to be iterated; past either, new
     messages are *dropped and counted* (``dropped``), a warning is logged (first drop, then every 1000) and
     ``on_slow_consumer(sub)`` is called: a slow consumer is reported, never hidden and never allowed to grow
-    memory without bound.  Cost per delivery: one deque append plus a future wake-up when the reader waits.
+    memory without bound.  The limits apply per message also to batch deliveries (``_deliver_plan``): of a
+    batch that only partly fits, the messages that fit are queued and the rest counted as dropped.
+
+    The queue (``_queue.RunQueue``) holds single messages and runs of a batch publication copied into chunks the
+    subscription owns, in arrival order: ``take_batch`` hands a whole chunk over without a copy (or copies in
+    C), ``__anext__``/``get_nowait`` make one ``Message`` at a time from a run.  Cost per delivery: one deque
+    append (a batch: one C loop) plus a future wake-up when the reader waits.
     """
+
+    _transport: Any = None   # what materialised messages answer through (Message.respond)
 
     def __init__(self, subject: str, queue: str | None = None, *, max_pending: int = 65536,
                  max_pending_bytes: int = 64 * 1024 * 1024, on_slow_consumer: SlowConsumerCallback | None = None,
@@ -224,8 +232,7 @@ class QueueSubscription(Subscription):
         self.max_pending_bytes = max_pending_bytes
         self.on_slow_consumer = on_slow_consumer
         self._on_unsubscribe = on_unsubscribe
-        self._q: collections.deque[Message] = collections.deque()
-        self._bytes = 0
+        self._q = RunQueue()
         self._dropped = 0
         self._delivered = 0
         self._waiter: asyncio.Future[None] | None = None
@@ -239,29 +246,62 @@ class QueueSubscription(Subscription):
         if self._closed:
             return False
         n = memoryview(msg.data).nbytes
-        if len(self._q) >= self.max_pending or self._bytes + n > self.max_pending_bytes:
-            self._dropped += 1
-            if self._dropped == 1 or self._dropped % 1000 == 0:
-                log.warning("slow consumer on %r: %d message(s) dropped (pending %d msgs / %d bytes)",
-                            self.subject, self._dropped, len(self._q), self._bytes)
-            if self.on_slow_consumer is not None:
-                self.on_slow_consumer(self)
+        q = self._q
+        if q.count >= self.max_pending or q.nbytes + n > self.max_pending_bytes:
+            self._drop()
             return False
-        self._q.append(msg)
-        self._bytes += n
+        q.push(msg, n)
         self._delivered += 1
         w = self._waiter
         if w is not None and not w.done():
             w.set_result(None)
         return True
 
+    def _drop(self) -> None:
+        self._dropped += 1
+        if self._dropped == 1 or self._dropped % 1000 == 0:
+            log.warning("slow consumer on %r: %d message(s) dropped (pending %d msgs / %d bytes)",
+                        self.subject, self._dropped, self._q.count, self._q.nbytes)
+        if self.on_slow_consumer is not None:
+            self.on_slow_consumer(self)
+
+    def _deliver_plan(self, plan: FanoutPlan, row: int) -> int:
+        """Queue row ``row`` of a batch publication (copied into this subscription's memory, so the publisher
+        may reuse its batch at once); returns how many were queued.  Call on the owning loop."""
+        if self._closed:
+            return 0
+        accepted, dropped = self._q.push_plan(plan, row, self.max_pending, self.max_pending_bytes)
+        self._delivered += accepted
+        for _ in range(dropped):
+            if self._closed:   # the callback closed us: like per-message delivery, later drops are not counted
+                break
+            self._drop()
+        if accepted:
+            w = self._waiter
+            if w is not None and not w.done():
+                w.set_result(None)
+        return accepted
+
     def _deliver_threadsafe(self, msg: Message) -> None:
         """Queue ``msg`` from another thread or event loop."""
         self._loop.call_soon_threadsafe(self._deliver, msg)
 
+    def _deliver_plan_threadsafe(self, plan: FanoutPlan, row: int) -> None:
+        """``_deliver_plan`` from another thread or event loop: the row is copied here (the publisher may reuse
+        its batch), and handed over in one ``call_soon_threadsafe``."""
+        copy = plan.copy_row(row)
+        if copy.n:
+            self._loop.call_soon_threadsafe(self._deliver_copy, copy)
+
+    def _deliver_copy(self, copy: MessageBatch) -> None:
+        plan = FanoutPlan(copy, own_subjects=True)
+        plan.select(plan.add_row(), 0)
+        self._deliver_plan(plan, 0)
+
     # --- reader side ---
-    async def __anext__(self) -> Message:
-        while not self._q or self._discard:
+    async def _wait_pending(self) -> None:
+        """Until something is pending; ``StopAsyncIteration`` once closed with nothing left."""
+        while not self._q.count or self._discard:
             if self._closed:
                 raise StopAsyncIteration
             self._waiter = self._loop.create_future()
@@ -269,24 +309,49 @@ class QueueSubscription(Subscription):
                 await self._waiter
             finally:
                 self._waiter = None
-        msg = self._q.popleft()
-        self._bytes -= memoryview(msg.data).nbytes
-        return msg
+
+    async def __anext__(self) -> Message:
+        if not self._q.count or self._discard:
+            await self._wait_pending()
+        return self._q.pop(Message, self._transport)  # type: ignore[no-any-return]
 
     def get_nowait(self) -> Message | None:
         """The next pending message or None (no waiting); for pollers and benchmarks."""
-        if not self._q or self._discard:
+        if self._discard:
             return None
-        msg = self._q.popleft()
-        self._bytes -= memoryview(msg.data).nbytes
-        return msg
+        return self._q.pop(Message, self._transport)  # type: ignore[no-any-return]
+
+    def take_batch(self, max_msgs: int = 1024) -> MessageBatch:
+        """Everything pending (at most ``max_msgs``) as one ``MessageBatch`` without waiting, valid until the
+        next ``take_batch``/``next_batch`` call: a batch publication's chunk is handed over as it is (no copy),
+        anything else is copied in (one memcpy per field)."""
+        if max_msgs <= 0:
+            raise ValueError(f"max_msgs must be > 0, got {max_msgs}")
+        if self._discard:
+            self._q.clear()
+        return self._q.take(max_msgs)
+
+    async def next_batch(self, max_msgs: int = 1024, timeout: float | None = None) -> MessageBatch:
+        """Wait for at least one message (up to ``timeout`` s; an empty batch after it), then ``take_batch``;
+        ``TransportClosedError`` once the subscription has ended and nothing is left."""
+        if not self._q.count or self._discard:
+            try:
+                if timeout is None:
+                    await self._wait_pending()
+                else:
+                    async with asyncio.timeout(timeout):
+                        await self._wait_pending()
+            except TimeoutError:
+                return self.take_batch(max_msgs)
+            except StopAsyncIteration:
+                raise TransportClosedError(f"subscription {self.subject!r} is closed") from None
+        return self.take_batch(max_msgs)
 
     def _finish(self, discard: bool) -> None:
         self._closed = True
         if discard:
             self._discard = True
             self._q.clear()
-            self._bytes = 0
         w = self._waiter
         if w is not None and not w.done():
             w.set_result(None)
@@ -318,11 +383,11 @@ class QueueSubscription(Subscription):
 
     @property
     def pending(self) -> int:
-        return len(self._q)
+        return self._q.count
 
     @property
     def pending_bytes(self) -> int:
-        return self._bytes
+        return self._q.nbytes
 
     @property
     def dropped(self) -> int:

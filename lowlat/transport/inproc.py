@@ -2,7 +2,10 @@
 
 Every transport connected to the same name in this process shares one bus.  Delivery hands the *same* payload
 object to each subscriber (no copy at all: a ``bytes`` you publish is the ``Message.data`` the subscriber gets),
-so publishers must not mutate a buffer after publishing it.  Subscribers may live on other event loops/threads
+so publishers must not mutate a buffer after publishing it.  The batch path is the exception:
+``publish_batch_to`` copies each subscriber's messages into that subscription's own memory in one C loop (a run
+per subscriber, no ``Message`` per message), so the publisher may reuse its ``MessageBatch`` at once, and
+``take_batch`` hands that memory over without another copy.  Subscribers may live on other event loops/threads
 (delivery then goes through ``call_soon_threadsafe``).  No ring is needed for that: a ring would add a copy; the
 cross-process bus ``shm://`` (``lowlat.transport.shm``) is the one built on ``lowlat._ring``.
 
@@ -21,7 +24,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from .._batch import MessageBatch
+from .._batch import FanoutPlan, MessageBatch
 from ..errors import NoRespondersError, TransportClosedError, TransportTimeoutError
 from ._inbox import InboxSink
 from ._routes import RouteTable
@@ -117,26 +120,71 @@ class InprocTransport(Transport):
             self._fanout(subject, p, None, None)
 
     async def publish_batch_to(self, batch: MessageBatch, subject: str | None = None) -> int:
-        """Deliver every message of ``batch`` (to ``subject``, else to its reply subject) in one call: no
-        coroutine per message.  Payloads are views into the batch (by reference, as ``publish``): the publisher
-        must not reuse the batch while subscribers may still hold them."""
+        """Deliver every message of ``batch`` (to ``subject``, else each to its reply subject) in one call.
+
+        Each distinct destination is routed once; each subscriber gets its messages as one run copied into its
+        own memory (one C loop, one memcpy per payload, the subject stored once per run), so **the publisher may
+        reuse or clear the batch as soon as this returns**.  A queue group gets every message once, round robin
+        per message across its members.  Returns how many messages were published (a refused destination is
+        counted in ``publish_errors`` per message).  Cost: O(n) C work per subscriber plus Python per
+        destination and per subscriber, not per message."""
         if self._closed:
             raise self._closed_error()
-        fanout = self._fanout
-        payload = batch.payload
-        reply = batch.reply
+        if not batch.n or subject == "":
+            return 0
+        plan = FanoutPlan(batch, subject)
+        routes = self._bus.routes  # type: ignore[union-attr]
+        rows: dict[Any, int] = {}
+        counts = plan.counts
         sent = 0
-        for i in range(batch.n):
-            to = subject if subject is not None else reply(i)
-            if not to:
-                continue
-            try:
-                fanout(to, payload(i), None, None)
-            except Exception as e:  # noqa: BLE001 - one bad subject must not lose the rest of the batch
-                self._refused(to, e)
-                continue
-            sent += 1
+        for d, to in enumerate(plan.subjects):
+            plain, groups = routes.route(to)
+            k = counts[d]
+            if not plain and not groups:
+                try:
+                    validate_subject(to)  # only checked on a route miss: a hit means it was valid before
+                except Exception as e:  # noqa: BLE001 - one bad subject must not lose the rest of the batch
+                    for _ in range(k):
+                        self._refused(to, e)
+                    continue
+            sent += k
+            for s in plain:
+                row = rows.get(s)
+                if row is None:
+                    row = rows[s] = plan.add_row()
+                plan.select(row, d)
+            for members in groups:
+                m = len(members)
+                first = routes.advance(k)
+                for j in range(min(k, m)):   # only members that get at least one message
+                    r = (first + j) % m
+                    s = members[r]
+                    row = rows.get(s)
+                    if row is None:
+                        row = rows[s] = plan.add_row()
+                    plan.select(row, d, m, r, first)
+        if rows:
+            self._deliver_rows(plan, batch, rows)
         return sent
+
+    def _deliver_rows(self, plan: FanoutPlan, batch: MessageBatch, rows: dict[Any, int]) -> None:
+        loop = asyncio.get_running_loop()
+        for s, row in rows.items():
+            try:
+                if isinstance(s, QueueSubscription):
+                    if s._loop is loop:
+                        s._deliver_plan(plan, row)
+                    else:
+                        s._deliver_plan_threadsafe(plan, row)
+                    continue
+                # a receiver without a queue (the request inbox): one Message each, payload copied since the
+                # publisher may reuse the batch
+                deliver = s._deliver if s._loop is loop else s._deliver_threadsafe
+                t = getattr(s, "_transport", self)
+                for i in plan.indices(row):
+                    deliver(Message(plan.subject_of(i) or "", bytes(batch.payload(i)), None, None, t))
+            except Exception as e:  # noqa: BLE001 - a failing receiver (its callback) must not starve the others
+                self._refused(getattr(s, "subject", "?"), e)
 
     # --- subscribing ---
     async def subscribe(self, subject: str, *, queue: str | None = None, **options: Any) -> Subscription:

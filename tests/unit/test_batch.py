@@ -89,3 +89,66 @@ async def test_take_batch_and_publish_batch_to_on_inproc():
         assert t.publish_errors == 1
         got = [bytes((await out.next_msg(2.0)).data) for _ in range(3)]
         assert got == [b"to-subject", b"r-b.out", b"r-b.out"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(msgs, st.integers(0, 30), st.integers(0, 30), st.integers(1, 16), st.integers(1, 256))
+def test_extend_from_matches_reference(items, start, stop, capacity, arena):
+    src = MessageBatch(64, 4096)
+    for p, s, r in items:
+        assert src.append(p, s, r)
+    start, stop = min(start, len(items)), min(max(start, stop), len(items))
+    dst = MessageBatch(capacity, arena)
+    k = dst.extend_from(src, start, stop)
+    # reference: append one at a time until one does not fit (appended messages share no spans, so exactly)
+    ref = MessageBatch(capacity, arena)
+    fits = 0
+    for p, s, r in items[start:stop]:
+        if not ref.append(p, s, r):
+            break
+        fits += 1
+    assert k == fits
+    assert [(bytes(p), s, r) for s, p, r in dst] == [(p, s, r) for p, s, r in items[start:start + k]]
+    assert dst.payload_bytes() == sum(len(p) for p, _, _ in items[start:start + k])
+    assert dst.used == ref.used
+
+
+def test_extend_from_refuses_bad_ranges_and_modes():
+    src = MessageBatch(4)
+    src.append(b"x", "s")
+    dst = MessageBatch(4)
+    for a, b in [(-1, 1), (0, 2), (1, 0)]:
+        with pytest.raises(IndexError):
+            dst.extend_from(src, a, b)
+    with pytest.raises(ValueError):
+        src.extend_from(src)
+    dst.set_buffer(b"abc")
+    with pytest.raises(LowlatError):
+        dst.extend_from(src)
+
+
+def test_fanout_plan_delivers_shared_subject_once_and_counts_drops():
+    from lowlat._batch import FanoutPlan
+    src = MessageBatch(8)
+    for i, r in enumerate(["a", "b", "a", None, "a"]):
+        src.append(b"p%d" % i, "x", r)
+    plan = FanoutPlan(src)
+    assert plan.subjects == ["a", "b"] and plan.counts == [3, 1]
+    row = plan.add_row()
+    plan.select(row, 0)
+    dst = MessageBatch(8, 64)
+    # limits: at most 2 pending, 1 already pending -> one accepted, the other two to "a" dropped
+    assert plan.deliver(row, dst, 0, 1, 2, 0, 100) == (5, 1, 2, 2)
+    assert [(s, bytes(p)) for s, p, _ in dst] == [("a", b"p0")]
+    dst.clear()
+    assert plan.deliver(row, dst, 0, 0, 10, 0, 100) == (5, 3, 0, 6)
+    assert dst.used == 6 + 1                      # three payloads, the subject "a" stored once
+    g = plan.add_row()
+    plan.select(g, 0, 3, 2, 1)                    # member 2 of 3, first position 1: the 2nd message to "a"
+    assert plan.indices(g) == [2]
+    with pytest.raises(ValueError):
+        plan.select(g, 0, 3, 3, 0)
+    with pytest.raises(IndexError):
+        plan.select(g, 2)
+    tiny = MessageBatch(1, 2)
+    assert plan.deliver(row, tiny, 0, 0, 10, 0, 100)[:3] == (0, 0, 0)   # no room: stops, nothing dropped
