@@ -81,8 +81,9 @@ if mode == "echo-async":
 elif mode == "echo-thread":
     echo_thread()
 else:
+    # max_pending: the pipelined sender outruns the async service; its queue must hold the whole run
     cfg = ServiceConfig(transport=url, stage_thread=mode == "validator-thread", queue="", gc_quiet=True,
-                        log_level="ERROR")
+                        max_pending=1 << 20, log_level="ERROR")
     import logging
     logging.getLogger("lowlat").setLevel("ERROR")
     asyncio.run(run_services(cfg, [ValidatorService(cfg)], on_ready=lambda: print("ready", flush=True)))

@@ -182,3 +182,25 @@ def test_serve_batch_sync_answers_each_request_and_stops_clean():
     assert handled == [51] and sum(sizes) == 51
     assert not any(s.subject == "echo" for s in srv._local.values())  # unregistered
     srv.close_sync()
+
+
+async def test_async_publish_batch_to_delivers_in_order_and_waits_for_room():
+    url = f"shm://tasync{os.urandom(4).hex()}"
+    pub, small = ShmTransport(url, publish_timeout=0.01), ShmTransport(url, ring_capacity=4096)
+    await pub.connect()
+    await small.connect()
+    try:
+        sub = await small.subscribe("res")
+        await pub.flush()
+        out = MessageBatch(64, 1 << 16)
+        for i in range(40):
+            out.append(b"%03d" % i + b"p" * 200, "", "res")
+        # the 4 KiB ring holds ~15 of these: the rest waits for room without blocking the loop, which meanwhile
+        # drains the ring into the subscription (same loop: a blocking wait would drop them after 10 ms)
+        sent = await pub.publish_batch_to(out)
+        assert sent == 40 and pub.full_drops == 0
+        got = [bytes((await sub.next_msg(timeout=5)).data)[:3] for _ in range(40)]
+        assert got == [b"%03d" % i for i in range(40)]
+    finally:
+        await pub.close()
+        await small.close()

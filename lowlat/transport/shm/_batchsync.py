@@ -124,6 +124,15 @@ def _inbox_member(t: ShmTransport, key: bytes, cache: dict[bytes, str]) -> str |
 
 def publish_batch_sync(t: ShmTransport, batch: MessageBatch, subject: str | None) -> int:
     """See ``ShmTransport.publish_batch_sync``."""
+    return push_batch(t, batch, subject, None)
+
+
+def push_batch(t: ShmTransport, batch: MessageBatch, subject: str | None,
+               full: list[tuple[str, int, list[int]]] | None) -> int:
+    """Push ``batch`` (``publish_batch_sync``'s routing); returns the records pushed.  A full ring is retried here
+    (blocking, up to ``publish_timeout``) when ``full`` is None, else left to the caller: ``(member, sid, message
+    indices not pushed)`` are appended to ``full`` (the async path retries them without
+    blocking its loop)."""
     t._check_open()
     routes: BatchRoutes | None = t.__dict__.get("_batch_routes")
     if routes is None:
@@ -154,7 +163,9 @@ def publish_batch_sync(t: ShmTransport, batch: MessageBatch, subject: str | None
             if ring is None:
                 continue
             done = routes.push(ring, k, sid, 0)
-            if done < n:
+            if done < n and full is not None:
+                full.append((member, sid, routes.indices(k)[done:]))
+            elif done < n:
                 pushed = [done]
 
                 def attempt(ring: Any = ring, sid: int = sid, k: int = k, n: int = n, pushed: list[int] = pushed) -> bool:

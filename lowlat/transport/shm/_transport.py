@@ -351,8 +351,12 @@ class ShmTransport(Transport):
     async def _send_async(self, subject: str, payload: Buffer, headers: Headers | None,
                           reply: str | None) -> None:
         full = self._send(subject, payload, headers, reply)
-        if not full:
-            return
+        if full:
+            await self._wait_full(full, payload, subject)
+
+    async def _wait_full(self, full: list[Any], payload: Buffer, subject: str) -> bool:
+        """Retry the (member, sid, subject, meta) pushes whose rings were full until ``publish_timeout``; False when
+        some were dropped (counted in ``full_drops``)."""
         # a full ring whose owner died is reaped at once instead of stalling every publish
         for f in full:
             if not pid_alive(member_pid(f[0])):
@@ -367,6 +371,22 @@ class ShmTransport(Transport):
             self.full_drops += len(full)
             log.warning("shm bus %r: %d subscriber ring(s) full for %.3fs, message on %r dropped (total %d)",
                         self.name, len(full), self.publish_timeout, subject, self.full_drops)
+        return not full
+
+    async def publish_batch_to(self, batch: MessageBatch, subject: str | None = None) -> int:
+        """``Transport.publish_batch_to`` over the compiled batch push (``publish_batch_sync``'s routing: one
+        compiled call per destination ring, no Python object per message); the records of a ring that is full
+        take the per-message path, which waits for room without blocking the event loop."""
+        if self._closed:
+            raise self._closed_error()
+        full: list[tuple[str, int, list[int]]] = []
+        sent = _batchsync.push_batch(self, batch, subject, full)
+        for member, sid, idx in full:
+            for i in idx:
+                to = subject or batch.reply(i)
+                assert to is not None  # push_batch routes only messages with a destination
+                sent += await self._wait_full([(member, sid, to.encode(), b"")], batch.payload(i), to)
+        return sent
 
     async def publish(self, subject: str, payload: Buffer, *, reply: str | None = None,
                       headers: Headers | None = None) -> None:
