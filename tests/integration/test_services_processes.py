@@ -167,3 +167,26 @@ def test_matcher_process_reports_market_data_and_queries(url):
         m.terminate()
     assert m.wait(30) == 0
     assert _processed(m) == 400
+
+
+def test_stage_thread_validators_answer_every_order_once_and_stop_on_sigterm():
+    # shm:// validators with LOWLAT_STAGE_THREAD=1: their stage loop runs in a thread; two of them in one queue
+    # group answer every order exactly once, and SIGTERM joins the thread and exits 0 with the drained total
+    url = f"shm://svc-{uuid.uuid4().hex[:8]}"
+    env = {"LOWLAT_STAGE_THREAD": "1"}
+    a = service("serve", "validator", "--transport", url, env=env)
+    b = service("serve", "validator", "--transport", url, env=env)
+    try:
+        a.wait_for('"ready"')
+        b.wait_for('"ready"')
+        assert '"stage_thread": true' in a.output
+        n = 2000
+        res = asyncio.run(_load(url, n, 4000.0))
+        assert res.sent == n and res.answered == n and res.duplicates == 0 and res.errors == 0, res.as_dict()
+        assert res.accepted > 0 and sum(res.rejects.values()) > 0
+    finally:
+        a.terminate()
+        b.terminate()
+    assert a.wait(30) == 0 and b.wait(30) == 0, a.output[-3000:] + b.output[-3000:]
+    assert _processed(a) + _processed(b) == n
+    assert "drain timed out" not in a.output + b.output

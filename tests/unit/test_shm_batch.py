@@ -94,7 +94,9 @@ def bus():
     dst.close_sync()
 
 
-_dest = st.sampled_from(["inbox.1", "inbox.2", "res.a", "res.b", "nobody", "bad subject", ""])
+# inbox.N: the member's request inbox; _INBOX.deadbeef.N: an inbox subject that names no member (a plain
+# subscription, routed per message)
+_dest = st.sampled_from(["inbox.1", "inbox.2", "_INBOX.deadbeef.3", "res.a", "res.b", "nobody", "bad subject", ""])
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -104,6 +106,7 @@ def test_publish_batch_sync_equals_per_message_push(bus, msgs, fixed):
     if dst._inbox is None:
         dst._make_inbox(None)
         dst._register(_BatchSink("res.*", None, next(dst._sids)))
+        dst._register(_BatchSink("_INBOX.deadbeef.*", None, next(dst._sids)))
     inbox = dst._inbox.subject[:-1]
     out = MessageBatch(64, 1 << 14)
     subjects = []

@@ -8,6 +8,7 @@ registry as the rest of the transport, so batch members interoperate with async 
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -106,6 +107,29 @@ def serve_batch_sync(t: ShmTransport, subject: str, handle_batch: BatchHandler, 
         return sink.handled
 
 
+def _send_each(t: ShmTransport, batch: MessageBatch, idx: list[int],
+               full: list[tuple[str, int, list[int]]] | None) -> int:
+    # the per-message path (routing by subject) for replies that do not name a member; returns records pushed
+    sent = 0
+    for i in idx:
+        to = batch.reply(i)
+        assert to is not None  # scan keys only messages that have a destination
+        payload = batch.payload(i)
+        subj = to.encode()
+        for member, sid in t._plan(to):
+            if t._push(member, sid, subj, b"", payload):
+                sent += 1
+            elif full is not None:
+                full.append((member, sid, [i]))
+            else:
+                ok = _retry(t, member, functools.partial(t._push, member, sid, subj, b"", payload))
+                if ok:
+                    sent += 1
+                elif ok is False:  # None: its owner died and was reaped (counted there)
+                    _full_dropped(t, 1, to)
+    return sent
+
+
 def _inbox_member(t: ShmTransport, key: bytes, cache: dict[bytes, str]) -> str | None:
     # the member an "_INBOX.<member>" key names, if it is on the bus (re-read the registry once for a new one)
     member = cache.get(key)
@@ -147,7 +171,10 @@ def push_batch(t: ShmTransport, batch: MessageBatch, subject: str | None,
         dests: list[tuple[str, int]]
         if subject is None and key.startswith(b"_INBOX."):
             member = _inbox_member(t, key, cache)
-            dests = [(member, SID_INBOX)] if member is not None else []
+            if member is None:  # not a member's request inbox (e.g. new_inbox() + subscribe): route each reply
+                sent += _send_each(t, batch, routes.indices(k), full)
+                continue
+            dests = [(member, SID_INBOX)]
         else:
             try:
                 name = key.decode()
