@@ -30,7 +30,7 @@ LDFLAGS = [] if DEBUG else ["-Wl,--strip-debug"]
 MACROS = [("LOWLAT_DEBUG", "1" if DEBUG else "0"), ("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
 
 # module -> extra Extension kwargs
-MODULES = {"_idle": {}, "_core": {}, "_book": {}, "_ring": {}, "_batch": {}, "_histogram": {}, "_encode": {}, "_nats_proto": {}, "_vstage": {}, "_readside": {}, "_mstage": {}, "_shmbus": {}, "_timer": {}}
+MODULES = {"_idle": {}, "_core": {}, "_book": {}, "_ring": {}, "_batch": {}, "_histogram": {}, "_encode": {}, "_nats_proto": {}, "_vstage": {}, "_readside": {}, "_mstage": {}, "_shmbus": {}, "_timer": {}, "_l2batch": {}}
 
 aeron_home = os.environ.get("AERON_HOME")
 if aeron_home:

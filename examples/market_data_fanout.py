@@ -12,9 +12,26 @@ import argparse
 import asyncio
 import time
 
+import numpy as np
+
 from lowlat import _core
 from lowlat.services import MarketDataConsumer, ServiceConfig
 from lowlat.services.matcher import MatcherService
+
+
+class LossyConsumer(MarketDataConsumer):
+    """A consumer behind a lossy link: it never sees every ``drop_every``-th delta it receives."""
+
+    def __init__(self, *a, drop_every: int, **kw):
+        super().__init__(*a, **kw)
+        self.drop_every = drop_every
+        self.seen = 0
+
+    def _columns(self, batch):
+        cols = super()._columns(batch)
+        keep = (np.arange(self.seen + 1, self.seen + 1 + len(cols[0])) % self.drop_every) != 0
+        self.seen += len(cols[0])
+        return tuple(c[keep] for c in cols)
 
 
 async def main(url: str, count: int, consumers: int, drop_every: int) -> int:
@@ -26,16 +43,10 @@ async def main(url: str, count: int, consumers: int, drop_every: int) -> int:
         await matcher.start(t)
         books = []
         for i in range(consumers):
-            c = MarketDataConsumer(t, "AAPL")
+            # the first consumer sits behind a lossy link (drops every Nth delta)
+            lossy = i == 0 and drop_every
+            c = LossyConsumer(t, "AAPL", drop_every=drop_every) if lossy else MarketDataConsumer(t, "AAPL")
             await c.start()
-            if i == 0 and drop_every:  # simulate a lossy link for the first consumer: drop every Nth delta
-                real, n = c._on_delta, [0]
-
-                async def lossy(data, real=real, n=n):
-                    n[0] += 1
-                    if n[0] % drop_every:
-                        await real(data)
-                c._on_delta = lossy
             books.append(c)
         tasks = [asyncio.create_task(c.run(seconds=30)) for c in books]
         # orders straight to the matcher (a validator would normally sit in front, see order_validator_nats.py)

@@ -73,3 +73,20 @@ def wait_parked(thread: threading.Thread, timeout: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"{thread.name} did not park within {timeout} s")
         time.sleep(0.001)
+
+
+def damaged(draw: Any, b: bytes, kind: str, max_flips: int = 4) -> bytes:
+    """A hypothesis-drawn hostile version of the frame ``b``: ``truncated`` (a strict prefix), ``mutated`` (1 to
+    ``max_flips`` random bytes overwritten) or ``garbage`` (random bytes); any other ``kind`` returns ``b``."""
+    from hypothesis import strategies as st
+
+    if kind == "truncated":
+        return b[:draw(st.integers(0, len(b) - 1))]
+    if kind == "mutated":
+        ba = bytearray(b)
+        for _ in range(draw(st.integers(1, max_flips))):
+            ba[draw(st.integers(0, len(ba) - 1))] = draw(st.integers(0, 255))
+        return bytes(ba)
+    if kind == "garbage":
+        return draw(st.binary(max_size=120))
+    return b

@@ -15,14 +15,20 @@ deltas the snapshot already contains, and on a gap (``sequence != last + 1``) re
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
+from .._batch import MessageBatch
+from .._l2batch import read_l2_updates
+from ..errors import TransportClosedError
 from ..transport import Transport
+
+Column = Sequence[Any] | np.ndarray  # one field of a batch of deltas: a list or a numpy array
 
 __all__ = ["GapError", "LocalBook", "MarketDataConsumer", "md_subjects"]
 
@@ -40,10 +46,11 @@ def md_subjects(prefix: str, symbol: str, query_prefix: str = "query") -> dict[s
 class GapError(Exception):
     """A delta's sequence is not last + 1: the local book missed updates and must resync."""
 
-    def __init__(self, expected: int, got: int) -> None:
+    def __init__(self, expected: int, got: int, at: int = 0) -> None:
         super().__init__(f"sequence gap: expected {expected}, got {got}")
         self.expected = expected
         self.got = got
+        self.at = at  # ``apply_updates``: index of the delta that gapped (those before it were applied)
 
 
 @dataclass
@@ -90,6 +97,39 @@ class LocalBook:
         self.seq = seq
         return True
 
+    def apply_updates(self, seq: Column, side: Column, price: Column, qty: Column, count: Column) -> int:
+        """Apply a batch of deltas given as columns of equal length (lists or numpy arrays, e.g. from
+        ``lowlat._l2batch.read_l2_updates``), in order, exactly as ``apply_update`` one by one would: stale deltas
+        (``seq <= self.seq``) are dropped.  Returns how many were applied.
+
+        Raises ``GapError`` with ``at`` = the index of the delta that does not follow (every delta before it is
+        applied, the book is marked unsynced), or with ``at`` = 0 when the book is not synced.  ~0.1-0.2 µs per
+        delta (one dict update; no decode, no call per delta).
+        """
+        if not self.synced:
+            if len(seq):
+                raise GapError(self.seq + 1, int(seq[0]), 0)
+            return 0
+        cur = start = self.seq
+        bids, asks = self.bids, self.asks
+        for k, (s, sd, p, q, c) in enumerate(zip(_tolist(seq), _tolist(side), _tolist(price), _tolist(qty),
+                                                 _tolist(count))):
+            if s <= cur:
+                continue
+            if s != cur + 1:
+                self.seq = cur
+                self.synced = False
+                self.gaps += 1
+                raise GapError(cur + 1, s, k)
+            levels = bids if sd == BUY else asks
+            if q > 0:
+                levels[p] = (q, c)
+            else:
+                levels.pop(p, None)
+            cur = s
+        self.seq = cur
+        return cur - start
+
     def best_bid(self) -> tuple[float, int] | None:
         if not self.bids:
             return None
@@ -112,22 +152,36 @@ class LocalBook:
 Decoder = Callable[[Any], Any]
 
 
+def _tolist(col: Any) -> list[Any]:
+    return col.tolist() if isinstance(col, np.ndarray) else list(col)
+
+
 class MarketDataConsumer:
     """Keep a ``LocalBook`` of one symbol in sync over a transport; resync from a snapshot on every gap.
+
+    Deltas are taken a batch at a time (``Subscription.next_batch``/``take_batch``: everything pending, up to
+    ``batch_max``), decoded in one compiled pass (``lowlat._l2batch.read_l2_updates``) and applied in one
+    ``LocalBook.apply_updates`` call.  A gap in the middle of a batch: the deltas before it are applied, the rest
+    are kept and the book resyncs (those after the snapshot's sequence are then applied, older ones dropped).
+    A frame that is not a well-formed ``L2Update`` is counted in ``malformed`` and skipped.
 
     Parameters
     ----------
     transport : a connected ``Transport``.
     symbol : the instrument.
     prefix, query_prefix : subject prefixes (see ``md_subjects``).
-    on_update : optional ``callback(book)`` after each applied delta or snapshot (keep it cheap).
+    on_update : optional ``callback(book)`` after each batch that applied deltas, and after each snapshot.
     snapshot_timeout : seconds to wait for a snapshot reply before retrying.
+    batch_max : most deltas taken per batch.
     """
 
     def __init__(self, transport: Transport, symbol: str, *, prefix: str = "md", query_prefix: str = "query",
-                 on_update: Callable[[LocalBook], None] | None = None, snapshot_timeout: float = 1.0) -> None:
+                 on_update: Callable[[LocalBook], None] | None = None, snapshot_timeout: float = 1.0,
+                 batch_max: int = 1024) -> None:
         from . import _wire  # decoders from lowlat._core
 
+        if batch_max < 1:
+            raise ValueError(f"batch_max must be >= 1, got {batch_max}")
         self._wire = _wire
         self.t = transport
         self.symbol = symbol
@@ -135,10 +189,14 @@ class MarketDataConsumer:
         self.book = LocalBook(symbol)
         self.on_update = on_update
         self.snapshot_timeout = snapshot_timeout
+        self.batch_max = batch_max
         self.updates = 0
         self.trades = 0
+        self.malformed = 0
         self._sub: Any = None
         self._buffer: list[tuple[int, int, float, int, int]] = []
+        self._cols: tuple[np.ndarray, ...] = (np.zeros(batch_max, np.uint64), np.zeros(batch_max, np.int8), np.zeros(batch_max, np.float64),
+                      np.zeros(batch_max, np.uint64), np.zeros(batch_max, np.uint32))
 
     async def start(self) -> None:
         """Subscribe to deltas and trades, then load the first snapshot."""
@@ -164,7 +222,8 @@ class MarketDataConsumer:
         buffered, self._buffer = self._buffer, []
         for d in buffered:
             try:
-                self.book.apply_update(*d)
+                if self.book.apply_update(*d):
+                    self.updates += 1
             except GapError:
                 log.info("gap while replaying after snapshot; resyncing", extra={"symbol": self.symbol})
                 return await self.resync()
@@ -172,42 +231,62 @@ class MarketDataConsumer:
             self.on_update(self.book)
 
     def _drain_pending_into_buffer(self) -> None:
-        get = getattr(self._sub, "get_nowait", None)
-        if get is None:
-            return
-        while (m := get()) is not None:
-            self._buffer.append(self._wire.decode_l2(m.data))
+        while True:
+            b = self._sub.take_batch(self.batch_max)
+            if b.n == 0:
+                return
+            self._buffer.extend(self._rows(self._read(b)))
+
+    def _read(self, batch: MessageBatch) -> tuple[np.ndarray, ...]:
+        """The batch's well-formed deltas as columns (seq, side, price, qty, count); malformed ones counted."""
+        cols = self._cols
+        if len(cols[0]) < batch.n:
+            cols = self._cols = tuple(np.zeros(batch.n, c.dtype) for c in cols)
+        k = read_l2_updates(batch, *cols)
+        self.malformed += batch.n - k
+        return tuple(c[:k] for c in cols)
+
+    def _columns(self, batch: MessageBatch) -> tuple[np.ndarray, ...]:
+        """The deltas ``run`` applies from one received batch (a hook: the lossy consumer of
+        examples/market_data_fanout.py drops some here)."""
+        return self._read(batch)
+
+    @staticmethod
+    def _rows(cols: tuple[np.ndarray, ...]) -> list[tuple[int, int, float, int, int]]:
+        return list(zip(*(c.tolist() for c in cols)))
 
     async def run(self, *, count: int | None = None, seconds: float | None = None) -> None:
         """Apply deltas until ``count`` deltas were applied or ``seconds`` passed (both None: forever)."""
         deadline = time.monotonic() + seconds if seconds else None
-        get_nowait = getattr(self._sub, "get_nowait", None)
         while count is None or self.updates < count:
             timeout = None if deadline is None else deadline - time.monotonic()
             if timeout is not None and timeout <= 0:
                 return
+            want = self.batch_max if count is None else min(self.batch_max, count - self.updates)
             try:
-                msg = await asyncio.wait_for(self._sub.__anext__(), timeout)
-            except (TimeoutError, StopAsyncIteration):
+                batch = await self._sub.next_batch(want, timeout)
+            except TransportClosedError:
                 return
-            await self._on_delta(msg.data)
-            if get_nowait is not None:  # the rest of what is pending, without a wait per message
-                while (count is None or self.updates < count) and (m := get_nowait()) is not None:
-                    await self._on_delta(m.data)
+            if batch.n:
+                await self._apply(self._columns(batch))
             while (getattr(self._tsub, "get_nowait", lambda: None)()) is not None:
                 self.trades += 1
 
-    async def _on_delta(self, data: Any) -> None:
-        d = self._wire.decode_l2(data)
+    async def _apply(self, cols: tuple[np.ndarray, ...]) -> None:
+        book = self.book
+        seq0 = book.seq
         try:
-            if self.book.apply_update(*d):
-                self.updates += 1
-                if self.on_update:
-                    self.on_update(self.book)
+            applied = book.apply_updates(*cols)
         except GapError as e:
+            self.updates += max(0, book.seq - seq0)  # applied before the gap
             log.info("gap detected; resyncing", extra={"symbol": self.symbol, "expected": e.expected, "got": e.got})
-            self._buffer.append(d)
+            self._buffer.extend(self._rows(tuple(c[e.at:] for c in cols)))
             await self.resync()
+            return
+        if applied:
+            self.updates += applied
+            if self.on_update:
+                self.on_update(self.book)
 
     async def close(self) -> None:
         for s in (self._sub, getattr(self, "_tsub", None)):

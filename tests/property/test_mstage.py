@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 import pytest
-from _helpers import Recorder
+from _helpers import Recorder, damaged
 from _helpers import encode_order_dict as _encode
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -61,16 +61,8 @@ def payload_st(draw, tick):
     d = draw(order_st(tick))
     kind = draw(st.sampled_from(["lowlat"] * 8 + ["official", "truncated", "mutated", "garbage", "bad_utf8"]))
     b = official_build_order(d) if kind == "official" else _encode(d)
-    if kind == "truncated":
-        b = b[:draw(st.integers(0, len(b) - 1))]
-    elif kind == "mutated":
-        ba = bytearray(b)
-        for _ in range(draw(st.integers(1, 3))):
-            ba[draw(st.integers(0, len(ba) - 1))] = draw(st.integers(0, 255))
-        b = bytes(ba)
-    elif kind == "garbage":
-        b = draw(st.binary(max_size=100))
-    elif kind == "bad_utf8" and d["symbol"]:
+    b = damaged(draw, b, kind, max_flips=3)
+    if kind == "bad_utf8" and d["symbol"]:
         b = b.replace(d["symbol"].encode(), b"\xff" * len(d["symbol"].encode()), 1)
     return b
 

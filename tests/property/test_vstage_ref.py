@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 import pytest
-from _helpers import Recorder
+from _helpers import Recorder, damaged
 from _helpers import encode_order_dict as _encode
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -39,16 +39,8 @@ def payload_st(draw):
     d = draw(order_st)
     kind = draw(st.sampled_from(["lowlat", "lowlat", "official", "truncated", "mutated", "garbage", "oversized"]))
     b = official_build_order(d) if kind == "official" else _encode(d)
-    if kind == "truncated":
-        b = b[:draw(st.integers(0, len(b) - 1))]
-    elif kind == "mutated":
-        ba = bytearray(b)
-        for _ in range(draw(st.integers(1, 4))):
-            ba[draw(st.integers(0, len(ba) - 1))] = draw(st.integers(0, 255))
-        b = bytes(ba)
-    elif kind == "garbage":
-        b = draw(st.binary(max_size=120))
-    elif kind == "oversized":
+    b = damaged(draw, b, kind)
+    if kind == "oversized":
         b = b + bytes(300)     # valid FlatBuffer followed by padding, over the stage's max_payload below
     return b
 

@@ -11,7 +11,7 @@ import pytest
 from brokers._util import in_ci
 
 ROOT = Path(__file__).resolve().parents[2]
-MODULES = ["lowlat._core", "lowlat._book", "lowlat._ring", "lowlat._idle", "lowlat._histogram", "lowlat._encode", "lowlat._vstage", "lowlat._readside", "lowlat._mstage", "lowlat._shmbus", "lowlat._timer", "lowlat._aeron"]
+MODULES = ["lowlat._core", "lowlat._book", "lowlat._ring", "lowlat._idle", "lowlat._histogram", "lowlat._encode", "lowlat._vstage", "lowlat._readside", "lowlat._mstage", "lowlat._shmbus", "lowlat._timer", "lowlat._l2batch", "lowlat._aeron"]
 
 
 def test_stubs_match_compiled_modules():
