@@ -217,6 +217,33 @@ cdef class MessageBatch:
         a subject or reply shared with the previous message stored once."""
         return self.extend_c(src, start, src.n if stop is None else stop)
 
+    def append_payloads(self, payloads, subject=""):
+        """Copy each buffer of ``payloads`` in as a message to ``subject`` (stored once, shared), no reply;
+        returns how many fit (the rest is not added).  Cost: one memcpy per payload."""
+        if self._external:
+            raise LowlatError("append on a batch in external-buffer mode: clear() it first")
+        cdef bytes sb = subject.encode() if isinstance(subject, str) else bytes(subject)
+        cdef Py_ssize_t slen = len(sb), k = self.n, at = self.used, done = 0, plen
+        cdef int64_t soff = -1
+        cdef const unsigned char[::1] v
+        cdef const unsigned char* p
+        for obj in payloads:
+            if type(obj) is bytes:
+                p = <const unsigned char*>PyBytes_AS_STRING(obj)
+                plen = len(<bytes>obj)
+            else:
+                plen = memoryview(obj).nbytes
+                v = memoryview(obj).cast("B") if plen else b"\0"
+                p = &v[0]
+            if k >= self.capacity or plen + (slen if soff < 0 else 0) > self.arena_bytes - at:
+                break
+            at = _put_msg(self, k, at, p, plen, <const unsigned char*>PyBytes_AS_STRING(sb), slen, &soff)
+            k += 1
+            done += 1
+        self.n = k
+        self.used = at
+        return done
+
     def payload_bytes(self, Py_ssize_t start=0, stop=None):
         """Sum of the payload lengths of messages ``start..stop-1`` (bytes); O(stop - start)."""
         cdef Py_ssize_t e = self.n if stop is None else stop
@@ -307,6 +334,28 @@ cdef int check_stage_args(MessageBatch inb, Py_ssize_t start, MessageBatch out) 
     if out is inb:
         raise ValueError("the output batch must not be the input batch")
     return 0
+
+
+cdef inline Py_ssize_t _put_msg(MessageBatch b, Py_ssize_t k, Py_ssize_t at, const unsigned char* p, int64_t plen,
+                                const unsigned char* subj, int64_t slen, int64_t* stored) noexcept:
+    # Slot k of b := payload p (copied at `at`) with subject subj, no reply.  The subject is copied only when
+    # *stored < 0 (then *stored is where it went), else the stored copy is shared.  Returns the new arena end.
+    # Precondition: the caller checked the slot and the arena room.
+    cdef unsigned char* a = <unsigned char*>&b._view[0]
+    b._poff[k] = at
+    b._plen[k] = plen
+    if plen:
+        memcpy(a + at, p, plen)
+        at += plen
+    if slen and stored[0] < 0:
+        memcpy(a + at, subj, slen)
+        stored[0] = at
+        at += slen
+    b._soff[k] = stored[0] if slen else at
+    b._slen[k] = slen
+    b._roff[k] = at
+    b._rlen[k] = 0
+    return at
 
 
 # Where a plan's delivered messages take their subject from.
@@ -516,6 +565,22 @@ cdef class FanoutPlan:
             return self.subjects[0]
         return self.src.subject(i)
 
+    def row_subject(self, Py_ssize_t row):
+        """The one subject of everything row ``row`` receives, or None when it receives several."""
+        self._row_ok(row)
+        if self.kind == PLAN_FIXED:
+            return self.subjects[0]
+        if self.kind != PLAN_REPLY:
+            return None
+        cdef const int64_t* r = self.sel + row * self.d * 3
+        cdef Py_ssize_t j, one = -1
+        for j in range(self.d):
+            if r[3 * j] >= 0:
+                if one >= 0:
+                    return None
+                one = j
+        return self.subjects[one] if one >= 0 else None
+
     @property
     def fixed_subject(self):
         """The one subject of every message (FanoutPlan(src, subject)), else None."""
@@ -542,7 +607,6 @@ cdef class FanoutPlan:
         cdef const unsigned char* s = src.base_c()
         cdef const unsigned char* fx = <const unsigned char*>PyBytes_AS_STRING(self.fixed)
         cdef int64_t fxlen = len(self.fixed)
-        cdef unsigned char* a = <unsigned char*>&dst._view[0]
         cdef Py_ssize_t i = start, k = dst.n, at = dst.used, accepted = 0, dropped = 0
         cdef int64_t plen, soff = 0, slen = 0, need, key = 0
         cdef int64_t pkey = -1, ds_off = 0     # previous subject (its key, where it was stored)
@@ -574,20 +638,11 @@ cdef class FanoutPlan:
                 need += slen
             if k >= dst.capacity or need > dst.arena_bytes - at:
                 break
-            dst._poff[k] = at
-            dst._plen[k] = plen
-            if plen:
-                memcpy(a + at, s + src._poff[i], plen)
-                at += plen
             if slen and key != pkey:
-                memcpy(a + at, fx if self.kind == PLAN_FIXED else s + soff, slen)
-                ds_off = at
+                ds_off = -1   # a new subject: stored with this message
                 pkey = key
-                at += slen
-            dst._soff[k] = ds_off if slen else at
-            dst._slen[k] = slen
-            dst._roff[k] = at
-            dst._rlen[k] = 0
+            at = _put_msg(dst, k, at, s + src._poff[i], plen, fx if self.kind == PLAN_FIXED else s + soff, slen,
+                          &ds_off)
             k += 1
             count += 1
             nbytes += plen

@@ -59,7 +59,7 @@ class RunQueue:
     def push_plan(self, plan: FanoutPlan, row: int, max_count: int, max_bytes: int) -> tuple[int, int]:
         """Copy ``plan`` row ``row``'s messages in, each checked against the limits; ``(accepted, dropped)``."""
         n = plan.n
-        subject = plan.fixed_subject
+        subject = plan.row_subject(row)
         i = accepted = dropped = 0
         while i < n:
             tail = self._tail

@@ -22,7 +22,7 @@ SUBS = [("t.a", None, 6, 80), ("t.*", None, 1000, 1 << 20), ("t.a", "g", 4, 1 <<
 payload = st.binary(max_size=12)
 op = st.one_of(
     st.tuples(st.just("publish"), st.sampled_from(SUBJECTS), payload),
-    st.tuples(st.just("publish_batch"), st.sampled_from(SUBJECTS), st.lists(payload, max_size=6)),
+    st.tuples(st.just("publish_batch"), st.sampled_from(SUBJECTS), st.lists(payload, max_size=12)),  # >= 8: runs
     st.tuples(st.just("batch_to"), st.sampled_from(SUBJECTS), st.lists(st.tuples(payload, st.sampled_from(REPLIES)),
                                                                        max_size=10)),
     st.tuples(st.just("batch_to"), st.none(), st.lists(st.tuples(payload, st.sampled_from(REPLIES)), max_size=10)),

@@ -152,3 +152,20 @@ def test_fanout_plan_delivers_shared_subject_once_and_counts_drops():
         plan.select(g, 2)
     tiny = MessageBatch(1, 2)
     assert plan.deliver(row, tiny, 0, 0, 10, 0, 100)[:3] == (0, 0, 0)   # no room: stops, nothing dropped
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(max_size=20), max_size=12), st.text("ab.", max_size=6), st.integers(1, 16),
+       st.integers(1, 128))
+def test_append_payloads_matches_append(payloads, subject, capacity, arena):
+    b = MessageBatch(capacity, arena)
+    k = b.append_payloads([memoryview(p) if i % 2 else p for i, p in enumerate(payloads)], subject)
+    # reference: append one by one, the subject stored once (so at least as many fit as with append)
+    used, fits = len(subject.encode()), 0
+    for p in payloads:
+        if fits >= capacity or used + len(p) > arena:
+            break
+        used += len(p)
+        fits += 1
+    assert k == fits == b.n
+    assert [(s, bytes(p), r) for s, p, r in b] == [(subject, p, None) for p in payloads[:k]]
