@@ -31,7 +31,7 @@ cdef class MatchStage:
     cdef Py_ssize_t _scratch_len
     cdef readonly Py_ssize_t max_payload
     cdef readonly int64_t n_in, applied, malformed, oversized, unknown_symbol, early_rejects, events
-    cdef readonly int64_t exec_reports, trades, l2_updates, need_slots, need_bytes
+    cdef readonly int64_t exec_reports, trades, l2_updates, rejects, need_slots, need_bytes
     cdef int64_t[::1] _reasons
     cdef object _reasons_arr
 

@@ -20,6 +20,7 @@ class MatchStage:
     exec_reports: int
     trades: int
     l2_updates: int
+    rejects: int
     need_slots: int
     need_bytes: int
     def __init__(self, engine: Engine, read_models: Iterable[Any], *, exec_prefix: str = "exec",

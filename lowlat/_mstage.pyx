@@ -138,7 +138,8 @@ cdef class MatchStage:
     read-side update and the copies into ``out`` (benchmarks/bench_mstage.py).  Counters (cumulative): ``n_in``,
     ``applied`` (orders given to the engine), ``malformed`` (oversized included), ``oversized``,
     ``unknown_symbol``, ``early_rejects`` (prices that do not convert), ``events``, ``exec_reports``, ``trades``,
-    ``l2_updates``; ``reject_counts()`` by reason code (engine rejects, early rejects and drops).
+    ``l2_updates``, ``rejects``; ``reject_counts()`` splits ``rejects`` by reason code (engine rejects, early
+    rejects and drops).
     """
 
     def __cinit__(self, Engine engine not None, read_models, *, str exec_prefix="exec", str md_prefix="md",
@@ -317,6 +318,7 @@ cdef class MatchStage:
                 self._put(k, OUT_EXEC, out, er)
             elif e.kind == EV_REJECTED:
                 self._reasons[e.reason] += 1
+                self.rejects += 1
                 # a rejected command about an id the read side knows (a duplicate NEW of a resting order) does
                 # not change that order: the read side describes what the book holds
                 if orders.find_c(e.oid) < 0:
@@ -350,11 +352,13 @@ cdef class MatchStage:
                     self.oversized += 1
                     self.malformed += 1
                     self._reasons[REJ_MALFORMED] += 1
+                    self.rejects += 1
                     self.n_in += 1
                     continue
                 if fb_read_order(p, n, &o):
                     self.malformed += 1
                     self._reasons[REJ_MALFORMED] += 1
+                    self.rejects += 1
                     self.n_in += 1
                     continue
                 # route by the order's symbol (exact bytes; engines hold tens of symbols)
@@ -369,6 +373,7 @@ cdef class MatchStage:
                 if k < 0:
                     self.unknown_symbol += 1
                     self._reasons[REJ_UNKNOWN_SYMBOL] += 1
+                    self.rejects += 1
                     self.n_in += 1
                     continue
                 bo = &self._books[k]
@@ -392,6 +397,7 @@ cdef class MatchStage:
                                               0, 0, 0, False, 0.0, 0, 0, 0, now, NULL, -1)
                     self._put(k, OUT_EXEC, out, er)
                     self._reasons[r] += 1
+                    self.rejects += 1
                     self.early_rejects += 1
                     self.n_in += 1
                     continue

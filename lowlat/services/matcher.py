@@ -34,7 +34,7 @@ from .._mstage import MatchStage
 from .._readside import OrderStates
 from ..enums import ExecStatus, Reject
 from ..transport import Message
-from ._stage_loop import stage_outputs, sync_rejects
+from ._stage_loop import ReusableOut, stage_outputs, sync_rejects
 from .config import ServiceConfig
 from .marketdata import md_subjects
 from .metrics import Metrics, otel_span
@@ -134,6 +134,7 @@ class MatcherService(BatchService):
         self._max_msg = self.stage.max_message_bytes()
         self._out_cap: tuple[int, int] | None = None  # tests: a fixed (capacity, arena) for the output batches
         self._seen_rejects = np.zeros(256, dtype=np.int64)  # the stage's reject counts already in metrics
+        self._out = ReusableOut()  # the output batch, for publishers that copy it
 
     def subjects(self) -> list[tuple[str, str | None]]:
         # no queue group: exactly one matcher owns a symbol's book
@@ -226,18 +227,19 @@ class MatcherService(BatchService):
         t = self.transport
         assert t is not None
         st = self.stage
-        before = (st.exec_reports, st.trades, st.l2_updates)
+        before = (st.exec_reports, st.trades, st.l2_updates, st.rejects)
         # most orders give 1-4 messages, but a run stops before an order whose bound (every order on the levels it
         # can reach) does not fit: headroom keeps that to about one run per batch
         cap = self._out_cap or (6 * n + 256, (6 * n + 256) * self._max_msg)
         for out in stage_outputs(st, batch, self.metrics, cap=cap, now_ns=time.time_ns(), span="lowlat.match",
-                                 timers=("match", "publish")):
+                                 timers=("match", "publish"), new_out=self._out.for_transport(t)):
             await t.publish_batch_to(out)
         c = self.metrics.counts
         c["exec_reports"] += st.exec_reports - before[0]
         c["trades"] += st.trades - before[1]
         c["l2_updates"] += st.l2_updates - before[2]
-        self._seen_rejects = sync_rejects(st, self._seen_rejects, self.metrics)
+        if st.rejects != before[3]:
+            self._seen_rejects = sync_rejects(st, self._seen_rejects, self.metrics)
 
     async def handle(self, subject: str, batch: list[Message]) -> None:
         """The Python path (list of ``Message``): at-least-once intake and the write-ahead journal use it; also the

@@ -27,7 +27,7 @@ from .._batch import MessageBatch
 from .._vstage import ValidateStage
 from ..errors import TransportClosedError
 from ..transport import Message
-from ._stage_loop import stage_outputs, sync_rejects
+from ._stage_loop import ReusableOut, stage_outputs, sync_rejects
 from ._stage_thread import StageThread, stage_thread_wanted, start_stage_thread, stop_stage_thread
 from .config import ServiceConfig
 from .metrics import Metrics, otel_span
@@ -60,7 +60,9 @@ class ValidatorService(BatchService):
                                    publish_results=cfg.publish_results, forward=cfg.forward)
         self._out_cap: tuple[int, int] | None = None  # tests: a fixed (capacity, arena) for the output batches
         self._in: MessageBatch | None = None   # for handle(list[Message]) callers (durable paths)
-        self._out: MessageBatch | None = None  # run_stage(reuse_out=True): the one output batch
+        # the output batches for publishers that copy them (the loop's and the stage thread's: never shared)
+        self._out = ReusableOut((3072, 1 << 20))
+        self._out_sync = ReusableOut((3072, 1 << 20))
         self._seen_reasons = np.zeros(256, dtype=np.int64)
         self._stage_thread: StageThread | None = None  # cfg.stage_thread on shm://
 
@@ -80,7 +82,7 @@ class ValidatorService(BatchService):
 
     def _stage_sync(self, batch: MessageBatch, t: Any) -> None:
         # the stage thread's handler: the same stage, published without an event loop
-        for out in self.run_stage(batch, t, reuse_out=True):
+        for out in self.run_stage(batch, t, new_out=self._out_sync):
             t.publish_batch_sync(out)
         self.processed += batch.n
 
@@ -96,15 +98,16 @@ class ValidatorService(BatchService):
         """Validate one received batch and publish everything it produces (Python once per output batch)."""
         t = self.transport
         assert t is not None
-        for out in self.run_stage(batch, t):
+        for out in self.run_stage(batch, t, new_out=self._out.for_transport(t)):
             await t.publish_batch_to(out)
 
-    def run_stage(self, batch: MessageBatch, t: Any, *, reuse_out: bool = False) -> Iterator[MessageBatch]:
+    def run_stage(self, batch: MessageBatch, t: Any, *,
+                  new_out: ReusableOut | None = None) -> Iterator[MessageBatch]:
         """The stage over one received batch, as a generator of the output batches to publish (on ``t``, whose
         refused publishes are accounted): the caller publishes each one before asking for the next, so the
         ``reply`` stage measures its publishing.  Metrics and counters are recorded when it is exhausted.
-        ``reuse_out``: the publisher copies each output batch before returning (``publish_batch_sync``), so one
-        output batch is reused instead of a fresh one per run."""
+        ``new_out``: where the publisher copies each output batch before returning (``publish_batch_sync``, a
+        ``Capability.COPIES_BATCH`` adapter), the one output batch to reuse instead of a fresh one per run."""
         n = batch.n
         if n == 0:
             return
@@ -114,7 +117,7 @@ class ValidatorService(BatchService):
         errs0 = getattr(t, "publish_errors", 0)
         yield from stage_outputs(st, batch, self.metrics, cap=self._out_cap or st.out_size(batch), now_ns=now_wall,
                                  span="lowlat.validate", timers=("validate", "reply"),
-                                 new_out=self._reusable_out if reuse_out else None)
+                                 new_out=new_out)
         ts0 = st.first_timestamp  # the batch's first (oldest) order, 0 when unreadable
         if ts0 > 0:
             self._intake_age(now_wall - ts0, now_wall, n)
@@ -124,13 +127,6 @@ class ValidatorService(BatchService):
             c = self.metrics.counts
             c["reply_errors"] += refused
             c["replies"] -= refused
-
-    def _reusable_out(self, cap: tuple[int, int]) -> MessageBatch:
-        out = self._out
-        if out is None or out.capacity < cap[0] or out.arena_bytes < cap[1]:
-            out = self._out = MessageBatch(max(cap[0], 3072), max(cap[1], 1 << 20))
-        out.clear()
-        return out
 
     def _account(self, before: tuple[int, ...]) -> None:
         st = self.stage

@@ -72,6 +72,7 @@ class Capability(enum.Flag):
     WILDCARDS = enum.auto()       # '*' and '>' in subscriptions
     DURABLE = enum.auto()         # the adapter implements the durable-log protocol (durable.DurableLog)
     NATIVE_BATCH = enum.auto()    # take_batch/publish_batch_to avoid a Python object per message
+    COPIES_BATCH = enum.auto()    # publish_batch_to has copied every message when it returns: reuse the batch
 
 
 class Message:

@@ -56,7 +56,8 @@ class InprocTransport(Transport):
     ``on_slow_consumer(sub)`` callback; each can be overridden per ``subscribe``.
     """
 
-    capabilities = Capability.QUEUE_GROUPS | Capability.HEADERS | Capability.REQUEST_REPLY | Capability.WILDCARDS
+    capabilities = (Capability.QUEUE_GROUPS | Capability.HEADERS | Capability.REQUEST_REPLY | Capability.WILDCARDS
+                    | Capability.COPIES_BATCH)
 
     def __init__(self, url: str, **options: Any) -> None:
         super().__init__(url, **options)
@@ -83,9 +84,8 @@ class InprocTransport(Transport):
     # --- publishing ---
     def _fanout(self, subject: str, payload: Buffer, headers: Headers | None, reply: str | None) -> int:
         routes = self._bus.routes  # type: ignore[union-attr]
-        plain, groups = routes.route(subject)
+        plain, groups = routes.route_valid(subject)
         if not plain and not groups:
-            validate_subject(subject)  # only checked on a route miss: a hit means it was valid before
             return 0
         loop = asyncio.get_running_loop()
         n = 0
@@ -124,9 +124,8 @@ class InprocTransport(Transport):
             for p in payloads:
                 self._fanout(subject, p, None, None)
             return
-        plain, groups = self._bus.routes.route(subject)  # type: ignore[union-attr]
+        plain, groups = self._bus.routes.route_valid(subject)  # type: ignore[union-attr]
         if not plain and not groups:
-            validate_subject(subject)
             return
         size = sum(p.nbytes if type(p) is memoryview else len(p) for p in payloads)
         b = MessageBatch(n, size + len(subject.encode()) + 1)
@@ -152,15 +151,13 @@ class InprocTransport(Transport):
         counts = plan.counts
         sent = 0
         for d, to in enumerate(plan.subjects):
-            plain, groups = routes.route(to)
             k = counts[d]
-            if not plain and not groups:
-                try:
-                    validate_subject(to)  # only checked on a route miss: a hit means it was valid before
-                except Exception as e:  # noqa: BLE001 - one bad subject must not lose the rest of the batch
-                    for _ in range(k):
-                        self._refused(to, e)
-                    continue
+            try:
+                plain, groups = routes.route_valid(to)
+            except Exception as e:  # noqa: BLE001 - one bad subject must not lose the rest of the batch
+                for _ in range(k):
+                    self._refused(to, e)
+                continue
             sent += k
             for s in plain:
                 row = rows.get(s)

@@ -133,7 +133,8 @@ class NatsCoreTransport(Transport):
     """Core NATS on the compiled protocol (see the module docstring for options and semantics)."""
 
     capabilities = (Capability.QUEUE_GROUPS | Capability.HEADERS | Capability.REQUEST_REPLY
-                    | Capability.WILDCARDS | Capability.NATIVE_BATCH | Capability.DURABLE)
+                    | Capability.WILDCARDS | Capability.NATIVE_BATCH | Capability.COPIES_BATCH
+                    | Capability.DURABLE)
 
     def __init__(self, url: str, **options: Any) -> None:
         super().__init__(url, **options)

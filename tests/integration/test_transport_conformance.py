@@ -667,6 +667,24 @@ async def test_publish_batch_to_one_subject(ep: Endpoint):
         assert t.publish_errors == 0
 
 
+async def test_copies_batch_means_the_batch_can_be_reused_at_once(ep: Endpoint):
+    # services reuse one output batch when the adapter declares COPIES_BATCH: overwriting it right after
+    # publish_batch_to returns must not change what subscribers receive
+    async with ep.connect() as t:
+        if Capability.COPIES_BATCH not in t.capabilities:
+            pytest.skip(f"{type(t).__name__} does not declare COPIES_BATCH (services give it a fresh batch)")
+        sub = await t.subscribe("conf.reuse")
+        batch = MessageBatch(16, 4096)
+        for i in range(12):  # past inproc's small-batch threshold, so the run path is the one tested
+            assert batch.append(b"first-%02d" % i, "conf.reuse", None)
+        assert await t.publish_batch_to(batch, "conf.reuse") == 12
+        batch.clear()
+        for i in range(12):
+            assert batch.append(b"XXXXXXXX", "conf.reuse", None)
+        await t.flush()
+        assert [bytes(m.data) for m in await recv_n(sub, 12)] == [b"first-%02d" % i for i in range(12)]
+
+
 async def test_publish_batch_to_each_reply_subject(ep: Endpoint):
     ep.require("request_reply")
     async with ep.connect() as t:

@@ -84,7 +84,8 @@ class ShmTransport(Transport):
     subscription.
     """
 
-    capabilities = Capability.QUEUE_GROUPS | Capability.HEADERS | Capability.REQUEST_REPLY | Capability.WILDCARDS
+    capabilities = (Capability.QUEUE_GROUPS | Capability.HEADERS | Capability.REQUEST_REPLY | Capability.WILDCARDS
+                    | Capability.COPIES_BATCH)
 
     def __init__(self, url: str, *, ring_capacity: int = 4 << 20, wait: str = "bell", spin_us: float = 0.0,
                  publish_timeout: float = 1.0, liveness_interval: float = 0.1, **options: Any) -> None:
