@@ -12,7 +12,10 @@ publishing 1024-order batches with ``publish_batch_sync`` (no reply subject) whi
 
 - floor: the bare ``MpscRing`` ping-pong and ``request_sync`` against ``serve_sync`` (bench_transport.py's);
 - echo: ``serve_batch_sync`` in a thread (stage thread) vs ``serve()`` on the event loop (async);
-- validator: ``ValidatorService`` with ``stage_thread=True`` vs on the event loop (``run_services`` both).
+- validator: ``ValidatorService`` with ``stage_thread=True`` vs on the event loop (``run_services`` both);
+- pipeline: validator forwarding to ``MatcherService`` in one server process, both with ``stage_thread=True`` vs
+  both on the event loop; orders alternately buy and sell (every sell fills), the rate counted on ``exec.AAPL``
+  (the execution reports of every order) instead of ``orders.validated``.
 """
 
 from __future__ import annotations
@@ -82,20 +85,53 @@ elif mode == "echo-thread":
     echo_thread()
 else:
     # max_pending: the pipelined sender outruns the async service; its queue must hold the whole run
-    cfg = ServiceConfig(transport=url, stage_thread=mode == "validator-thread", queue="", gc_quiet=True,
-                        max_pending=1 << 20, log_level="ERROR")
+    pipeline = mode.startswith("pipeline")
+    cfg = ServiceConfig(transport=url, stage_thread=mode.endswith("-thread"), queue="", gc_quiet=True,
+                        max_pending=1 << 20, log_level="ERROR", forward=pipeline, snapshot_interval_s=0)
     import logging
     logging.getLogger("lowlat").setLevel("ERROR")
-    asyncio.run(run_services(cfg, [ValidatorService(cfg)], on_ready=lambda: print("ready", flush=True)))
+    services = [ValidatorService(cfg)]
+    if pipeline:  # validator -> matcher: accepted orders forwarded per symbol, execution reports out
+        from lowlat.services.matcher import MatcherService
+        services.append(MatcherService(cfg))
+    asyncio.run(run_services(cfg, services, on_ready=lambda: print("ready", flush=True)))
 '''
 
 
-def _orders(n: int) -> list[bytes]:
+def _orders(n: int, sides: bool = False) -> list[bytes]:
+    """``n`` orders for AAPL at 100.0; ``sides``: alternately buy and sell, so each sell fills the buy before it
+    and the book is empty again after every pair (the matcher's pipelined run never fills a book)."""
     import lowlat
     from lowlat.enums import Side
 
     ts = time.time_ns()
-    return [lowlat.encode_order(i + 1, "AAPL", 100.0, 10, Side.BUY, ts) for i in range(n)]
+    return [lowlat.encode_order(i + 1, "AAPL", 100.0, 10, Side.SELL if sides and i % 2 else Side.BUY, ts)
+            for i in range(n)]
+
+
+def _exec_reports_per_batch(payloads: list[bytes]) -> int:
+    """Execution reports the matcher publishes for one batch of ``payloads`` from an empty book (the same
+    matcher in this process, publishing into a counter): the pipelined run waits for that many per batch."""
+    import asyncio
+
+    from lowlat._batch import MessageBatch
+    from lowlat.services.config import ServiceConfig
+    from lowlat.services.matcher import MatcherService
+
+    class _Count:
+        url, closed, n = "count://", False, 0
+
+        async def publish_batch_to(self, batch: MessageBatch, subject: str | None = None) -> int:
+            self.n += sum(1 for i in range(batch.n) if (batch.reply(i) or "").startswith("exec."))
+            return batch.n
+
+    m = MatcherService(ServiceConfig(snapshot_interval_s=0))
+    m.transport = _Count()  # type: ignore[assignment]
+    b = MessageBatch(len(payloads), 1 << 20)
+    for p in payloads:
+        b.append(p, "orders.match.AAPL", None)
+    asyncio.run(m.handle_batch("orders.match.AAPL", b))
+    return m.transport.n
 
 
 def _rtt(url: str, subject: str, payloads: list[bytes]) -> np.ndarray:
@@ -114,21 +150,23 @@ def _rtt(url: str, subject: str, payloads: list[bytes]) -> np.ndarray:
     return vals
 
 
-def _pipelined(url: str, payloads: list[bytes]) -> float:
-    """Orders/s from the first publish to the last result, all PIPE_N answered (else raises)."""
+def _pipelined(url: str, payloads: list[bytes], results: str = "orders.validated", per_batch: int = 1024) -> float:
+    """Orders/s from the first publish to the last result, all PIPE_N answered (else raises): ``per_batch``
+    messages on ``results`` for each 1024-order batch."""
     from lowlat._batch import MessageBatch
     from lowlat.transport.shm import ShmTransport
 
     got = [0]
+    want = -(-PIPE_N // 1024) * per_batch
     done, ready = threading.Event(), threading.Event()
     rx = ShmTransport(url).connect_sync()
 
     def count(b: MessageBatch) -> None:
         got[0] += b.n
-        if got[0] >= PIPE_N:
+        if got[0] >= want:
             done.set()
 
-    th = threading.Thread(target=rx.serve_batch_sync, args=("orders.validated", count),
+    th = threading.Thread(target=rx.serve_batch_sync, args=(results, count),
                           kwargs={"stop": done, "ready": ready.set})
     th.start()
     ready.wait(10)
@@ -141,8 +179,8 @@ def _pipelined(url: str, payloads: list[bytes]) -> float:
         while sent < PIPE_N:
             sent += tx.publish_batch_sync(out, "orders.in")
         if not done.wait(60):
-            raise RuntimeError(f"pipelined: {got[0]} of {PIPE_N} results")
-        rate = PIPE_N / (time.perf_counter() - t0)
+            raise RuntimeError(f"pipelined: {got[0]} of {want} results on {results}")
+        rate = sent / (time.perf_counter() - t0)
     th.join(10)
     rx.close_sync()
     return rate
@@ -200,12 +238,18 @@ def main() -> None:
     payloads = _orders(1024)
     echo = [os.urandom(100)]
     rates: dict[str, float] = {}
-    for mode in ("echo-thread", "echo-async", "validator-thread", "validator-async"):
+    pairs = _orders(1024, sides=True)
+    per_batch = _exec_reports_per_batch(pairs)
+    for mode in ("echo-thread", "echo-async", "validator-thread", "validator-async", "pipeline-thread",
+                 "pipeline-async"):
         url = f"shm://bench{uuid.uuid4().hex[:6]}"
         proc = _server(mode, url)
         try:
             if mode.startswith("echo"):
                 add_vals(mode, _rtt(url, "bench.echo", echo))
+            elif mode.startswith("pipeline"):
+                rates[mode] = _pipelined(url, pairs, "exec.AAPL", per_batch)
+                print(f"{mode:<34} pipelined {rates[mode]:,.0f} orders/s through validator and matcher", flush=True)
             else:
                 add_vals(mode, _rtt(url, "orders.in", payloads))
                 rates[mode] = _pipelined(url, payloads)
@@ -221,6 +265,7 @@ def main() -> None:
     print(f"  validator overhead over echo: thread {p50['validator-thread'] / p50['echo-thread'] - 1:+.0%}, "
           f"async {p50['validator-async'] / p50['echo-async'] - 1:+.0%}")
     print(f"  pipelined thread / async     {rates['validator-thread'] / rates['validator-async']:.2f}")
+    print(f"  validator+matcher thread / async {rates['pipeline-thread'] / rates['pipeline-async']:.2f}")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._batch import MessageBatch
@@ -40,13 +40,14 @@ def stage_thread_wanted(service: Any, transport: Any) -> bool:
 
 
 class StageThread:
-    """One stage loop (``handle(batch, transport)``, called per intake batch) serving ``subject`` in queue group
-    ``queue`` in a daemon thread over its own sync member of ``transport``'s bus."""
+    """One stage loop (``handle(batch, transport)``, called per intake batch) serving ``subjects`` (one
+    subscription for all of them) in queue group ``queue`` in a daemon thread over its own sync member of
+    ``transport``'s bus."""
 
-    def __init__(self, name: str, transport: Any, subject: str, queue: str | None,
+    def __init__(self, name: str, transport: Any, subjects: Sequence[str], queue: str | None,
                  handle: Callable[[MessageBatch, Any], None], *, max_batch: int, idle: Any = None) -> None:
         self.name = name
-        self.subject, self.queue = subject, queue
+        self.subjects, self.queue = list(subjects), queue
         self._handle = handle
         self._max_batch = max_batch
         self._idle = idle
@@ -87,7 +88,7 @@ class StageThread:
             with ShmTransport(self._url, **self._opts) as t:
                 self.transport = t
                 self.handled = t.serve_batch_sync(
-                    self.subject, lambda b: self._handle(b, t), queue=self.queue, idle=self._idle,
+                    self.subjects, lambda b: self._handle(b, t), queue=self.queue, idle=self._idle,
                     stop=self._stop, max_batch=self._max_batch,
                     ready=lambda: loop.call_soon_threadsafe(self._ready.set))
         except BaseException as e:  # noqa: BLE001 - reported to start() on the loop, never lost with the thread
@@ -124,7 +125,7 @@ class StageThread:
         return 0
 
 
-async def start_stage_thread(service: Any, transport: Any, subject: str, queue: str | None,
+async def start_stage_thread(service: Any, transport: Any, subjects: Sequence[str], queue: str | None,
                              handle: Callable[[MessageBatch, Any], None]) -> StageThread:
     """``BatchService.start`` for a service whose stage runs in a thread: the thread instead of an intake task
     per subject, then the service's ``on_start`` hook."""
@@ -132,11 +133,11 @@ async def start_stage_thread(service: Any, transport: Any, subject: str, queue: 
 
     service.transport = transport
     service.metrics.transport = transport
-    st = StageThread(service.name, transport, subject, queue, handle, max_batch=service.cfg.batch_max)
+    st = StageThread(service.name, transport, subjects, queue, handle, max_batch=service.cfg.batch_max)
     await st.start()
     await service.on_start()
     log.info("service started", extra={"service": service.name, "transport": redact_url(transport.url),
-                                       "subjects": [subject], "stage_thread": True})
+                                       "subjects": list(subjects), "stage_thread": True})
     return st
 
 

@@ -16,12 +16,14 @@ the three places (``--duration`` / ``duration`` / ``LOWLAT_DURATION``; the field
 ``duration_s``, are accepted too).  Every value is type- and range-checked when it is read, and a mistake raises
 ``ConfigError`` naming where the value came from (the flag, the variable, or the file and key) and the valid range.
 
-``stage_thread = true`` (``LOWLAT_STAGE_THREAD=1``; ``[validator]``): on ``shm://`` the validator's stage loop runs
-in a dedicated thread over its own bus member (compiled intake, the compiled stage, compiled batch publish; the GIL
-is released while it waits in the ring's idle strategy, default ``lowlat.transport.shm.sync_idle()``), so orders
-never go through the event loop.  Metrics are recorded per batch as before; a SIGTERM drain answers what the
-thread's ring holds, then joins it (bounded by ``drain_timeout``).  On other transports the option is ignored with
-a warning.  See ``lowlat.services._stage_thread``.
+``stage_thread = true`` (``LOWLAT_STAGE_THREAD=1``; ``[validator]``, ``[matcher]``): on ``shm://`` the service's
+stage loop runs in a dedicated thread over its own bus member (compiled intake, the compiled stage, compiled batch
+publish; the GIL is released while it waits in the ring's idle strategy, default
+``lowlat.transport.shm.sync_idle()``), so orders never go through the event loop.  The matcher's one thread
+subscription covers every symbol's subject; its queries and snapshots stay on the event loop and read the read
+side between two stage runs.  Metrics are recorded per batch as before; a SIGTERM drain answers what the thread's
+ring holds, then joins it (bounded by ``drain_timeout``).  On other transports the option is ignored with a
+warning.  See ``lowlat.services._stage_thread``.
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ class ServiceConfig:
     publish_results: bool = False                 # also publish results to validated/rejected subjects
     forward: bool = False                         # forward accepted orders to <match_prefix>.<SYMBOL>
     batch_max: int = 1024                         # most messages validated/matched in one nogil batch
-    stage_thread: bool = False                    # shm:// validator: stage loop in its own thread, off the event loop
+    stage_thread: bool = False                    # shm:// validator/matcher: stage loop in its own thread
     max_pending: int = 65536                      # bounded pending per subscription (back-pressure)
     rate_limit: float = 0.0                       # messages/s a service takes in; 0 = unlimited
     snapshot_interval_s: float = 1.0              # matcher: periodic book snapshots on <md_prefix>.<SYMBOL>

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,7 @@ from .._readside import OrderStates
 from ..enums import ExecStatus, Reject
 from ..transport import Message
 from ._stage_loop import ReusableOut, stage_outputs, sync_rejects
+from ._stage_thread import StageThread, stage_thread_wanted, start_stage_thread, stop_stage_thread
 from .config import ServiceConfig
 from .marketdata import md_subjects
 from .metrics import Metrics, otel_span
@@ -134,7 +136,10 @@ class MatcherService(BatchService):
         self._max_msg = self.stage.max_message_bytes()
         self._out_cap: tuple[int, int] | None = None  # tests: a fixed (capacity, arena) for the output batches
         self._seen_rejects = np.zeros(256, dtype=np.int64)  # the stage's reject counts already in metrics
-        self._out = ReusableOut()  # the output batch, for publishers that copy it
+        # the output batches for publishers that copy them (the loop's and the stage thread's: never shared)
+        self._out = ReusableOut()
+        self._out_sync = ReusableOut()
+        self._stage_thread: StageThread | None = None  # cfg.stage_thread on shm://
 
     def subjects(self) -> list[tuple[str, str | None]]:
         # no queue group: exactly one matcher owns a symbol's book
@@ -212,28 +217,56 @@ class MatcherService(BatchService):
                 self.metrics.inc("snapshots")
 
     # --- write side ------------------------------------------------------------------------------
+    async def start(self, transport: Any) -> None:
+        """Subscribe (or, with ``cfg.stage_thread`` on ``shm://`` and no journal, start the stage thread: one
+        subscription for every symbol's subject) and begin serving; queries and snapshots stay on the loop."""
+        if self.journal is not None or not stage_thread_wanted(self, transport):
+            return await super().start(transport)
+        self._stage_thread = await start_stage_thread(self, transport, [s for s, _ in self.subjects()], None,
+                                                      self._stage_sync)
+
+    def _stage_sync(self, batch: MessageBatch, t: Any) -> None:
+        # the stage thread's handler: the same stage, published without an event loop.  Queries on the loop
+        # read the read side between two stage runs (a run holds the GIL), as they do on the loop path.
+        for out in self.run_stage(batch, self._out_sync):
+            t.publish_batch_sync(out)
+        self.processed += batch.n
+
+    async def stop(self, timeout: float | None = None) -> None:
+        if self._stage_thread is not None and not self._stopping:
+            await stop_stage_thread(self, self._stage_thread, timeout)
+        await super().stop(timeout)
+
     async def handle_batch(self, subject: str, batch: MessageBatch) -> None:
         """Match one received batch and publish everything it produces (Python once per output batch).
 
         The write-ahead journal (``journal`` set) needs the decoded command rows before they change a book: that
         path, like at-least-once intake, goes through ``handle``."""
-        n = batch.n
-        if n == 0:
+        if batch.n == 0:
             return
         if self.journal is not None:
             await self.handle(subject, [Message(batch.subject(i), batch.payload(i), None, batch.reply(i))
-                                        for i in range(n)])
+                                        for i in range(batch.n)])
             return
         t = self.transport
         assert t is not None
+        for out in self.run_stage(batch, self._out.for_transport(t)):
+            await t.publish_batch_to(out)
+
+    def run_stage(self, batch: MessageBatch, new_out: ReusableOut | None = None) -> Iterator[MessageBatch]:
+        """The stage over one received batch, as a generator of the output batches to publish: the caller
+        publishes each one before asking for the next.  ``new_out``: the one output batch to reuse, where the
+        publisher copies it before returning.  Counters are recorded when it is exhausted."""
+        n = batch.n
+        if n == 0:
+            return
         st = self.stage
         before = (st.exec_reports, st.trades, st.l2_updates, st.rejects)
         # most orders give 1-4 messages, but a run stops before an order whose bound (every order on the levels it
         # can reach) does not fit: headroom keeps that to about one run per batch
         cap = self._out_cap or (6 * n + 256, (6 * n + 256) * self._max_msg)
-        for out in stage_outputs(st, batch, self.metrics, cap=cap, now_ns=time.time_ns(), span="lowlat.match",
-                                 timers=("match", "publish"), new_out=self._out.for_transport(t)):
-            await t.publish_batch_to(out)
+        yield from stage_outputs(st, batch, self.metrics, cap=cap, now_ns=time.time_ns(), span="lowlat.match",
+                                 timers=("match", "publish"), new_out=new_out)
         c = self.metrics.counts
         c["exec_reports"] += st.exec_reports - before[0]
         c["trades"] += st.trades - before[1]

@@ -77,7 +77,7 @@ class ValidatorService(BatchService):
         """Subscribe (or, with ``cfg.stage_thread`` on ``shm://``, start the stage thread) and begin serving."""
         if not stage_thread_wanted(self, transport):
             return await super().start(transport)
-        self._stage_thread = await start_stage_thread(self, transport, self.cfg.orders_subject,
+        self._stage_thread = await start_stage_thread(self, transport, [self.cfg.orders_subject],
                                                       self.cfg.queue or None, self._stage_sync)
 
     def _stage_sync(self, batch: MessageBatch, t: Any) -> None:

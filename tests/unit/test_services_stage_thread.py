@@ -1,5 +1,7 @@
-"""The validator with ``stage_thread=True`` on ``shm://``: every order (valid, rejected, malformed) answered exactly
-once, by request/reply and pipelined, and a clean stop (thread joined, subscription gone, nothing left unread)."""
+"""Services with ``stage_thread=True`` on ``shm://``: the validator answers every order (valid, rejected,
+malformed) exactly once, by request/reply and pipelined; the matcher publishes, subject by subject, what the
+event-loop path publishes for the same orders and keeps answering queries; both stop clean (thread joined,
+subscription gone, nothing left unread)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import os
 import time
 
 import lowlat
+from lowlat._batch import MessageBatch
 from lowlat.enums import Reject, Side
 from lowlat.services.config import ServiceConfig
 from lowlat.services.validator import ValidatorService
@@ -87,3 +90,80 @@ async def test_stage_thread_is_ignored_off_shm():
     finally:
         await vs.stop()
         await t.close()
+
+
+def _normalised(subject: str, payload: bytes) -> tuple:
+    # a published message without its wall-clock stamp (the two matchers run at different times)
+    if subject.endswith(".trade"):
+        m = lowlat.decode_trade(payload)
+    elif subject.endswith(".l2"):
+        m = lowlat.decode_l2_update(payload)
+    else:
+        m = lowlat.decode_execution_report(payload)
+    return tuple(m._replace(timestamp=0))
+
+
+def _match_flow() -> list[tuple[str, bytes]]:
+    # two symbols; orders that rest, cross, sweep and collide on ids, a frame of the wrong symbol for its
+    # subject, and hostile frames: (intake subject, payload) in send order
+    ts = time.time_ns()
+    flow: list[tuple[str, bytes]] = []
+    for i in range(1, 61):
+        sym = "AAPL" if i % 3 else "MSFT"
+        side = Side.BUY if i % 2 else Side.SELL
+        price = 100.0 + ((i * 7) % 5 - 2) * 0.01
+        flow.append((f"orders.match.{sym}", lowlat.encode_order(i % 45 + 1, sym, price, i % 9 + 1, side, ts + i)))
+    flow.insert(10, ("orders.match.AAPL", lowlat.encode_order(99, "MSFT", 100.0, 1, Side.BUY, ts)))
+    for junk in (b"junk", b"", lowlat.encode_order(98, "AAPL", 100.0, 5, Side.BUY, ts)[:-9]):
+        flow.insert(20, ("orders.match.MSFT", junk))
+    return flow
+
+
+async def test_matcher_stage_thread_publishes_what_the_loop_path_does_and_stops_clean():
+    from _helpers import Recorder
+
+    from lowlat.services.matcher import MatcherService
+
+    syms = ("AAPL", "MSFT")
+    flow = _match_flow()
+    # the reference: the matcher on the event loop, one received message per batch
+    ref = MatcherService(ServiceConfig(symbols=syms, snapshot_interval_s=0))
+    ref.transport = Recorder()  # type: ignore[assignment]
+    for subject, payload in flow:
+        b = MessageBatch(1, 256)
+        b.append(payload, subject, None)
+        await ref.handle_batch(subject, b)
+    want = {s: [_normalised(s, p) for p in ps] for s, ps in ref.transport.out.items()}
+    assert want["md.AAPL.trade"] and want["md.MSFT.l2"]  # the flow trades on both books
+
+    url = f"shm://tmstage{os.urandom(4).hex()}"
+    cfg = ServiceConfig(transport=url, stage_thread=True, symbols=syms, snapshot_interval_s=0)
+    server, client = ShmTransport(url), ShmTransport(url)
+    await server.connect()
+    await client.connect()
+    ms = MatcherService(cfg)
+    try:
+        await ms.start(server)
+        st = ms._stage_thread
+        assert st is not None and st.alive and st.subjects == ["orders.match.AAPL", "orders.match.MSFT"]
+        subs = {s: await client.subscribe(s) for s in want}
+        await client.flush()
+        for subject, payload in flow:
+            await client.publish(subject, payload)
+        got = {s: [_normalised(s, bytes((await sub.next_msg(timeout=5)).data)) for _ in want[s]]
+               for s, sub in subs.items()}
+        assert got == want
+        # queries are answered on the loop from the read side the thread keeps current
+        snap = lowlat.decode_book_snapshot((await client.request("query.book.AAPL", b"", timeout=5)).data)
+        assert snap.sequence == len(want["md.AAPL.l2"])
+    finally:
+        await ms.stop()
+    assert not st.alive and st.error is None
+    client._drain_ring()
+    assert all(sub.pending == 0 for sub in subs.values())  # nothing published twice
+    assert ms.processed == len(flow) == ms.metrics.counts["in"]
+    assert ms.metrics.counts["exec_reports"] == ref.metrics.counts["exec_reports"]
+    assert dict(ms.metrics.rejects) == dict(ref.metrics.rejects)
+    assert all("orders.match.AAPL" not in [s[1] for s in e.get("subs", [])] for _m, e in server._reg.entries())
+    await client.close()
+    await server.close()

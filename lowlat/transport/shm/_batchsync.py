@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..._batch import MessageBatch
@@ -28,12 +28,15 @@ BatchHandler = Callable[[MessageBatch], Any]
 
 
 class _BatchSink:
-    """``serve_batch_sync``'s registration (subject, queue, sid in the registry).  Records of ours that reach the
-    generic dispatch (a ``SID_ALL`` record while other plain subscriptions of this member exist) are kept in
+    """``serve_batch_sync``'s registration (subjects, queue, one sid in the registry).  Records of ours that reach
+    the generic dispatch (a ``SID_ALL`` record while other plain subscriptions of this member exist) are kept in
     ``held`` as ``Message``s (copied) and handled as a batch of their own."""
 
-    def __init__(self, subject: str, queue: str | None, sid: int) -> None:
-        self.subject, self.queue, self.sid = subject, queue, sid
+    def __init__(self, subjects: str | Sequence[str], queue: str | None, sid: int) -> None:
+        subjects = [subjects] if isinstance(subjects, str) else list(subjects)
+        self.subject, self.queue, self.sid = subjects[0], queue, sid
+        # the transport routes by these (one per subject, all delivering here)
+        self.route_entries = [_Route(s, queue, self) for s in subjects]
         self.held: list[Message] = []
         self.handled = 0
         self.malformed_seen = 0
@@ -41,6 +44,15 @@ class _BatchSink:
     def _deliver(self, msg: Message) -> bool:
         self.held.append(Message(msg.subject, bytes(msg.data), None, msg.reply))
         return True
+
+
+class _Route:
+    """One subject of a ``_BatchSink`` in the transport's local route table."""
+
+    __slots__ = ("_deliver", "queue", "subject")
+
+    def __init__(self, subject: str, queue: str | None, sink: _BatchSink) -> None:
+        self.subject, self.queue, self._deliver = subject, queue, sink._deliver
 
 
 def _call(sink: _BatchSink, handle: BatchHandler, batch: MessageBatch) -> None:
@@ -54,7 +66,8 @@ def _call(sink: _BatchSink, handle: BatchHandler, batch: MessageBatch) -> None:
 def _step(t: ShmTransport, intake: ShmIntake, batch: MessageBatch, sink: _BatchSink, handle: BatchHandler,
           other: list[bytes]) -> int:
     # one intake: take what is pending, hand back what is not ours, run the handler once; returns records taken
-    k = intake.take(batch, sink.sid, not sink.queue and len(t._local_plain) == 1, other)
+    # a SID_ALL record is ours alone when every plain subscription of this member is one of our subjects
+    k = intake.take(batch, sink.sid, not sink.queue and len(t._local_plain) == len(sink.route_entries), other)
     if not k:
         return 0
     if intake.malformed != sink.malformed_seen:
@@ -76,18 +89,23 @@ def _step(t: ShmTransport, intake: ShmIntake, batch: MessageBatch, sink: _BatchS
     return k
 
 
-def serve_batch_sync(t: ShmTransport, subject: str, handle_batch: BatchHandler, queue: str | None, idle: Any,
-                     stop: Callable[[], bool] | threading.Event | None, max_batch: int,
+def serve_batch_sync(t: ShmTransport, subject: str | Sequence[str], handle_batch: BatchHandler, queue: str | None,
+                     idle: Any, stop: Callable[[], bool] | threading.Event | None, max_batch: int,
                      ready: Callable[[], Any] | None, check_interval: float) -> int:
     """See ``ShmTransport.serve_batch_sync``."""
     if not 1 <= max_batch <= 1 << 24:
         raise ValueError(f"max_batch must be in 1..{1 << 24}, got {max_batch}")
-    with _serving(t, subject, idle, stop) as (wait, stopped):
+    subjects = [subject] if isinstance(subject, str) else list(subject)
+    if not subjects:
+        raise ValueError("serve_batch_sync: no subject")
+    for subj in subjects[1:]:
+        validate_subject(subj, wildcards=True)
+    with _serving(t, subjects[0], idle, stop) as (wait, stopped):
         ring = t._ring
         intake = ShmIntake(ring, max_batch)
         batch = MessageBatch(max_batch, 1)  # external mode only: the records stay in the ring
         other: list[bytes] = []
-        sink = _BatchSink(subject, queue, next(t._sids))
+        sink = _BatchSink(subjects, queue, next(t._sids))
         t._register(sink)
         try:
             if ready is not None:

@@ -29,7 +29,7 @@ import re
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Self
 
 from ..._batch import MessageBatch
@@ -66,6 +66,13 @@ class _Remote:
 
 class _ShmSub(QueueSubscription):
     sid: int = 0
+
+
+def _route_entries(sink: Any) -> Sequence[Any]:
+    # what a local subscription is routed by (objects with .subject/.queue/._deliver): itself, or one entry per
+    # subject for a multi-subject batch sink (one sid, several subjects)
+    entries: Sequence[Any] | None = getattr(sink, "route_entries", None)
+    return entries if entries is not None else (sink,)
 
 
 def inbox_member(subject: str) -> str:
@@ -127,7 +134,8 @@ class ShmTransport(Transport):
     # --- registry ---
     def _bump_and_write(self) -> None:
         self._reg.publish({"pid": os.getpid(), "ring": self._ring.name, "poll": self._poll,
-                           "subs": [[sid, s.subject, s.queue] for sid, s in self._local.items()]})
+                           "subs": [[sid, r.subject, s.queue] for sid, s in self._local.items()
+                                    for r in _route_entries(s)]})
 
     def _reload(self, gen: int) -> None:
         from ..._ring import MpscRing
@@ -445,12 +453,14 @@ class ShmTransport(Transport):
     def _register(self, sink: Any) -> None:
         self._local[sink.sid] = sink
         if not sink.queue:
-            self._local_plain.add(sink)
+            for r in _route_entries(sink):
+                self._local_plain.add(r)
         self._bump_and_write()
 
     def _forget(self, sink: Any) -> None:
         if self._local.pop(sink.sid, None) is not None:
-            self._local_plain.remove(sink)
+            for r in _route_entries(sink):
+                self._local_plain.remove(r)
             if not self._closed:
                 self._bump_and_write()
 
@@ -569,7 +579,7 @@ class ShmTransport(Transport):
         """
         return _sync.serve_sync(self, subject, handler, queue, idle, stop, check_interval, ready)
 
-    def serve_batch_sync(self, subject: str, handle_batch: Callable[[MessageBatch], Any], *,
+    def serve_batch_sync(self, subject: str | Sequence[str], handle_batch: Callable[[MessageBatch], Any], *,
                          queue: str | None = None, idle: Any = None,
                          stop: Callable[[], bool] | threading.Event | None = None, max_batch: int = 1024,
                          ready: Callable[[], Any] | None = None, check_interval: float = 0.05) -> int:
@@ -578,7 +588,9 @@ class ShmTransport(Transport):
         Each turn takes everything pending for this subscription (up to ``max_batch`` records) from the member's
         ring in one compiled call (``lowlat._shmbus.ShmIntake``: records parsed in C, malformed ones counted and
         skipped, records for other local subscriptions dispatched as usual) and calls ``handle_batch(batch)``
-        once.  ``batch`` is a ``MessageBatch`` whose payload/subject/reply spans point into the ring (zero-copy;
+        once.  ``subject`` may be a list: one subscription (one sid) for all of them, the batch mixing their
+        messages in arrival order (``batch.subject(i)`` tells them apart; the matcher's one subject per symbol).
+        ``batch`` is a ``MessageBatch`` whose payload/subject/reply spans point into the ring (zero-copy;
         no headers), valid until the handler returns: answer with ``publish_batch_sync``.  When nothing is
         pending it waits in ``wait_readable`` with the GIL released, using ``idle`` (default ``sync_idle()``).
 
