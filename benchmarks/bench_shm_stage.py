@@ -8,7 +8,8 @@ Every server is a separate process (the client is this one); the client is the s
 ``request_sync`` (closed loop; ``LOWLAT_BENCH_CLIENT_IDLE=sync``: ``sync_idle()`` as the servers, ``spin``:
 ``BusySpinIdle``, the one spinning thread) for round trips, and for the pipelined rate one thread
 publishing 1024-order batches with ``publish_batch_sync`` (no reply subject) while another counts the results on
-``orders.validated`` with ``serve_batch_sync``.  Peers:
+``orders.validated`` with ``serve_batch_sync``.  ``LOWLAT_BENCH_STAGE_WAIT=poll``: the stage threads (echo and
+services) wait with ``sync_idle()`` alone instead of on their doorbell (the previous wait, a peer).  Peers:
 
 - floor: the bare ``MpscRing`` ping-pong and ``request_sync`` against ``serve_sync`` (bench_transport.py's);
 - echo: ``serve_batch_sync`` in a thread (stage thread) vs ``serve()`` on the event loop (async);
@@ -67,7 +68,9 @@ def echo_thread():
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *a: stop.set())
     out = MessageBatch(1024, 1 << 20)
-    with ShmTransport(url) as t:
+    import os
+    doorbell = os.environ.get("LOWLAT_BENCH_STAGE_WAIT") != "poll"  # as the service stage threads wait
+    with ShmTransport(url).connect_sync(doorbell=doorbell) as t:
         def handle(b):
             out.clear()
             for i in range(b.n):
@@ -89,7 +92,11 @@ else:
     cfg = ServiceConfig(transport=url, stage_thread=mode.endswith("-thread"), queue="", gc_quiet=True,
                         max_pending=1 << 20, log_level="ERROR", forward=pipeline, snapshot_interval_s=0)
     import logging
+    import os
     logging.getLogger("lowlat").setLevel("ERROR")
+    if os.environ.get("LOWLAT_BENCH_STAGE_WAIT") == "poll":  # the stage threads' previous wait: sync_idle() alone
+        from lowlat.services._stage_thread import StageThread
+        StageThread.doorbell = False
     services = [ValidatorService(cfg)]
     if pipeline:  # validator -> matcher: accepted orders forwarded per symbol, execution reports out
         from lowlat.services.matcher import MatcherService

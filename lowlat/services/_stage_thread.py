@@ -44,6 +44,10 @@ class StageThread:
     subscription for all of them) in queue group ``queue`` in a daemon thread over its own sync member of
     ``transport``'s bus."""
 
+    # wait on the member's doorbell after a short poll (ShmTransport.connect_sync(doorbell=True)); False: the
+    # idle strategy alone (sync_idle(): poll, then sleep 50 µs-1 ms), the benchmarks' peer
+    doorbell = True
+
     def __init__(self, name: str, transport: Any, subjects: Sequence[str], queue: str | None,
                  handle: Callable[[MessageBatch, Any], None], *, max_batch: int, idle: Any = None) -> None:
         self.name = name
@@ -85,7 +89,7 @@ class StageThread:
         from ..transport.shm import ShmTransport
 
         try:
-            with ShmTransport(self._url, **self._opts) as t:
+            with ShmTransport(self._url, **self._opts).connect_sync(doorbell=self.doorbell) as t:
                 self.transport = t
                 self.handled = t.serve_batch_sync(
                     self.subjects, lambda b: self._handle(b, t), queue=self.queue, idle=self._idle,

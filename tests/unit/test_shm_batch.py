@@ -207,3 +207,43 @@ async def test_async_publish_batch_to_delivers_in_order_and_waits_for_room():
     finally:
         await pub.close()
         await small.close()
+
+
+def test_doorbell_member_is_woken_by_each_publish_not_by_its_timeout():
+    # check_interval 30 s: a stage loop that missed a wake-up would sit out 30 s, so each answer within 2 s
+    # after the loop has gone to sleep on its doorbell proves the publisher's ring woke it
+    import time
+
+    url = f"shm://tbell{os.urandom(4).hex()}"
+    srv = ShmTransport(url).connect_sync(doorbell=True)
+    out = MessageBatch(64, 1 << 16)
+    batches: list[int] = []
+
+    def handle(b: MessageBatch) -> None:
+        batches.append(b.n)
+        out.clear()
+        for i in range(b.n):
+            out.append(b.payload(i), "", b.reply(i))
+        srv.publish_batch_sync(out)
+
+    stop, ready = threading.Event(), threading.Event()
+    th = threading.Thread(target=srv.serve_batch_sync, args=("bell.echo", handle),
+                          kwargs={"stop": stop, "ready": ready.set, "check_interval": 30.0})
+    th.start()
+    try:
+        assert ready.wait(10)
+        with ShmTransport(url) as cli:
+            for i in range(12):
+                time.sleep(0.005)  # past the server's short poll: it is blocked on the doorbell now
+                t0 = time.monotonic()
+                assert bytes(cli.request_sync("bell.echo", b"m%d" % i, timeout=5).data) == b"m%d" % i
+                assert time.monotonic() - t0 < 2.0
+            stop.set()
+            cli.publish_batch_sync(out, "bell.echo")  # wakes the loop so that it sees the stop
+            th.join(10)
+            assert not th.is_alive()
+    finally:
+        stop.set()
+        th.join(10)
+        srv.close_sync()
+    assert batches[:12] == [1] * 12

@@ -127,6 +127,7 @@ class ShmTransport(Transport):
         self._req_ids = itertools.count(1)
         self._reader: asyncio.Task[None] | None = None
         self._poll = False                   # this member polls its ring (spin / sync): publishers skip its bell
+        self._sync = False                   # joined by connect_sync(): no event loop drains the ring
         self._nobell: set[str] = set()       # members that poll, from the registry
         self._owner = 0                      # thread id of the ring's consumer (async mode: the loop thread)
         self._consume_lock = threading.Lock()
@@ -186,6 +187,7 @@ class ShmTransport(Transport):
             return
         loop = asyncio.get_running_loop()
         self._open(poll=self.wait == "spin")
+        self._sync = False
         if self.wait == "spin":
             self._reader = loop.create_task(self._spin_loop(), name=f"lowlat-shm:{self.name}")
         else:
@@ -466,7 +468,7 @@ class ShmTransport(Transport):
 
     def _check_async(self) -> None:
         self._check_open()
-        if self._poll and self._reader is None:
+        if self._sync:
             raise TransportError("this ShmTransport was opened with connect_sync(): nothing drains its ring in the "
                                  "event loop; use request_sync()/serve_sync(), or connect() for the async API")
 
@@ -526,15 +528,21 @@ class ShmTransport(Transport):
         return inbox
 
     # --- synchronous fast path (lowlat.transport.shm._sync: no event loop between the ring and the caller) ---
-    def connect_sync(self) -> Self:
+    def connect_sync(self, *, doorbell: bool = False) -> Self:
         """Join the bus without an event loop, for ``request_sync``/``serve_sync`` (a latency-critical
         process or thread that polls its ring).  Publishers skip this member's doorbell; what arrives waits in
         the ring until the next ``request_sync``/``serve_sync`` call.  ``subscribe``/``serve``/``request``
         (async) are not available on such a transport.  Also ``with ShmTransport(url) as t:``.  Cost: a few
-        syscalls and one ring allocation (``ring_capacity`` bytes, prefaulted)."""
+        syscalls and one ring allocation (``ring_capacity`` bytes, prefaulted).
+
+        ``doorbell=True``: publishers ring this member's doorbell (one FIFO write per push, once per batch from
+        ``publish_batch_sync``) and ``serve_batch_sync`` blocks on it after a short poll, so an idle stage
+        thread costs no CPU and wakes within the scheduler's wake-up latency, instead of polling and then
+        sleeping 50 µs-1 ms (``sync_idle()``), which a loaded machine turns into hundreds of µs per message."""
         if not self._closed:
             return self
-        self._open(poll=True)
+        self._open(poll=not doorbell)
+        self._sync = True
         self._owner = 0  # any one thread at a time (guarded by _consume_lock)
         return self
 
