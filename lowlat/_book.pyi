@@ -1,5 +1,5 @@
 from enum import IntEnum
-from typing import Final, Literal, final
+from typing import Final, Literal, Protocol, final
 
 import numpy as np
 import numpy.typing as npt
@@ -38,8 +38,24 @@ class Command(IntEnum):
 
 def to_ticks(price: float, tick_size: float) -> tuple[int, int]: ...  # (reject code, ticks)
 
+# Book and Engine take command batches under one contract (Engine routes each command by its symbol); the
+# protocol is stub-only: at runtime both are final classes of their own.
+class _BatchApply(Protocol):
+    def apply_batch(
+        self,
+        commands: npt.NDArray[np.void],
+        events_out: npt.NDArray[np.void],
+        latency_ns: npt.NDArray[np.int64] | None = None,
+    ) -> tuple[int, int]: ...
+    def apply_frames(
+        self,
+        frames: bytes | bytearray | memoryview,
+        events_out: npt.NDArray[np.void],
+        latency_ns: npt.NDArray[np.int64] | None = None,
+    ) -> tuple[int, int, int]: ...
+
 @final
-class Book:
+class Book(_BatchApply):
     @property
     def symbol(self) -> str | None: ...
     def __init__(
@@ -75,18 +91,6 @@ class Book:
     @property
     def events(self) -> npt.NDArray[np.void]: ...
     def last_events(self) -> npt.NDArray[np.void]: ...
-    def apply_batch(
-        self,
-        commands: npt.NDArray[np.void],
-        events_out: npt.NDArray[np.void],
-        latency_ns: npt.NDArray[np.int64] | None = None,
-    ) -> tuple[int, int]: ...
-    def apply_frames(
-        self,
-        frames: bytes | bytearray | memoryview,
-        events_out: npt.NDArray[np.void],
-        latency_ns: npt.NDArray[np.int64] | None = None,
-    ) -> tuple[int, int, int]: ...
     @property
     def lo(self) -> int: ...
     @property
@@ -116,7 +120,7 @@ class Book:
     def _reset_arrays(self) -> None: ...
 
 @final
-class Engine:
+class Engine(_BatchApply):
     @property
     def default_stp(self) -> int: ...
     def __init__(self, default_stp: StpMode | Literal[0] = 0) -> None: ...
@@ -136,15 +140,3 @@ class Engine:
     def index(self, symbol: str) -> int: ...
     @property
     def books(self) -> list[Book]: ...
-    def apply_batch(
-        self,
-        commands: npt.NDArray[np.void],
-        events_out: npt.NDArray[np.void],
-        latency_ns: npt.NDArray[np.int64] | None = None,
-    ) -> tuple[int, int]: ...
-    def apply_frames(
-        self,
-        frames: bytes | bytearray | memoryview,
-        events_out: npt.NDArray[np.void],
-        latency_ns: npt.NDArray[np.int64] | None = None,
-    ) -> tuple[int, int, int]: ...

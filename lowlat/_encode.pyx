@@ -45,30 +45,72 @@ def validation_result_size(symbol=None) -> int:
     return fb_validation_result_size(sn)
 
 
+# Each message has one body, _<message>(o, ...), behind both of its wrappers: encode_<message> (into a new bytes
+# object) and encode_<message>_into (into the caller's buffer).  _out_open/_out_close are where the two differ.
+cdef struct _Out:
+    char* p            # where the message goes
+    bint into          # into the caller's buffer (view), else into a new bytes object
+    Py_buffer view     # into: the caller's buffer, held from _out_open to _out_close
+
+
+cdef object _out_open(_Out* o, object buf, Py_ssize_t offset, Py_ssize_t size):
+    # Point o.p at `size` writable bytes: of `buf` at `offset` when o.into (returns None), else of a new bytes
+    # object, which it returns for _out_close.
+    if o.into:
+        o.p = _out(buf, offset, size, &o.view)
+        return None
+    res = PyBytes_FromStringAndSize(NULL, size)
+    o.p = PyBytes_AS_STRING(res)
+    return res
+
+
+cdef object _out_close(_Out* o, object res, Py_ssize_t n):
+    # What the wrapper returns: the bytes object from _out_open, or (into) the n bytes written.
+    if not o.into:
+        return res
+    PyBuffer_Release(&o.view)
+    return n
+
+
+cdef object _validation_result(_Out* o, object buf, Py_ssize_t offset, uint64_t order_id, bint accepted,
+                               uint8_t reason, uint64_t timestamp, object symbol):
+    cdef const char* sp
+    cdef Py_ssize_t sn
+    ks = _text(symbol, &sp, &sn)
+    res = _out_open(o, buf, offset, fb_validation_result_size(sn))
+    return _out_close(o, res, fb_build_validation_result(o.p, order_id, accepted, reason, timestamp, sp, sn))
+
+
 def encode_validation_result(uint64_t order_id, bint accepted, uint8_t reason, uint64_t timestamp=0,
                              symbol=None) -> bytes:
     """A ``finance.ValidationResult`` (reason: ``Reject`` code; timestamp: ns; symbol None = absent)."""
-    cdef const char* sp
-    cdef Py_ssize_t sn
-    cdef bytes ks
-    ks = _text(symbol, &sp, &sn)
-    out = PyBytes_FromStringAndSize(NULL, fb_validation_result_size(sn))
-    fb_build_validation_result(PyBytes_AS_STRING(out), order_id, accepted, reason, timestamp, sp, sn)
-    return out
+    cdef _Out o
+    o.into = False
+    return _validation_result(&o, None, 0, order_id, accepted, reason, timestamp, symbol)
 
 
 def encode_validation_result_into(buf, Py_ssize_t offset, uint64_t order_id, bint accepted, uint8_t reason,
                                   uint64_t timestamp=0, symbol=None) -> int:
     """Write a ValidationResult into ``buf`` at ``offset``; returns the bytes written."""
+    cdef _Out o
+    o.into = True
+    return _validation_result(&o, buf, offset, order_id, accepted, reason, timestamp, symbol)
+
+
+cdef object _execution_report(_Out* o, object buf, Py_ssize_t offset, uint64_t order_id, object symbol,
+                              uint64_t account, int8_t side, uint8_t status, uint8_t reason, uint64_t trade_id,
+                              uint64_t maker_order_id, uint64_t taker_order_id, bint is_maker, double last_price,
+                              uint32_t last_quantity, uint32_t leaves_quantity, uint32_t cum_quantity,
+                              uint64_t timestamp, object client_order_id):
     cdef const char* sp
-    cdef Py_ssize_t sn, n
-    cdef bytes ks
-    cdef Py_buffer view
+    cdef const char* cp
+    cdef Py_ssize_t sn, cn
     ks = _text(symbol, &sp, &sn)
-    cdef char* o = _out(buf, offset, fb_validation_result_size(sn), &view)
-    n = fb_build_validation_result(o, order_id, accepted, reason, timestamp, sp, sn)
-    PyBuffer_Release(&view)
-    return n
+    kc = _text(client_order_id, &cp, &cn)
+    res = _out_open(o, buf, offset, fb_execution_report_size(sn, cn))
+    return _out_close(o, res, fb_build_execution_report(
+        o.p, order_id, sp, sn, account, side, status, reason, trade_id, maker_order_id, taker_order_id, is_maker,
+        last_price, last_quantity, leaves_quantity, cum_quantity, timestamp, cp, cn))
 
 
 def encode_execution_report(uint64_t order_id=0, symbol=None, uint64_t account=0, int8_t side=0,
@@ -77,17 +119,11 @@ def encode_execution_report(uint64_t order_id=0, symbol=None, uint64_t account=0
                             uint32_t last_quantity=0, uint32_t leaves_quantity=0, uint32_t cum_quantity=0,
                             uint64_t timestamp=0, client_order_id=None) -> bytes:
     """A ``finance.ExecutionReport``; arguments in schema order (prices quote currency, quantities lots)."""
-    cdef const char* sp
-    cdef const char* cp
-    cdef Py_ssize_t sn, cn
-    cdef bytes ks, kc
-    ks = _text(symbol, &sp, &sn)
-    kc = _text(client_order_id, &cp, &cn)
-    out = PyBytes_FromStringAndSize(NULL, fb_execution_report_size(sn, cn))
-    fb_build_execution_report(PyBytes_AS_STRING(out), order_id, sp, sn, account, side, status, reason, trade_id,
-                              maker_order_id, taker_order_id, is_maker, last_price, last_quantity,
-                              leaves_quantity, cum_quantity, timestamp, cp, cn)
-    return out
+    cdef _Out o
+    o.into = False
+    return _execution_report(&o, None, 0, order_id, symbol, account, side, status, reason, trade_id,
+                             maker_order_id, taker_order_id, is_maker, last_price, last_quantity, leaves_quantity,
+                             cum_quantity, timestamp, client_order_id)
 
 
 def encode_execution_report_into(buf, Py_ssize_t offset, uint64_t order_id=0, symbol=None, uint64_t account=0,
@@ -96,76 +132,69 @@ def encode_execution_report_into(buf, Py_ssize_t offset, uint64_t order_id=0, sy
                                  double last_price=0.0, uint32_t last_quantity=0, uint32_t leaves_quantity=0,
                                  uint32_t cum_quantity=0, uint64_t timestamp=0, client_order_id=None) -> int:
     """Write an ExecutionReport into ``buf`` at ``offset``; returns the bytes written."""
+    cdef _Out o
+    o.into = True
+    return _execution_report(&o, buf, offset, order_id, symbol, account, side, status, reason, trade_id,
+                             maker_order_id, taker_order_id, is_maker, last_price, last_quantity, leaves_quantity,
+                             cum_quantity, timestamp, client_order_id)
+
+
+cdef object _trade(_Out* o, object buf, Py_ssize_t offset, uint64_t trade_id, object symbol, double price,
+                   uint32_t quantity, int8_t aggressor_side, uint64_t maker_order_id, uint64_t taker_order_id,
+                   uint64_t timestamp, uint64_t sequence):
     cdef const char* sp
-    cdef const char* cp
-    cdef Py_ssize_t sn, cn, n
-    cdef bytes ks, kc
-    cdef Py_buffer view
+    cdef Py_ssize_t sn
     ks = _text(symbol, &sp, &sn)
-    kc = _text(client_order_id, &cp, &cn)
-    cdef char* o = _out(buf, offset, fb_execution_report_size(sn, cn), &view)
-    n = fb_build_execution_report(o, order_id, sp, sn, account, side, status, reason, trade_id, maker_order_id,
-                                  taker_order_id, is_maker, last_price, last_quantity, leaves_quantity,
-                                  cum_quantity, timestamp, cp, cn)
-    PyBuffer_Release(&view)
-    return n
+    res = _out_open(o, buf, offset, fb_trade_size(sn))
+    return _out_close(o, res, fb_build_trade(o.p, trade_id, sp, sn, price, quantity, aggressor_side,
+                                             maker_order_id, taker_order_id, timestamp, sequence))
 
 
 def encode_trade(uint64_t trade_id=0, symbol=None, double price=0.0, uint32_t quantity=0, int8_t aggressor_side=0,
                  uint64_t maker_order_id=0, uint64_t taker_order_id=0, uint64_t timestamp=0,
                  uint64_t sequence=0) -> bytes:
     """A ``finance.Trade``; arguments in schema order."""
-    cdef const char* sp
-    cdef Py_ssize_t sn
-    cdef bytes ks
-    ks = _text(symbol, &sp, &sn)
-    out = PyBytes_FromStringAndSize(NULL, fb_trade_size(sn))
-    fb_build_trade(PyBytes_AS_STRING(out), trade_id, sp, sn, price, quantity, aggressor_side, maker_order_id,
-                   taker_order_id, timestamp, sequence)
-    return out
+    cdef _Out o
+    o.into = False
+    return _trade(&o, None, 0, trade_id, symbol, price, quantity, aggressor_side, maker_order_id, taker_order_id,
+                  timestamp, sequence)
 
 
 def encode_trade_into(buf, Py_ssize_t offset, uint64_t trade_id=0, symbol=None, double price=0.0,
                       uint32_t quantity=0, int8_t aggressor_side=0, uint64_t maker_order_id=0,
                       uint64_t taker_order_id=0, uint64_t timestamp=0, uint64_t sequence=0) -> int:
     """Write a Trade into ``buf`` at ``offset``; returns the bytes written."""
+    cdef _Out o
+    o.into = True
+    return _trade(&o, buf, offset, trade_id, symbol, price, quantity, aggressor_side, maker_order_id,
+                  taker_order_id, timestamp, sequence)
+
+
+cdef object _l2_update(_Out* o, object buf, Py_ssize_t offset, object symbol, uint64_t sequence, int8_t side,
+                       double price, uint64_t quantity, uint32_t order_count, uint64_t timestamp):
     cdef const char* sp
-    cdef Py_ssize_t sn, n
-    cdef bytes ks
-    cdef Py_buffer view
+    cdef Py_ssize_t sn
     ks = _text(symbol, &sp, &sn)
-    cdef char* o = _out(buf, offset, fb_trade_size(sn), &view)
-    n = fb_build_trade(o, trade_id, sp, sn, price, quantity, aggressor_side, maker_order_id, taker_order_id,
-                       timestamp, sequence)
-    PyBuffer_Release(&view)
-    return n
+    res = _out_open(o, buf, offset, fb_l2_update_size(sn))
+    return _out_close(o, res, fb_build_l2_update(o.p, sp, sn, sequence, side, price, quantity, order_count,
+                                                 timestamp))
 
 
 def encode_l2_update(symbol=None, uint64_t sequence=0, int8_t side=0, double price=0.0, uint64_t quantity=0,
                      uint32_t order_count=0, uint64_t timestamp=0) -> bytes:
     """A ``finance.L2Update``; arguments in schema order."""
-    cdef const char* sp
-    cdef Py_ssize_t sn
-    cdef bytes ks
-    ks = _text(symbol, &sp, &sn)
-    out = PyBytes_FromStringAndSize(NULL, fb_l2_update_size(sn))
-    fb_build_l2_update(PyBytes_AS_STRING(out), sp, sn, sequence, side, price, quantity, order_count, timestamp)
-    return out
+    cdef _Out o
+    o.into = False
+    return _l2_update(&o, None, 0, symbol, sequence, side, price, quantity, order_count, timestamp)
 
 
 def encode_l2_update_into(buf, Py_ssize_t offset, symbol=None, uint64_t sequence=0, int8_t side=0,
                           double price=0.0, uint64_t quantity=0, uint32_t order_count=0,
                           uint64_t timestamp=0) -> int:
     """Write an L2Update into ``buf`` at ``offset``; returns the bytes written."""
-    cdef const char* sp
-    cdef Py_ssize_t sn, n
-    cdef bytes ks
-    cdef Py_buffer view
-    ks = _text(symbol, &sp, &sn)
-    cdef char* o = _out(buf, offset, fb_l2_update_size(sn), &view)
-    n = fb_build_l2_update(o, sp, sn, sequence, side, price, quantity, order_count, timestamp)
-    PyBuffer_Release(&view)
-    return n
+    cdef _Out o
+    o.into = True
+    return _l2_update(&o, buf, offset, symbol, sequence, side, price, quantity, order_count, timestamp)
 
 
 def encode_validation_results_into(buf, Py_ssize_t offset, const uint64_t[::1] order_ids not None,

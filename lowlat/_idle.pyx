@@ -13,7 +13,7 @@ a strategy parks.
 
 cimport cython
 from cpython.exc cimport PyErr_CheckSignals
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint32_t
 
 DEFAULT_MAX_SPINS = 10
 DEFAULT_MAX_YIELDS = 5
@@ -25,6 +25,18 @@ YIELD = LL_IDLE_ACT_YIELD
 _NAMES = {LL_IDLE_BUSY: "busy_spin", LL_IDLE_YIELD: "yield", LL_IDLE_SLEEP: "sleep", LL_IDLE_BACKOFF: "backoff"}
 
 
+cdef void _configure(ll_idle_t* c, int kind, uint32_t max_spins, uint32_t max_yields, int64_t min_park_ns,
+                     int64_t max_park_ns) noexcept:
+    # Every parameter at once, then fresh state; a kind ignores the parameters it has no use for (sleep: the
+    # spin/yield counts; busy spin and yield: all of them).
+    c.kind = kind
+    c.max_spins = max_spins
+    c.max_yields = max_yields
+    c.min_park_ns = min_park_ns
+    c.max_park_ns = max_park_ns
+    ll_idle_reset(c)
+
+
 cdef class IdleStrategy:
     """How a waiting loop idles.  Use one of the subclasses (or its kind name, see ``idle_strategy``).
 
@@ -33,12 +45,8 @@ cdef class IdleStrategy:
     object per waiting loop for those."""
 
     def __cinit__(self):
-        self.cfg.kind = LL_IDLE_BACKOFF
-        self.cfg.max_spins = DEFAULT_MAX_SPINS
-        self.cfg.max_yields = DEFAULT_MAX_YIELDS
-        self.cfg.min_park_ns = DEFAULT_MIN_PARK_NS
-        self.cfg.max_park_ns = DEFAULT_MAX_PARK_NS
-        ll_idle_reset(&self.cfg)
+        _configure(&self.cfg, LL_IDLE_BACKOFF, DEFAULT_MAX_SPINS, DEFAULT_MAX_YIELDS, DEFAULT_MIN_PARK_NS,
+                   DEFAULT_MAX_PARK_NS)
 
     @property
     def name(self) -> str:
@@ -113,10 +121,7 @@ cdef class SleepingIdle(IdleStrategy):
     def __init__(self, *, int64_t park_ns=DEFAULT_MIN_PARK_NS):
         if park_ns < 1:
             raise ValueError(f"SleepingIdle: need park_ns >= 1, got {park_ns}")
-        self.cfg.kind = LL_IDLE_SLEEP
-        self.cfg.min_park_ns = park_ns
-        self.cfg.max_park_ns = park_ns
-        ll_idle_reset(&self.cfg)
+        _configure(&self.cfg, LL_IDLE_SLEEP, DEFAULT_MAX_SPINS, DEFAULT_MAX_YIELDS, park_ns, park_ns)
 
     @property
     def park_ns(self):
@@ -136,12 +141,7 @@ cdef class BackoffIdle(IdleStrategy):
         if max_spins < 0 or max_yields < 0 or min_park_ns < 1 or max_park_ns < min_park_ns:
             raise ValueError("BackoffIdle: need max_spins >= 0, max_yields >= 0, "
                              "1 <= min_park_ns <= max_park_ns")
-        self.cfg.kind = LL_IDLE_BACKOFF
-        self.cfg.max_spins = max_spins
-        self.cfg.max_yields = max_yields
-        self.cfg.min_park_ns = min_park_ns
-        self.cfg.max_park_ns = max_park_ns
-        ll_idle_reset(&self.cfg)
+        _configure(&self.cfg, LL_IDLE_BACKOFF, max_spins, max_yields, min_park_ns, max_park_ns)
 
     @property
     def max_spins(self):

@@ -73,6 +73,7 @@ cdef class NatsWriter:
     cdef int _reserve(self, Py_ssize_t n) except -1
     cdef int _put(self, const char* p, Py_ssize_t n) except -1
     cdef int _put_subject(self, const char* p, Py_ssize_t n, bint wildcards) except -1
+    cdef int _put_words(self, const char* a, Py_ssize_t alen, const char* b, Py_ssize_t blen) except -1
     cdef int _put_int(self, int64_t v) except -1
     cdef int pub_c(self, const char* subj, Py_ssize_t slen, const char* reply, Py_ssize_t rlen,
                    const char* hdr, Py_ssize_t hlen, const char* payload, Py_ssize_t plen) except -1

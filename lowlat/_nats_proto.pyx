@@ -560,6 +560,16 @@ cdef class NatsWriter:
                                  "published to")
         return 0
 
+    cdef int _put_words(self, const char* a, Py_ssize_t alen, const char* b, Py_ssize_t blen) except -1:
+        # "a " and, when blen > 0, "b ": a command's subject and its optional second word, the reply subject of
+        # PUB/HPUB or the queue group of SUB
+        self._put(a, alen)
+        self._put(" ", 1)
+        if blen:
+            self._put(b, blen)
+            self._put(" ", 1)
+        return 0
+
     cdef int _put_int(self, int64_t v) except -1:
         cdef char tmp[24]
         cdef int i = 24
@@ -589,11 +599,7 @@ cdef class NatsWriter:
             self._put("HPUB ", 5)
         else:
             self._put("PUB ", 4)
-        self._put(subj, slen)
-        self._put(" ", 1)
-        if rlen:
-            self._put(reply, rlen)
-            self._put(" ", 1)
+        self._put_words(subj, slen, reply, rlen)
         if hlen:
             self._put_int(hlen)
             self._put(" ", 1)
@@ -683,11 +689,7 @@ cdef class NatsWriter:
             qp = _str_or_bytes(queue, &qlen)
             self._put_subject(qp, qlen, False)
         self._put("SUB ", 4)
-        self._put(sp, slen)
-        self._put(" ", 1)
-        if qlen:
-            self._put(qp, qlen)
-            self._put(" ", 1)
+        self._put_words(sp, slen, qp, qlen)
         self._put_int(sid)
         self._put("\r\n", 2)
         self.commands += 1

@@ -72,10 +72,78 @@ def _rng(field: str) -> str:
 def _flag(p: argparse.ArgumentParser | argparse._ArgumentGroup, field: str, help: str, **kw: Any) -> None:
     """Add ``--<key>`` for config field ``field`` (flag name = config key with ``-``)."""
     name = "--" + config_key(field).replace("_", "-")
-    if kw.get("action") == "store_true":
+    if kw.get("action") in ("store_true", argparse.BooleanOptionalAction):
         p.add_argument(name, dest=field, default=None, help=help, **kw)
     else:
         p.add_argument(name, dest=field, type=_typed(field), help=help + _rng(field), **kw)
+
+
+# Flag tables: (config field, help, metavar or one of the switch kinds below), added in this order by _flags.
+# A flag that several commands take is one row here, so its help is written once.
+_SWITCH: dict[str, Any] = {"action": "store_true"}
+_ON_OFF: dict[str, Any] = {"action": argparse.BooleanOptionalAction}
+_Flags = tuple[tuple[str, str, str | dict[str, Any]], ...]
+
+_NATS_AUTH_FLAGS: _Flags = (
+    ("token_file", "file holding the auth token", "FILE"),
+    ("creds_file", "NATS .creds file (JWT + nkey seed)", "FILE"),
+    ("nkey_file", "nkey seed file", "FILE"),
+    ("tls_ca", "PEM CA bundle (turns TLS on)", "FILE"),
+    ("tls_cert", "PEM client certificate (mutual TLS)", "FILE"),
+    ("tls_key", "PEM client key", "FILE"),
+    ("connect_attempts", "attempts per server at start-up (default 5)", "N"),
+    ("reconnect_attempts", "reconnect attempts per server after an outage, -1 = keep trying (default -1)", "N"),
+)
+
+_BATCH_FLAGS: _Flags = (
+    ("batch_max", "largest batch per nogil call (default 1024)", "N"),
+    ("max_pending", "bound on pending messages per subscription (default 65536)", "N"),
+)
+
+_INTAKE_FLAGS: _Flags = _BATCH_FLAGS + (
+    ("rate_limit", "max messages/s taken in, 0 = off (default 0)", "RATE"),
+    ("metrics_port", "serve Prometheus /metrics on 127.0.0.1:PORT, 0 = off (default 0)", "PORT"),
+    ("otel", "OpenTelemetry spans per batch (pip install 'lowlat[otel]')", _SWITCH),
+    ("cpus", "pin every thread of the process to these CPUs, e.g. 2,3 or 0-3 (Linux; default: not pinned)",
+     "LIST"),
+    ("hot_cpus", ("pin the event-loop (hot) thread to these CPUs; with --cpus the other threads keep off "
+                  "them (default: not pinned)"), "LIST"),
+    ("gc_thresholds", "gen0,gen1,gen2 collector thresholds after start-up (default 10000,20,100)", "T0,T1,T2"),
+    ("gc_quiet", ("after start-up collect once, gc.freeze() and set --gc-thresholds (default on); "
+                  "--no-gc-quiet leaves the collector as Python sets it (also LOWLAT_GC_QUIET=0)"), _ON_OFF),
+    ("rt_priority", ("SCHED_FIFO priority of the hot thread, 1..99, 0 = off (needs root or CAP_SYS_NICE; "
+                     "default 0)"), "N"),
+    ("event_loop", "auto (uvloop when installed), asyncio or uvloop (default auto; also LOWLAT_EVENT_LOOP)",
+     "LOOP"),
+)
+
+_VALIDATOR_FLAGS: _Flags = (
+    ("queue", "queue group of the validator instances (default validators; '' for none)", "NAME"),
+    ("publish_results", "also publish results to orders.validated / orders.rejected", _SWITCH),
+    ("forward", "forward accepted orders to orders.match.<SYMBOL> (for a matcher)", _SWITCH),
+)
+
+_MATCHER_FLAGS: _Flags = (
+    ("snapshot_interval_s", "seconds between published book snapshots, 0 = off (default 1)", "S"),
+)
+
+# {rate} and {seconds}: the defaults of the command that adds them
+_LOAD_FLAGS: _Flags = (
+    ("rate", "target orders/s, constant (default {rate:g})", "RATE"),
+    ("count", "orders to send, 0 = as many as --duration takes (default 0)", "N"),
+    ("duration_s", "seconds to send for (default {seconds:g})", "S"),
+    ("payload", "pad each order to at least this many bytes (default 0 = natural size)", "BYTES"),
+    ("reject_ratio", "fraction of deliberately invalid orders (default 0.05)", "F"),
+    ("spin", ("wait for each due order by yielding to the event loop instead of sleeping until it is due "
+              "(a timerfd: tens of µs of wake-up latency, little CPU): lowest send lag, one core busy"), _SWITCH),
+)
+
+
+def _flags(g: argparse._ArgumentGroup, table: _Flags, **defaults: float) -> None:
+    """Add every flag of ``table``; ``defaults`` fill the ``{name}`` fields of the help texts."""
+    for field, help, how in table:
+        kw = how if isinstance(how, dict) else {"metavar": how}
+        _flag(g, field, help.format(**defaults) if defaults else help, **kw)
 
 
 def _common(p: argparse.ArgumentParser, *, transport: str, log_level: str, log_format: str) -> None:
@@ -91,59 +159,12 @@ def _common(p: argparse.ArgumentParser, *, transport: str, log_level: str, log_f
                    help=f"{', '.join(LOG_LEVELS)} (default {log_level})")
     g.add_argument("--log-format", dest="log_json", type=_typed("log_json"), metavar="FORMAT",
                    help=f"log lines on stderr: {' or '.join(LOG_FORMATS)} (default {log_format})")
-    g = p.add_argument_group("NATS credentials and TLS (files keep secrets out of the URL and of ps)")
-    _flag(g, "token_file", "file holding the auth token", metavar="FILE")
-    _flag(g, "creds_file", "NATS .creds file (JWT + nkey seed)", metavar="FILE")
-    _flag(g, "nkey_file", "nkey seed file", metavar="FILE")
-    _flag(g, "tls_ca", "PEM CA bundle (turns TLS on)", metavar="FILE")
-    _flag(g, "tls_cert", "PEM client certificate (mutual TLS)", metavar="FILE")
-    _flag(g, "tls_key", "PEM client key", metavar="FILE")
-    _flag(g, "connect_attempts", "attempts per server at start-up (default 5)", metavar="N")
-    _flag(g, "reconnect_attempts", "reconnect attempts per server after an outage, -1 = keep trying (default -1)",
-          metavar="N")
-
-
-def _intake_flags(g: argparse._ArgumentGroup) -> None:
-    _flag(g, "batch_max", "largest batch per nogil call (default 1024)", metavar="N")
-    _flag(g, "max_pending", "bound on pending messages per subscription (default 65536)", metavar="N")
-    _flag(g, "rate_limit", "max messages/s taken in, 0 = off (default 0)", metavar="RATE")
-    _flag(g, "metrics_port", "serve Prometheus /metrics on 127.0.0.1:PORT, 0 = off (default 0)", metavar="PORT")
-    _flag(g, "otel", "OpenTelemetry spans per batch (pip install 'lowlat[otel]')", action="store_true")
-    _flag(g, "cpus", "pin every thread of the process to these CPUs, e.g. 2,3 or 0-3 (Linux; default: not pinned)",
-          metavar="LIST")
-    _flag(g, "hot_cpus", "pin the event-loop (hot) thread to these CPUs; with --cpus the other threads keep off "
-                         "them (default: not pinned)", metavar="LIST")
-    _flag(g, "gc_thresholds", "gen0,gen1,gen2 collector thresholds after start-up (default 10000,20,100)",
-          metavar="T0,T1,T2")
-    g.add_argument("--gc-quiet", dest="gc_quiet", action=argparse.BooleanOptionalAction, default=None,
-                   help="after start-up collect once, gc.freeze() and set --gc-thresholds (default on); "
-                        "--no-gc-quiet leaves the collector as Python sets it (also LOWLAT_GC_QUIET=0)")
-    _flag(g, "rt_priority", "SCHED_FIFO priority of the hot thread, 1..99, 0 = off (needs root or CAP_SYS_NICE; "
-                            "default 0)", metavar="N")
-    _flag(g, "event_loop", "auto (uvloop when installed), asyncio or uvloop (default auto; also LOWLAT_EVENT_LOOP)",
-          metavar="LOOP")
-
-
-def _validator_flags(g: argparse._ArgumentGroup) -> None:
-    _flag(g, "queue", "queue group of the validator instances (default validators; '' for none)", metavar="NAME")
-    _flag(g, "publish_results", "also publish results to orders.validated / orders.rejected", action="store_true")
-    _flag(g, "forward", "forward accepted orders to orders.match.<SYMBOL> (for a matcher)", action="store_true")
-
-
-def _matcher_flags(g: argparse._ArgumentGroup) -> None:
-    _flag(g, "snapshot_interval_s", "seconds between published book snapshots, 0 = off (default 1)", metavar="S")
+    _flags(p.add_argument_group("NATS credentials and TLS (files keep secrets out of the URL and of ps)"),
+           _NATS_AUTH_FLAGS)
 
 
 def _load_flags(p: argparse.ArgumentParser, *, rate: float, seconds: float) -> None:
-    g = p.add_argument_group("load")
-    _flag(g, "rate", f"target orders/s, constant (default {rate:g})", metavar="RATE")
-    _flag(g, "count", "orders to send, 0 = as many as --duration takes (default 0)", metavar="N")
-    _flag(g, "duration_s", f"seconds to send for (default {seconds:g})", metavar="S")
-    _flag(g, "payload", "pad each order to at least this many bytes (default 0 = natural size)", metavar="BYTES")
-    _flag(g, "reject_ratio", "fraction of deliberately invalid orders (default 0.05)", metavar="F")
-    _flag(g, "spin", "wait for each due order by yielding to the event loop instead of sleeping until it is due "
-                     "(a timerfd: tens of µs of wake-up latency, little CPU): lowest send lag, one core busy",
-          action="store_true")
+    _flags(p.add_argument_group("load"), _LOAD_FLAGS, rate=rate, seconds=seconds)
 
 
 def _cfg(args: argparse.Namespace, service: str, **defaults: Any) -> ServiceConfig:
@@ -445,9 +466,7 @@ def add_commands(sub: Any) -> None:
                                    "matplotlib: pip install 'lowlat[plot]'). Ctrl-C stops early and reports.")
     _common(p, transport=DEFAULT_TRANSPORT, log_level="ERROR", log_format="text")
     _load_flags(p, rate=5000, seconds=3)
-    g = p.add_argument_group("services")
-    _flag(g, "batch_max", "largest batch per nogil call (default 1024)", metavar="N")
-    _flag(g, "max_pending", "bound on pending messages per subscription (default 65536)", metavar="N")
+    _flags(p.add_argument_group("services"), _BATCH_FLAGS)
     g = p.add_argument_group("output")
     g.add_argument("--plot", default="lowlat-demo-latency.png", metavar="PNG", help="PNG path (default %(default)s)")
     g.add_argument("--no-plot", action="store_true", help="do not write the PNG")
@@ -460,18 +479,15 @@ def add_commands(sub: Any) -> None:
                        description="Run the validator, the matcher, or both in one process, until SIGTERM or "
                                    "Ctrl-C; then stop intake, answer what was taken in, and exit 0.")
     ss = p.add_subparsers(dest="service", required=True, metavar="{validator,matcher,all}")
-    for name, help_, groups in (
+    for name, help_, flags in (
             ("validator", "order validator (queue group, batched nogil validation, request/reply)",
-             (_validator_flags,)),
+             _VALIDATOR_FLAGS),
             ("matcher", "matching service (one book per symbol, execution reports, market data, queries)",
-             (_matcher_flags,)),
-            ("all", "validator (forwarding) + matcher in one process", (_validator_flags, _matcher_flags))):
+             _MATCHER_FLAGS),
+            ("all", "validator (forwarding) + matcher in one process", _VALIDATOR_FLAGS + _MATCHER_FLAGS)):
         sp = ss.add_parser(name, help=help_, description=help_[0].upper() + help_[1:] + ".")
         _common(sp, transport=SERVE_TRANSPORT, log_level="INFO", log_format="json")
-        g = sp.add_argument_group(f"{name} options")
-        _intake_flags(g)
-        for add in groups:
-            add(g)
+        _flags(sp.add_argument_group(f"{name} options"), _INTAKE_FLAGS + flags)
         sp.set_defaults(func=_serve, service=name)
 
     p = sub.add_parser("loadgen", help="constant-rate load generator (latency from the intended send time)",

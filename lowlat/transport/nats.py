@@ -81,6 +81,16 @@ def _as_bytes_like(p: Buffer) -> Buffer:
     return mv
 
 
+async def _pull(psub: Any, n: int, timeout: float) -> list[Any]:
+    """Up to ``n`` messages of a JetStream pull consumer within ``timeout`` s: none, not an error, when it has
+    nothing that soon (its fetch raises a timeout)."""
+    try:
+        msgs: list[Any] = await psub.fetch(n, timeout=timeout)
+    except (TimeoutError, nats.errors.TimeoutError):
+        return []
+    return msgs
+
+
 def _map_error(e: BaseException, what: str) -> BaseException:
     if isinstance(e, (nats.errors.NoRespondersError, nats.js.errors.NoStreamResponseError)):
         return NoRespondersError(f"{what}: no responders")
@@ -119,10 +129,7 @@ class JsPullSubscription:
     async def fetch(self, batch: int = 1, timeout: float = 1.0) -> list[Message]:
         """Up to ``batch`` messages (fewer, or none, if the stream has fewer before ``timeout`` s)."""
         self._t._check_open()
-        try:
-            msgs = await self._psub.fetch(batch, timeout=timeout)
-        except (TimeoutError, nats.errors.TimeoutError):
-            return []
+        msgs = await _pull(self._psub, batch, timeout)
         return [Message(m.subject, m.data, m.headers, None, self._t, m.ack) for m in msgs]
 
     async def unsubscribe(self) -> None:
@@ -524,9 +531,7 @@ class _JsLogReader:
     async def fetch(self, max_msgs: int = 256, timeout: float = 1.0) -> list[LogRecord]:
         self._t._check_open()
         try:
-            msgs = await self._psub.fetch(max_msgs, timeout=timeout)
-        except (TimeoutError, nats.errors.TimeoutError):
-            return []
+            msgs = await _pull(self._psub, max_msgs, timeout)
         except Exception as e:
             raise _map_error(e, "log fetch") from e
         out = []
