@@ -62,14 +62,21 @@ class RouteTable:
             return out
 
     def route_valid(self, subject: str) -> tuple[list[Any], list[list[Any]]]:
-        """``route`` for a publisher: ``validate_subject`` runs when a subject enters the cache, so a cached
-        subject is known valid and a warm publish costs one dict hit, with or without subscribers.  An invalid
-        subject raises ``ValueError`` and is never cached.  Use it for every lookup of a table, or none: a
-        subject cached by ``route`` is taken as valid."""
+        """``route`` for a publisher that must refuse invalid subjects: one that no subscription matches is
+        checked (``validate_subject``, ``ValueError``) when it enters the cache and is not cached if invalid, so
+        a warm publish costs one dict hit with or without subscribers.  A subject some subscription matches is
+        taken as valid without the check (a unique reply subject per request would otherwise pay it on every
+        reply).  Use it for every lookup of a table, or none: an empty route cached by ``route`` is taken as
+        valid."""
         hit = self._cache.get(subject)
         if hit is None:
-            validate_subject(subject)
             hit = self.route(subject)
+            if not hit[0] and not hit[1]:
+                try:
+                    validate_subject(subject)
+                except ValueError:
+                    self._cache.pop(subject, None)
+                    raise
         return hit
 
     def pick(self, members: list[Any]) -> Any:
