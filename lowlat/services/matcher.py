@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -36,7 +36,6 @@ from .._readside import OrderStates
 from ..enums import ExecStatus, Reject
 from ..transport import Message
 from ._stage_loop import ReusableOut, stage_outputs, sync_rejects
-from ._stage_thread import StageThread, stage_thread_wanted, start_stage_thread, stop_stage_thread
 from .config import ServiceConfig
 from .marketdata import md_subjects
 from .metrics import Metrics, otel_span
@@ -139,7 +138,6 @@ class MatcherService(BatchService):
         # the output batches for publishers that copy them (the loop's and the stage thread's: never shared)
         self._out = ReusableOut()
         self._out_sync = ReusableOut()
-        self._stage_thread: StageThread | None = None  # cfg.stage_thread on shm://
 
     def subjects(self) -> list[tuple[str, str | None]]:
         # no queue group: exactly one matcher owns a symbol's book
@@ -217,13 +215,9 @@ class MatcherService(BatchService):
                 self.metrics.inc("snapshots")
 
     # --- write side ------------------------------------------------------------------------------
-    async def start(self, transport: Any) -> None:
-        """Subscribe (or, with ``cfg.stage_thread`` on ``shm://`` and no journal, start the stage thread: one
-        subscription for every symbol's subject) and begin serving; queries and snapshots stay on the loop."""
-        if self.journal is not None or not stage_thread_wanted(self, transport):
-            return await super().start(transport)
-        self._stage_thread = await start_stage_thread(self, transport, [s for s, _ in self.subjects()], None,
-                                                      self._stage_sync)
+    def stage_thread_handler(self) -> Callable[[MessageBatch, Any], None] | None:
+        # the write-ahead journal needs the Python path (handle); queries and snapshots stay on the loop
+        return self._stage_sync if self.journal is None else None
 
     def _stage_sync(self, batch: MessageBatch, t: Any) -> None:
         # the stage thread's handler: the same stage, published without an event loop.  Queries on the loop
@@ -231,11 +225,6 @@ class MatcherService(BatchService):
         for out in self.run_stage(batch, self._out_sync):
             t.publish_batch_sync(out)
         self.processed += batch.n
-
-    async def stop(self, timeout: float | None = None) -> None:
-        if self._stage_thread is not None and not self._stopping:
-            await stop_stage_thread(self, self._stage_thread, timeout)
-        await super().stop(timeout)
 
     async def handle_batch(self, subject: str, batch: MessageBatch) -> None:
         """Match one received batch and publish everything it produces (Python once per output batch).

@@ -20,7 +20,7 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from .._redact import redact_url
@@ -155,6 +155,7 @@ class BatchService:
         self._slow_logged = (-1e9, 0)  # (monotonic s, dropped) at the last slow-consumer line
         self._inflight: dict[asyncio.Task[None], int] = {}  # per intake loop: the batch taken in, not yet done
         self.processed = 0
+        self._stage_thread: Any = None  # a StageThread while the stage runs in one (start)
 
     # --- subclass API ---
     def subjects(self) -> Sequence[tuple[str, str | None]]:
@@ -170,7 +171,24 @@ class BatchService:
         """Hook: after intake stopped and pending work drained, before the transport is flushed."""
 
     # --- lifecycle ---
+    def stage_thread_handler(self) -> Callable[[MessageBatch, Any], None] | None:
+        """``handle(batch, transport)`` for a stage thread (``cfg.stage_thread`` on ``shm://``,
+        ``services._stage_thread``), for a service whose stage can run off the event loop; None (the default):
+        it cannot."""
+        return None
+
     async def start(self, transport: Transport) -> None:
+        """Subscribe to ``subjects()`` and serve each from an intake task; or, where ``stage_thread_handler`` gives
+        one and ``cfg.stage_thread`` is on over ``shm://``, from one stage thread subscribed to all of them."""
+        handler = self.stage_thread_handler()
+        if handler is not None:
+            from ._stage_thread import stage_thread_wanted, start_stage_thread
+
+            if stage_thread_wanted(self, transport):
+                subs = self.subjects()
+                self._stage_thread = await start_stage_thread(self, transport, [s for s, _ in subs],
+                                                              subs[0][1] if subs else None, handler)
+                return
         self.transport = transport
         self.metrics.transport = transport
         for subject, queue in self.subjects():
@@ -277,6 +295,10 @@ class BatchService:
         """Stop intake, finish in-flight and pending work (bounded by ``timeout`` s), then run ``on_stop``."""
         if self._stopping:
             return
+        if self._stage_thread is not None:
+            from ._stage_thread import stop_stage_thread
+
+            await stop_stage_thread(self, self._stage_thread, timeout)
         self._stopping = True
         timeout = self.cfg.drain_timeout_s if timeout is None else timeout
         connected = self.transport is None or transport_connected(self.transport)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -28,7 +28,6 @@ from .._vstage import ValidateStage
 from ..errors import TransportClosedError
 from ..transport import Message
 from ._stage_loop import ReusableOut, stage_outputs, sync_rejects
-from ._stage_thread import StageThread, stage_thread_wanted, start_stage_thread, stop_stage_thread
 from .config import ServiceConfig
 from .metrics import Metrics, otel_span
 from .runtime import BatchService, log
@@ -64,7 +63,6 @@ class ValidatorService(BatchService):
         self._out = ReusableOut((3072, 1 << 20))
         self._out_sync = ReusableOut((3072, 1 << 20))
         self._seen_reasons = np.zeros(256, dtype=np.int64)
-        self._stage_thread: StageThread | None = None  # cfg.stage_thread on shm://
 
     def _reply_refused(self, reply: str, e: BaseException) -> None:
         """Count a reply the transport refused; log the first and then one line per 1000 (rate-limited)."""
@@ -73,23 +71,14 @@ class ValidatorService(BatchService):
             log.error("reply refused by the transport", extra={"service": self.name, "reply": reply[:200],
                                                                 "error": str(e)[:200], "refused_total": n})
 
-    async def start(self, transport: Any) -> None:
-        """Subscribe (or, with ``cfg.stage_thread`` on ``shm://``, start the stage thread) and begin serving."""
-        if not stage_thread_wanted(self, transport):
-            return await super().start(transport)
-        self._stage_thread = await start_stage_thread(self, transport, [self.cfg.orders_subject],
-                                                      self.cfg.queue or None, self._stage_sync)
+    def stage_thread_handler(self) -> Callable[[MessageBatch, Any], None] | None:
+        return self._stage_sync
 
     def _stage_sync(self, batch: MessageBatch, t: Any) -> None:
         # the stage thread's handler: the same stage, published without an event loop
         for out in self.run_stage(batch, t, new_out=self._out_sync):
             t.publish_batch_sync(out)
         self.processed += batch.n
-
-    async def stop(self, timeout: float | None = None) -> None:
-        if self._stage_thread is not None and not self._stopping:
-            await stop_stage_thread(self, self._stage_thread, timeout)
-        await super().stop(timeout)
 
     def subjects(self) -> list[tuple[str, str | None]]:
         return [(self.cfg.orders_subject, self.cfg.queue or None)]
