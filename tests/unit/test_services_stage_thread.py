@@ -25,12 +25,17 @@ def _orders(n: int) -> list[bytes]:
     return out
 
 
-async def test_validator_stage_thread_answers_every_order_once_and_stops_clean():
+async def _bus(**cfg: object) -> tuple[ServiceConfig, ShmTransport, ShmTransport]:
+    """A fresh bus: a stage-thread config for it, the service's (server) and the test's (client) transports."""
     url = f"shm://tstage{os.urandom(4).hex()}"
-    cfg = ServiceConfig(transport=url, stage_thread=True, symbols=("AAPL",))
     server, client = ShmTransport(url), ShmTransport(url)
     await server.connect()
     await client.connect()
+    return ServiceConfig(transport=url, stage_thread=True, **cfg), server, client  # type: ignore[arg-type]
+
+
+async def test_validator_stage_thread_answers_every_order_once_and_stops_clean():
+    cfg, server, client = await _bus(symbols=("AAPL",))
     vs = ValidatorService(cfg)
     try:
         await vs.start(server)
@@ -136,11 +141,7 @@ async def test_matcher_stage_thread_publishes_what_the_loop_path_does_and_stops_
     want = {s: [_normalised(s, p) for p in ps] for s, ps in ref.transport.out.items()}
     assert want["md.AAPL.trade"] and want["md.MSFT.l2"]  # the flow trades on both books
 
-    url = f"shm://tmstage{os.urandom(4).hex()}"
-    cfg = ServiceConfig(transport=url, stage_thread=True, symbols=syms, snapshot_interval_s=0)
-    server, client = ShmTransport(url), ShmTransport(url)
-    await server.connect()
-    await client.connect()
+    cfg, server, client = await _bus(symbols=syms, snapshot_interval_s=0)
     ms = MatcherService(cfg)
     try:
         await ms.start(server)
