@@ -35,6 +35,7 @@ def _stamper(tname: str, symbol: str | None) -> Any:
 
 _decode_order = _core.decode_order
 encode_order = _core.encode_order
+encode_order_into = _core.encode_order_into
 
 
 def make_validator(cfg: ServiceConfig) -> Any:

@@ -283,6 +283,29 @@ async def test_pipeline_forward_to_matcher_and_rate_limit():
     assert v.metrics.throttled > 0 and res.elapsed_s >= 0.6
 
 
+async def test_pipelined_frames_send_what_the_per_order_encoder_builds():
+    # inproc copies published batches, so the pipelined generator encodes into its reused frame buffer: every
+    # order must arrive as OrderFactory.order would have built it (same fields, its intended send time)
+    from lowlat.services import LoadGenerator
+    from lowlat.services.loadgen import OrderFactory
+    from lowlat.transport import connect
+
+    url = f"inproc://unit-{uuid.uuid4().hex[:8]}"
+    cfg = ServiceConfig(transport=url, rate=200_000, count=2500, mode="pipeline", reject_ratio=0.1, payload=7,
+                        symbols=("AAPL", "BTC-USD"))
+    async with connect(url) as t:
+        spy = await t.subscribe(cfg.orders_subject, max_pending=1 << 16)
+        gen = LoadGenerator(t, cfg)
+        gen.answer_timeout = 0.2  # nobody validates: the run ends after the sends
+        await gen.run()
+        got = [bytes(m.data) for m in [await spy.next_msg(timeout=2) for _ in range(cfg.count)]]
+    ref = OrderFactory(cfg)
+    wall = [_core.decode_order(b).timestamp for b in got]
+    for i, b in enumerate(got):
+        assert b == ref.order(i, wall[i])  # byte for byte: same layout, fields and padding
+    assert wall == sorted(wall) and len(set(wall)) > 1  # stamped per order from its intended time
+
+
 def test_prometheus_latency_is_a_real_histogram_on_a_user_registry():
     from prometheus_client import CollectorRegistry, Counter, generate_latest
 
