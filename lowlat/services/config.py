@@ -24,6 +24,12 @@ subscription covers every symbol's subject; its queries and snapshots stay on th
 side between two stage runs.  Metrics are recorded per batch as before; a SIGTERM drain answers what the thread's
 ring holds, then joins it (bounded by ``drain_timeout``).  On other transports the option is ignored with a
 warning.  See ``lowlat.services._stage_thread``.
+
+``inline = true`` (``LOWLAT_INLINE=1``; ``lowlat demo``'s default, ``LOWLAT_INLINE=0`` turns it off): on
+``inproc://`` the validator's and the matcher's stage runs inside the publisher's call
+(``InprocTransport.subscribe_inline``), with no intake queue and no task wake-up per batch, which is most of the
+CPU of a message on one event loop.  The publisher pays the stage's time (no back-pressure queue, nothing to
+drain).  Ignored on other transports, and with ``rate_limit`` (a warning).
 """
 
 from __future__ import annotations
@@ -76,6 +82,7 @@ class ServiceConfig:
     forward: bool = False                         # forward accepted orders to <match_prefix>.<SYMBOL>
     batch_max: int = 1024                         # most messages validated/matched in one nogil batch
     stage_thread: bool = False                    # shm:// validator/matcher: stage loop in its own thread
+    inline: bool = False                          # inproc:// validator/matcher: stage inside the publisher's call
     max_pending: int = 65536                      # bounded pending per subscription (back-pressure)
     rate_limit: float = 0.0                       # messages/s a service takes in; 0 = unlimited
     snapshot_interval_s: float = 1.0              # matcher: periodic book snapshots on <md_prefix>.<SYMBOL>

@@ -156,6 +156,7 @@ class BatchService:
         self._inflight: dict[asyncio.Task[None], int] = {}  # per intake loop: the batch taken in, not yet done
         self.processed = 0
         self._stage_thread: Any = None  # a StageThread while the stage runs in one (start)
+        self._inline: list[Any] = []    # inline subscriptions (cfg.inline on inproc://)
 
     # --- subclass API ---
     def subjects(self) -> Sequence[tuple[str, str | None]]:
@@ -181,6 +182,12 @@ class BatchService:
         """Subscribe to ``subjects()`` and serve each from an intake task; or, where ``stage_thread_handler`` gives
         one and ``cfg.stage_thread`` is on over ``shm://``, from one stage thread subscribed to all of them."""
         handler = self.stage_thread_handler()
+        if handler is not None and self.cfg.inline and hasattr(transport, "subscribe_inline"):
+            if self._limiter is None:
+                await self._start_inline(transport, handler)
+                return
+            log.warning("inline is off with rate_limit: the stage runs from its intake task",
+                        extra={"service": self.name})
         if handler is not None:
             from ._stage_thread import stage_thread_wanted, start_stage_thread
 
@@ -207,6 +214,25 @@ class BatchService:
         await self.on_start()
         log.info("service started", extra={"service": self.name, "transport": redact_url(transport.url),
                                            "subjects": [s for s, _ in self.subjects()]})
+
+    async def _start_inline(self, transport: Any, handler: Callable[[MessageBatch, Any], None]) -> None:
+        # cfg.inline: every subject served by an inline subscription, the stage run inside the publisher's call
+        self.transport = transport
+        self.metrics.transport = transport
+        m = self.metrics
+
+        def run(batch: MessageBatch) -> None:
+            try:
+                handler(batch, transport)
+            except Exception:  # one bad batch must not reach the publisher; logged and counted as on the loop
+                log.exception("batch failed", extra={"service": self.name, "n": batch.n})
+                m.inc("batch_errors")
+
+        for subject, queue in self.subjects():
+            self._inline.append(transport.subscribe_inline(subject, run, queue=queue))
+        await self.on_start()
+        log.info("service started", extra={"service": self.name, "transport": redact_url(transport.url),
+                                           "subjects": [s for s, _ in self.subjects()], "inline": True})
 
     async def _loop(self, subject: str, sub: Subscription) -> None:
         me = asyncio.current_task()
@@ -299,6 +325,8 @@ class BatchService:
             from ._stage_thread import stop_stage_thread
 
             await stop_stage_thread(self, self._stage_thread, timeout)
+        for sink in self._inline:  # nothing is pending in an inline subscription: stopping it is the drain
+            sink.close()
         self._stopping = True
         timeout = self.cfg.drain_timeout_s if timeout is None else timeout
         connected = self.transport is None or transport_connected(self.transport)

@@ -21,12 +21,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._batch import FanoutPlan, MessageBatch
 from ..errors import NoRespondersError, TransportClosedError, TransportTimeoutError
 from ._inbox import InboxSink
+from ._inline import InlineSink
 from ._routes import RouteTable
 from ._subjects import new_inbox, validate_subject
 from .base import Buffer, Capability, Headers, Message, QueueSubscription, Subscription, Transport
@@ -67,6 +68,7 @@ class InprocTransport(Transport):
         self.name = name
         self._bus: _Bus | None = None
         self._subs: set[Any] = set()
+        self._inline: set[InlineSink] = set()
         self._inbox: InboxSink | None = None
         self._req_ids = itertools.count(1)
 
@@ -133,7 +135,12 @@ class InprocTransport(Transport):
         await self.publish_batch_to(b, subject)
 
     async def publish_batch_to(self, batch: MessageBatch, subject: str | None = None) -> int:
-        """Deliver every message of ``batch`` (to ``subject``, else each to its reply subject) in one call.
+        """``publish_batch_sync`` (nothing here waits)."""
+        return self.publish_batch_sync(batch, subject)
+
+    def publish_batch_sync(self, batch: MessageBatch, subject: str | None = None) -> int:
+        """Deliver every message of ``batch`` (to ``subject``, else each to its reply subject) in one call, from
+        the event loop's thread (inline handlers publish this way, without a coroutine).
 
         Each distinct destination is routed once; each subscriber gets its messages as one run copied into its
         own memory (one C loop, one memcpy per payload, the subject stored once per run), so **the publisher may
@@ -182,7 +189,7 @@ class InprocTransport(Transport):
         loop = asyncio.get_running_loop()
         for s, row in rows.items():
             try:
-                if isinstance(s, QueueSubscription):
+                if isinstance(s, (QueueSubscription, InlineSink)):
                     if s._loop is loop:
                         s._deliver_plan(plan, row)
                     else:
@@ -209,6 +216,24 @@ class InprocTransport(Transport):
         self._subs.add(sub)
         self._bus.routes.add(sub)  # type: ignore[union-attr]
         return sub
+
+    def subscribe_inline(self, subject: str, handler: Callable[[MessageBatch], Any], *,
+                         queue: str | None = None) -> InlineSink:
+        """Subscribe ``handler(batch)`` to run **inside the publisher's call** for everything delivered to it (a
+        ``MessageBatch`` valid during the call; see ``lowlat.transport._inline.InlineSink``): no queue, no task
+        wake-up.  In this process only, from the event loop that subscribes; ``close()`` (or ``await
+        unsubscribe()``) stops it.  A queue group may mix inline and queued members."""
+        self._check_open()
+        validate_subject(subject, wildcards=True)
+        sink = InlineSink(self, subject, queue, handler, on_close=self._forget_inline)
+        self._inline.add(sink)
+        self._bus.routes.add(sink)  # type: ignore[union-attr]
+        return sink
+
+    def _forget_inline(self, sink: InlineSink) -> None:
+        self._inline.discard(sink)
+        if self._bus is not None:
+            self._bus.routes.remove(sink)
 
     def _forget(self, sub: Any) -> None:
         self._subs.discard(sub)
@@ -257,6 +282,10 @@ class InprocTransport(Transport):
             bus.routes.remove(s)
             s.close_nowait()
         self._subs.clear()
+        for sink in list(self._inline):
+            bus.routes.remove(sink)
+            sink.close()
+        self._inline.clear()
         if self._inbox is not None:
             bus.routes.remove(self._inbox)
             for fut in self._inbox.waiting.values():
