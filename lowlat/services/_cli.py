@@ -276,7 +276,7 @@ async def _until_interrupted(stop: asyncio.Event) -> Callable[[], None]:
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    cfg = _cfg(args, "demo", log_level="ERROR", log_json=False, rate=5000.0, duration_s=3.0, inline=True)
+    cfg = _cfg(args, "demo", log_level="ERROR", log_json=False, rate=5000.0, duration_s=3.0)
     _setup_logging(cfg)
     plot, note = _plot_path(None if args.no_plot else args.plot)
     human = sys.stderr if args.json else sys.stdout

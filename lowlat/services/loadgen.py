@@ -224,7 +224,7 @@ class LoadGenerator:
         self.id_base = id_base
         self.total = cfg.count if cfg.count > 0 else max(1, int(cfg.rate * cfg.duration_s))
         self.intended = np.zeros(self.total, dtype=np.int64)   # perf_counter ns each order was due
-        self.sent_at = np.zeros(self.total, dtype=np.int64)    # perf_counter ns it actually left
+        self.sent_at = np.zeros(self.total, dtype=np.int64)    # perf_counter ns it was handed to the transport
         self.answered_at = np.zeros(self.total, dtype=np.int64)
         self.reason = np.full(self.total, 255, dtype=np.uint8)
         self._answered = 0
@@ -364,9 +364,10 @@ class LoadGenerator:
             if frames is not None and due - i >= 8:  # pipelined into the preallocated frames: no bytes per order
                 # (from 8 orders on: below that the per-message publish path is cheaper than building a batch)
                 for j in range(i, due, frames.cap):
-                    await self.t.publish_batch_to(frames.fill(j, min(due, j + frames.cap), t0, period, wall_offset,
-                                                              self.intended), frames.subject)
-                self.sent_at[i:due] = pc()
+                    k = min(due, j + frames.cap)
+                    b = frames.fill(j, k, t0, period, wall_offset, self.intended)
+                    self.sent_at[j:k] = pc()
+                    await self.t.publish_batch_to(b, frames.subject)
                 if due - i > 64:
                     await asyncio.sleep(0)
                 i = due
@@ -376,6 +377,8 @@ class LoadGenerator:
                 due_ns = int(t0 + j * period)
                 self.intended[j] = due_ns
                 payloads.append(order(j, due_ns + wall_offset))
+            # handed to the transport now: taken before the publish, which may run in-process services inline
+            self.sent_at[i:due] = pc()
             if pipeline:
                 await self.t.publish_batch(cfg.orders_subject, payloads)
             elif inbox is not None:
@@ -387,7 +390,6 @@ class LoadGenerator:
                     task = asyncio.get_running_loop().create_task(self._one_request(p))
                     inflight.add(task)
                     task.add_done_callback(inflight.discard)
-            self.sent_at[i:due] = pc()
             if due - i > 64:
                 await asyncio.sleep(0)  # a long slice: let replies in before building the next one
             i = due
