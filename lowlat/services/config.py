@@ -25,11 +25,13 @@ side between two stage runs.  Metrics are recorded per batch as before; a SIGTER
 ring holds, then joins it (bounded by ``drain_timeout``).  On other transports the option is ignored with a
 warning.  See ``lowlat.services._stage_thread``.
 
-``inline = true`` (``LOWLAT_INLINE=1``; ``lowlat demo``'s default, ``LOWLAT_INLINE=0`` turns it off): on
-``inproc://`` the validator's and the matcher's stage runs inside the publisher's call
-(``InprocTransport.subscribe_inline``), with no intake queue and no task wake-up per batch, which is most of the
-CPU of a message on one event loop.  The publisher pays the stage's time (no back-pressure queue, nothing to
-drain).  Ignored on other transports, and with ``rate_limit`` (a warning).
+``inline = true`` (``LOWLAT_INLINE=1``): on ``inproc://`` the validator's and the matcher's stage runs inside the
+publisher's call (``InprocTransport.subscribe_inline``), with no intake queue and no task wake-up per batch: a
+request is answered before its publish returns (the validator's round trip then costs what a bare echo costs).
+The publisher pays the stage's time (no back-pressure queue, nothing to drain), and a chain of inline services runs
+end to end before anything queued sees a result (in the demo's pipeline the matcher then sits on the validation
+result's path, so ``lowlat demo`` keeps queued services).  Ignored on other transports, and with ``rate_limit``
+(a warning).
 """
 
 from __future__ import annotations
