@@ -215,7 +215,7 @@ class MatcherService(BatchService):
                 self.metrics.inc("snapshots")
 
     # --- write side ------------------------------------------------------------------------------
-    def stage_thread_handler(self) -> Callable[[MessageBatch, Any], None] | None:
+    def sync_stage_handler(self) -> Callable[[MessageBatch, Any], None] | None:
         # the write-ahead journal needs the Python path (handle); queries and snapshots stay on the loop
         return self._stage_sync if self.journal is None else None
 

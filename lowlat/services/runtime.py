@@ -172,16 +172,18 @@ class BatchService:
         """Hook: after intake stopped and pending work drained, before the transport is flushed."""
 
     # --- lifecycle ---
-    def stage_thread_handler(self) -> Callable[[MessageBatch, Any], None] | None:
-        """``handle(batch, transport)`` for a stage thread (``cfg.stage_thread`` on ``shm://``,
-        ``services._stage_thread``), for a service whose stage can run off the event loop; None (the default):
-        it cannot."""
+    def sync_stage_handler(self) -> Callable[[MessageBatch, Any], None] | None:
+        """``handle(batch, transport)``: the service's stage over one batch, published with the transport's
+        ``publish_batch_sync`` (no coroutine), for a stage thread (``cfg.stage_thread`` on ``shm://``,
+        ``services._stage_thread``) or an inline subscription (``cfg.inline`` on ``inproc://``); None (the
+        default): the service has no such path."""
         return None
 
     async def start(self, transport: Transport) -> None:
-        """Subscribe to ``subjects()`` and serve each from an intake task; or, where ``stage_thread_handler`` gives
-        one and ``cfg.stage_thread`` is on over ``shm://``, from one stage thread subscribed to all of them."""
-        handler = self.stage_thread_handler()
+        """Subscribe to ``subjects()`` and serve each from an intake task; or, where ``sync_stage_handler`` gives
+        one, inline (``cfg.inline`` on ``inproc://``) or from one stage thread subscribed to all of them
+        (``cfg.stage_thread`` on ``shm://``)."""
+        handler = self.sync_stage_handler()
         if handler is not None and self.cfg.inline and hasattr(transport, "subscribe_inline"):
             if self._limiter is None:
                 await self._start_inline(transport, handler)

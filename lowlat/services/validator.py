@@ -71,7 +71,7 @@ class ValidatorService(BatchService):
             log.error("reply refused by the transport", extra={"service": self.name, "reply": reply[:200],
                                                                 "error": str(e)[:200], "refused_total": n})
 
-    def stage_thread_handler(self) -> Callable[[MessageBatch, Any], None] | None:
+    def sync_stage_handler(self) -> Callable[[MessageBatch, Any], None] | None:
         return self._stage_sync
 
     def _stage_sync(self, batch: MessageBatch, t: Any) -> None:
