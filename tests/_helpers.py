@@ -90,3 +90,17 @@ def damaged(draw: Any, b: bytes, kind: str, max_flips: int = 4) -> bytes:
     if kind == "garbage":
         return draw(st.binary(max_size=120))
     return b
+
+
+def unstamped(subject: str, payload: bytes) -> tuple:
+    """A service's published message (by its subject: ``*.trade``, ``*.l2``, ``exec.*``, else a
+    ``ValidationResult``) decoded, without its wall-clock timestamp: what two runs of the same orders must agree on."""
+    if subject.endswith(".trade"):
+        m = lowlat.decode_trade(payload)
+    elif subject.endswith(".l2"):
+        m = lowlat.decode_l2_update(payload)
+    elif subject.startswith("exec."):
+        m = lowlat.decode_execution_report(payload)
+    else:
+        m = lowlat.decode_validation_result(payload)
+    return tuple(m._replace(timestamp=0))

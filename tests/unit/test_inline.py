@@ -9,6 +9,8 @@ import asyncio
 import time
 import uuid
 
+from _helpers import unstamped
+
 import lowlat
 from lowlat._batch import MessageBatch
 from lowlat.enums import Side
@@ -110,18 +112,6 @@ def _flow() -> list[bytes]:
     return out
 
 
-def _norm(subject: str, payload: bytes) -> tuple:
-    if subject.endswith(".trade"):
-        m = lowlat.decode_trade(payload)
-    elif subject.endswith(".l2"):
-        m = lowlat.decode_l2_update(payload)
-    elif subject.startswith("exec."):
-        m = lowlat.decode_execution_report(payload)
-    else:
-        m = lowlat.decode_validation_result(payload)
-    return tuple(m._replace(timestamp=0))
-
-
 async def _outputs(inline: bool, orders: list[bytes]) -> tuple[dict[str, list[tuple]], dict[str, int]]:
     url = _url()
     cfg = ServiceConfig(transport=url, inline=inline, forward=True, publish_results=True, symbols=("AAPL", "MSFT"),
@@ -149,7 +139,7 @@ async def _outputs(inline: bool, orders: list[bytes]) -> tuple[dict[str, list[tu
         out: dict[str, list[tuple]] = {}
         for sub in spy.values():
             while (m := sub.get_nowait()) is not None:
-                out.setdefault(m.subject, []).append(_norm(m.subject, bytes(m.data)))
+                out.setdefault(m.subject, []).append(unstamped(m.subject, bytes(m.data)))
         counts = dict(v.metrics.counts) | {f"m.{k}": n for k, n in mt.metrics.counts.items()}
     return out, counts
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import time
 
+from _helpers import Recorder, unstamped
+
 import lowlat
 from lowlat._batch import MessageBatch
 from lowlat.enums import Reject, Side
@@ -97,17 +99,6 @@ async def test_stage_thread_is_ignored_off_shm():
         await t.close()
 
 
-def _normalised(subject: str, payload: bytes) -> tuple:
-    # a published message without its wall-clock stamp (the two matchers run at different times)
-    if subject.endswith(".trade"):
-        m = lowlat.decode_trade(payload)
-    elif subject.endswith(".l2"):
-        m = lowlat.decode_l2_update(payload)
-    else:
-        m = lowlat.decode_execution_report(payload)
-    return tuple(m._replace(timestamp=0))
-
-
 def _match_flow() -> list[tuple[str, bytes]]:
     # two symbols; orders that rest, cross, sweep and collide on ids, a frame of the wrong symbol for its
     # subject, and hostile frames: (intake subject, payload) in send order
@@ -125,8 +116,6 @@ def _match_flow() -> list[tuple[str, bytes]]:
 
 
 async def test_matcher_stage_thread_publishes_what_the_loop_path_does_and_stops_clean():
-    from _helpers import Recorder
-
     from lowlat.services.matcher import MatcherService
 
     syms = ("AAPL", "MSFT")
@@ -138,7 +127,7 @@ async def test_matcher_stage_thread_publishes_what_the_loop_path_does_and_stops_
         b = MessageBatch(1, 256)
         b.append(payload, subject, None)
         await ref.handle_batch(subject, b)
-    want = {s: [_normalised(s, p) for p in ps] for s, ps in ref.transport.out.items()}
+    want = {s: [unstamped(s, p) for p in ps] for s, ps in ref.transport.out.items()}
     assert want["md.AAPL.trade"] and want["md.MSFT.l2"]  # the flow trades on both books
 
     cfg, server, client = await _bus(symbols=syms, snapshot_interval_s=0)
@@ -151,7 +140,7 @@ async def test_matcher_stage_thread_publishes_what_the_loop_path_does_and_stops_
         await client.flush()
         for subject, payload in flow:
             await client.publish(subject, payload)
-        got = {s: [_normalised(s, bytes((await sub.next_msg(timeout=5)).data)) for _ in want[s]]
+        got = {s: [unstamped(s, bytes((await sub.next_msg(timeout=5)).data)) for _ in want[s]]
                for s, sub in subs.items()}
         assert got == want
         # queries are answered on the loop from the read side the thread keeps current
