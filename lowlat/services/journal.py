@@ -428,9 +428,27 @@ class DurableMatcher(MatcherService):
 
     async def handle(self, subject: str, batch: list[Any]) -> None:
         await super().handle(subject, batch)
-        if self.snapshot_every and self._since_snap >= self.snapshot_every:
+        if self.snapshot_every and self._since_snap >= self.snapshot_every and await self._outputs_flushed():
             self.save_snapshot()
+
+    async def _outputs_flushed(self) -> bool:
+        """True once the broker has every output published so far (``Transport.flush``).  A snapshot must not
+        cover commands whose outputs are still in a client buffer: after a crash the replay starts after the
+        snapshot, so those outputs would never be published again.  False (the snapshot waits for a later batch,
+        the journal keeps everything) when the flush fails, e.g. while the broker is away."""
+        flush = getattr(self.transport, "flush", None)
+        if flush is None:  # no transport (or one that buffers nothing, e.g. a test recorder)
+            return True
+        try:
+            await flush(timeout=5.0)
+        except Exception as e:  # noqa: BLE001 - a disconnected transport defers the snapshot, it is not fatal
+            self.metrics.inc("snapshots_deferred")
+            log.warning("snapshot deferred: outputs not confirmed by the broker",
+                        extra={"error": f"{type(e).__name__}: {e}"[:200], "since_snapshot": self._since_snap})
+            return False
+        return True
 
     async def on_stop(self) -> None:
         await super().on_stop()
-        self.save_snapshot()
+        if await self._outputs_flushed():
+            self.save_snapshot()
