@@ -101,11 +101,7 @@ class InlineSink:
     def _run(self, batch: MessageBatch) -> None:
         if self.closed:
             return
-        if self._running:
-            if batch is self._batch:  # never queue the reused batch itself
-                copy = MessageBatch(max(batch.n, 1), max(batch.used, 1) + 64)
-                copy.extend_from(batch)
-                batch = copy
+        if self._running:  # (the reused batch is only handed in while not running: this one is a copy)
             self._backlog.append(batch)
             return
         self._running = True
