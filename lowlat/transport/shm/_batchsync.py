@@ -9,7 +9,6 @@ registry as the rest of the transport, so batch members interoperate with async 
 from __future__ import annotations
 
 import functools
-import os
 import select
 import threading
 from collections.abc import Callable, Sequence
@@ -35,7 +34,7 @@ class _BatchSink:
     ``held`` as ``Message``s (copied) and handled as a batch of their own."""
 
     def __init__(self, subjects: str | Sequence[str], queue: str | None, sid: int) -> None:
-        subjects = [subjects] if isinstance(subjects, str) else list(subjects)
+        subjects = _subject_list(subjects)
         self.subject, self.queue, self.sid = subjects[0], queue, sid
         # the transport routes by these (one per subject, all delivering here)
         self.route_entries = [_Route(s, queue, self) for s in subjects]
@@ -46,6 +45,13 @@ class _BatchSink:
     def _deliver(self, msg: Message) -> bool:
         self.held.append(Message(msg.subject, bytes(msg.data), None, msg.reply))
         return True
+
+
+def _subject_list(subjects: str | Sequence[str]) -> list[str]:
+    out = [subjects] if isinstance(subjects, str) else list(subjects)
+    if not out:
+        raise ValueError("serve_batch_sync: no subject")
+    return out
 
 
 class _Route:
@@ -97,10 +103,8 @@ def serve_batch_sync(t: ShmTransport, subject: str | Sequence[str], handle_batch
     """See ``ShmTransport.serve_batch_sync``."""
     if not 1 <= max_batch <= 1 << 24:
         raise ValueError(f"max_batch must be in 1..{1 << 24}, got {max_batch}")
-    subjects = [subject] if isinstance(subject, str) else list(subject)
-    if not subjects:
-        raise ValueError("serve_batch_sync: no subject")
-    for subj in subjects[1:]:
+    subjects = _subject_list(subject)
+    for subj in subjects[1:]:  # (_serving checks the first)
         validate_subject(subj, wildcards=True)
     with _serving(t, subjects[0], idle, stop) as (wait, stopped):
         ring = t._ring
@@ -149,12 +153,7 @@ def _sleeper(t: ShmTransport, ring: Any, idle: Any, check_interval: float) -> Ca
     def sleep() -> None:
         if ring.wait_readable(DOORBELL_POLL_S, idle):
             return
-        try:
-            while len(os.read(fd, 65536)) == 65536:
-                pass
-        except BlockingIOError:
-            pass
-        if not ring.wait_readable(0, idle):
+        if t._clear_bell() and not ring.wait_readable(0, idle):
             bell.poll(ms)
 
     return sleep

@@ -435,16 +435,21 @@ class ShmTransport(Transport):
             n += len(recs)
         return n
 
-    def _on_bell(self) -> None:
-        # empty the FIFO first, then the ring: a push after our drain leaves a byte -> we are called again
+    def _clear_bell(self) -> bool:
+        """Empty this member's doorbell FIFO; False if it is gone (closed).  Always before looking at the ring:
+        a push after the look leaves a byte, so the next wait on the doorbell returns at once."""
         try:
             while len(os.read(self._bell_fd, 65536)) == 65536:
                 pass
         except BlockingIOError:
             pass
         except OSError:
-            return
-        self._drain_ring()
+            return False
+        return True
+
+    def _on_bell(self) -> None:
+        if self._clear_bell():
+            self._drain_ring()
 
     async def _spin_loop(self) -> None:
         while True:
