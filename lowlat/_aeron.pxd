@@ -18,6 +18,9 @@ cdef extern from "_aeron_shim.h" namespace "lowlat_aeron" nogil:
     cppclass LLClient "lowlat_aeron::Client":
         pass
 
+    cppclass LLEndpoint "lowlat_aeron::Endpoint":
+        pass
+
     cppclass LLPub "lowlat_aeron::Pub":
         pass
 
@@ -29,8 +32,7 @@ cdef extern from "_aeron_shim.h" namespace "lowlat_aeron" nogil:
     void ll_close(LLClient* c) except +
     LLPub* ll_add_publication(LLClient* c, const string& channel, int32_t stream_id, long timeout_ms) except +
     LLSub* ll_add_subscription(LLClient* c, const string& channel, int32_t stream_id, long timeout_ms) except +
-    void ll_pub_close(LLPub* p) except +
-    void ll_sub_close(LLSub* s) except +
+    void ll_endpoint_close(LLEndpoint* e) noexcept
     cbool ll_pub_connected(LLPub* p) noexcept
     cbool ll_pub_closed(LLPub* p) noexcept
     int32_t ll_pub_max_message_length(LLPub* p) noexcept
@@ -58,6 +60,7 @@ cdef class _Endpoint:
     cdef readonly Client client         # keeps the client (and its conductor) alive while we exist
     cdef readonly str channel           # the Aeron channel URI, e.g. aeron:ipc
     cdef readonly int32_t stream_id
+    cdef LLEndpoint* _h                 # owned (an LLPub or an LLSub); NULL once closed
     cdef object __weakref__
     cdef int _open_c(self, LLClient* c, const string& channel, int32_t stream_id, long timeout_ms) except -1
     cdef bint _released_c(self) noexcept     # close() released the Aeron object
@@ -65,12 +68,12 @@ cdef class _Endpoint:
 
 
 cdef class Publication(_Endpoint):
-    cdef LLPub* _p                      # owned; NULL once closed
+    cdef LLPub* _pub(self) noexcept
     cdef int64_t offer_c(self, const uint8_t* hdr, int32_t hlen, const uint8_t* buf, int32_t blen) noexcept
 
 
 cdef class Subscription(_Endpoint):
-    cdef LLSub* _s                      # owned; NULL once closed
+    cdef LLSub* _sub(self) noexcept
     cdef object _handler                # the Python callable of the poll in progress
     cdef object _error                  # exception raised by _handler during the poll in progress
     cdef bint _with_header              # call _handler(mv, session_id, position) instead of _handler(mv)

@@ -150,6 +150,14 @@ cdef class _Endpoint:
     """What a Publication and a Subscription share: the client that made them (``Client.add_publication`` /
     ``add_subscription``; not constructible directly), their channel and stream id."""
 
+    def __cinit__(self):
+        self._h = NULL
+
+    def __dealloc__(self):
+        if self._h != NULL:
+            ll_endpoint_close(self._h)
+            self._h = NULL
+
     def __init__(self, *args, **kwargs):
         raise TypeError(f"use Client.add_{type(self).__name__.lower()}()")
 
@@ -159,7 +167,7 @@ cdef class _Endpoint:
 
     cdef bint _released_c(self) noexcept:
         # True once close() released the Aeron object (or before _open_c made one).
-        return True
+        return self._h == NULL
 
     cdef bint _connected_c(self) noexcept:
         # At least one peer (a subscriber of a publication, a publisher's image of a subscription) is connected.
@@ -185,34 +193,33 @@ cdef class _Endpoint:
                                             f" after {timeout} s")
             strategy.idle_c(0)
 
+    def close(self) -> None:
+        """Release the publication / subscription (idempotent)."""
+        if self._h != NULL:
+            ll_endpoint_close(self._h)
+            self._h = NULL
+            self.client._children.discard(self)
+
 
 @cython.final
 @cython.no_gc_clear
 cdef class Publication(_Endpoint):
     """A publication (``Client.add_publication``).  ``offer`` is non-blocking and returns Aeron's result."""
 
-    def __cinit__(self):
-        self._p = NULL
-
-    def __dealloc__(self):
-        if self._p != NULL:
-            ll_pub_close(self._p)
-            self._p = NULL
+    cdef inline LLPub* _pub(self) noexcept:
+        return <LLPub*>self._h
 
     cdef int _open_c(self, LLClient* c, const string& channel, int32_t stream_id, long timeout_ms) except -1:
         with nogil:
-            self._p = ll_add_publication(c, channel, stream_id, timeout_ms)
-        return self._p != NULL
-
-    cdef bint _released_c(self) noexcept:
-        return self._p == NULL
+            self._h = <LLEndpoint*>ll_add_publication(c, channel, stream_id, timeout_ms)
+        return self._h != NULL
 
     cdef bint _connected_c(self) noexcept:
-        return self._p != NULL and ll_pub_connected(self._p)
+        return self._h != NULL and ll_pub_connected(self._pub())
 
     cdef int64_t offer_c(self, const uint8_t* hdr, int32_t hlen, const uint8_t* buf, int32_t blen) noexcept:
         # Precondition: open publication, hlen/blen checked by the caller.
-        return ll_offer2(self._p, hdr, hlen, buf, blen)
+        return ll_offer2(self._pub(), hdr, hlen, buf, blen)
 
     def offer(self, payload, header=None) -> int:
         """Offer one message (``header`` bytes, if given, then ``payload``) without copying it on our side.
@@ -223,19 +230,19 @@ cdef class Publication(_Endpoint):
         """
         cdef Py_buffer pb, hb
         cdef int64_t rc
-        if self._p == NULL:
+        if self._h == NULL:
             return PUBLICATION_CLOSED
         PyObject_GetBuffer(payload, &pb, PyBUF_SIMPLE)
         try:
             if header is None:
                 if pb.len > INT32_MAX:
                     return MESSAGE_TOO_LONG
-                return ll_offer2(self._p, NULL, 0, <const uint8_t*>pb.buf, <int32_t>pb.len)
+                return ll_offer2(self._pub(), NULL, 0, <const uint8_t*>pb.buf, <int32_t>pb.len)
             PyObject_GetBuffer(header, &hb, PyBUF_SIMPLE)
             try:
                 if pb.len + hb.len > INT32_MAX:
                     return MESSAGE_TOO_LONG
-                rc = ll_offer2(self._p, <const uint8_t*>hb.buf, <int32_t>hb.len,
+                rc = ll_offer2(self._pub(), <const uint8_t*>hb.buf, <int32_t>hb.len,
                                <const uint8_t*>pb.buf, <int32_t>pb.len)
             finally:
                 PyBuffer_Release(&hb)
@@ -274,32 +281,26 @@ cdef class Publication(_Endpoint):
 
     @property
     def is_closed(self) -> bool:
-        return self._p == NULL or ll_pub_closed(self._p)
+        return self._h == NULL or ll_pub_closed(self._pub())
 
     @property
     def max_message_length(self) -> int:
         """Largest message ``offer`` accepts, bytes (term length / 8 capped at 16 MiB); larger ones fragment."""
-        return ll_pub_max_message_length(self._p) if self._p != NULL else 0
+        return ll_pub_max_message_length(self._pub()) if self._h != NULL else 0
 
     @property
     def max_payload_length(self) -> int:
         """Largest message that fits one frame (MTU - 32 bytes of header): longer ones are fragmented."""
-        return ll_pub_max_payload_length(self._p) if self._p != NULL else 0
+        return ll_pub_max_payload_length(self._pub()) if self._h != NULL else 0
 
     @property
     def session_id(self) -> int:
-        return ll_pub_session_id(self._p) if self._p != NULL else 0
+        return ll_pub_session_id(self._pub()) if self._h != NULL else 0
 
     @property
     def position(self) -> int:
-        return ll_pub_position(self._p) if self._p != NULL else PUBLICATION_CLOSED
+        return ll_pub_position(self._pub()) if self._h != NULL else PUBLICATION_CLOSED
 
-    def close(self) -> None:
-        """Release the publication (idempotent)."""
-        if self._p != NULL:
-            ll_pub_close(self._p)
-            self._p = NULL
-            self.client._children.discard(self)
 
 
 cdef int _on_message(void* ctx, const uint8_t* buf, int32_t length, int32_t session_id,
@@ -433,26 +434,18 @@ cdef class Subscription(_Endpoint):
     exception propagates from ``poll``.
     """
 
-    def __cinit__(self):
-        self._s = NULL
-
-    def __dealloc__(self):
-        if self._s != NULL:
-            ll_sub_close(self._s)
-            self._s = NULL
+    cdef inline LLSub* _sub(self) noexcept:
+        return <LLSub*>self._h
 
     cdef int _open_c(self, LLClient* c, const string& channel, int32_t stream_id, long timeout_ms) except -1:
         with nogil:
-            self._s = ll_add_subscription(c, channel, stream_id, timeout_ms)
-        return self._s != NULL
-
-    cdef bint _released_c(self) noexcept:
-        return self._s == NULL
+            self._h = <LLEndpoint*>ll_add_subscription(c, channel, stream_id, timeout_ms)
+        return self._h != NULL
 
     cdef bint _connected_c(self) noexcept:
         # By the image count: Aeron 1.11.3's Subscription::isConnected() ends in `return true` (true while the
         # subscription is open, with no publisher at all).
-        return self._s != NULL and ll_sub_image_count(self._s) > 0
+        return self._h != NULL and ll_sub_image_count(self._sub()) > 0
 
     cdef int poll_c(self, object handler, int fragment_limit, bint with_header) except -1:
         self._with_header = with_header
@@ -460,13 +453,13 @@ cdef class Subscription(_Endpoint):
 
     cdef int poll_fn_c(self, ll_message_fn fn, object handler, int fragment_limit) except -1:
         cdef int n
-        if self._s == NULL:
+        if self._h == NULL:
             raise TransportClosedError("Aeron subscription is closed")
         if fragment_limit <= 0:
             raise ValueError("fragment_limit must be > 0")
         self._handler = handler
         self._error = None
-        n = ll_poll(self._s, fn, <void*>self, fragment_limit)
+        n = ll_poll(self._sub(), fn, <void*>self, fragment_limit)
         self._handler = None
         if self._error is not None:
             err, self._error = self._error, None
@@ -546,15 +539,9 @@ cdef class Subscription(_Endpoint):
     @property
     def image_count(self) -> int:
         """Number of connected publishers (images)."""
-        return ll_sub_image_count(self._s) if self._s != NULL else 0
+        return ll_sub_image_count(self._sub()) if self._h != NULL else 0
 
     @property
     def closed(self) -> bool:
-        return self._s == NULL
+        return self._h == NULL
 
-    def close(self) -> None:
-        """Release the subscription (idempotent)."""
-        if self._s != NULL:
-            ll_sub_close(self._s)
-            self._s = NULL
-            self.client._children.discard(self)

@@ -38,11 +38,23 @@ struct Client {
     std::int64_t error_count = 0;
 };
 
-struct Pub {
+// What a publication and a subscription share: one owner (the Python object), released by ll_endpoint_close.
+struct Endpoint {
+    virtual ~Endpoint() = default;
+};
+
+struct Pub : Endpoint {
+    explicit Pub(std::shared_ptr<aeron::Publication> p) : pub(std::move(p)) {}
     std::shared_ptr<aeron::Publication> pub;
 };
 
-struct Sub {
+struct Sub : Endpoint {
+    explicit Sub(std::shared_ptr<aeron::Subscription> s)
+        : sub(std::move(s)),
+          assembler(new aeron::ControlledFragmentAssembler(
+              [this](aeron::concurrent::AtomicBuffer &b, aeron::util::index_t o, aeron::util::index_t l,
+                     aeron::Header &h) { return on_message(b, o, l, h); })),
+          handler(assembler->handler()) {}
     std::shared_ptr<aeron::Subscription> sub;
     ll_message_fn fn = nullptr;     // set for the duration of one poll
     void *ctx = nullptr;
@@ -101,34 +113,22 @@ inline auto ll_await_created(Find find, long timeout_ms) -> decltype(find()) {
     }
 }
 
-// Register a publication and wait until the driver has created it.
+// Register a publication / subscription and wait until the driver has created it.
 // Returns nullptr on timeout; throws on a driver error (e.g. invalid channel).
 inline Pub *ll_add_publication(Client *c, const std::string &channel, std::int32_t stream_id, long timeout_ms) {
     std::int64_t id = c->aeron->addPublication(channel, stream_id);
-    std::shared_ptr<aeron::Publication> p =
-        ll_await_created([c, id] { return c->aeron->findPublication(id); }, timeout_ms);
-    if (!p) return nullptr;
-    Pub *out = new Pub();
-    out->pub = p;
-    return out;
+    auto p = ll_await_created([c, id] { return c->aeron->findPublication(id); }, timeout_ms);
+    return p ? new Pub(std::move(p)) : nullptr;
 }
 
 inline Sub *ll_add_subscription(Client *c, const std::string &channel, std::int32_t stream_id, long timeout_ms) {
     std::int64_t id = c->aeron->addSubscription(channel, stream_id);
-    std::shared_ptr<aeron::Subscription> s =
-        ll_await_created([c, id] { return c->aeron->findSubscription(id); }, timeout_ms);
-    if (!s) return nullptr;
-    Sub *out = new Sub();
-    out->sub = s;
-    out->assembler.reset(new aeron::ControlledFragmentAssembler(
-        [out](aeron::concurrent::AtomicBuffer &b, aeron::util::index_t o, aeron::util::index_t l,
-              aeron::Header &h) { return out->on_message(b, o, l, h); }));
-    out->handler = out->assembler->handler();
-    return out;
+    auto s = ll_await_created([c, id] { return c->aeron->findSubscription(id); }, timeout_ms);
+    return s ? new Sub(std::move(s)) : nullptr;
 }
 
-inline void ll_pub_close(Pub *p) { delete p; }   // dropping the last shared_ptr releases it in the driver
-inline void ll_sub_close(Sub *s) { delete s; }
+// Dropping the last shared_ptr releases the publication / subscription in the driver.
+inline void ll_endpoint_close(Endpoint *e) noexcept { delete e; }
 
 inline bool ll_pub_connected(Pub *p) noexcept { return p->pub->isConnected(); }
 inline bool ll_pub_closed(Pub *p) noexcept { return p->pub->isClosed(); }

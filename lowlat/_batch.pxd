@@ -17,7 +17,8 @@ cdef class MessageBatch:
     cdef int64_t[::1] _slen
     cdef int64_t[::1] _roff
     cdef int64_t[::1] _rlen
-    cdef object _arrays                   # the numpy arrays behind the views above (Python access)
+    # the numpy rows behind the views above, for Python callers
+    cdef readonly object payload_off, payload_len, subject_off, subject_len, reply_off, reply_len
     cdef object _ro                       # read-only byte view of the buffer (payload(i) slices it)
     cdef bytearray _arena
 

@@ -55,13 +55,10 @@ cdef class MessageBatch:
         self.capacity = capacity
         self.arena_bytes = arena_bytes
         arrs = np.zeros((6, capacity), dtype=np.int64)
-        self._arrays = arrs
-        self._poff = arrs[0]
-        self._plen = arrs[1]
-        self._soff = arrs[2]
-        self._slen = arrs[3]
-        self._roff = arrs[4]
-        self._rlen = arrs[5]
+        # Python reads the rows as arrays, compiled code through typed views of the same memory.
+        (self.payload_off, self.payload_len, self.subject_off, self.subject_len,
+         self.reply_off, self.reply_len) = arrs
+        self._poff, self._plen, self._soff, self._slen, self._roff, self._rlen = arrs
         self._arena = bytearray(arena_bytes)   # never resized: pointers into it stay valid
         self._owner = self._arena
         self._view = self._arena
@@ -286,30 +283,6 @@ cdef class MessageBatch:
     def external(self):
         """True if the offsets point into an adapter-owned buffer (zero-copy), False for the own arena."""
         return bool(self._external)
-
-    @property
-    def payload_off(self):
-        return self._arrays[0]
-
-    @property
-    def payload_len(self):
-        return self._arrays[1]
-
-    @property
-    def subject_off(self):
-        return self._arrays[2]
-
-    @property
-    def subject_len(self):
-        return self._arrays[3]
-
-    @property
-    def reply_off(self):
-        return self._arrays[4]
-
-    @property
-    def reply_len(self):
-        return self._arrays[5]
 
     def __len__(self):
         return self.n

@@ -56,8 +56,7 @@ class _BatchApply(Protocol):
 
 @final
 class Book(_BatchApply):
-    @property
-    def symbol(self) -> str | None: ...
+    symbol: Final[str | None]
     def __init__(
         self,
         lo: int,
@@ -88,19 +87,13 @@ class Book(_BatchApply):
     def nbytes(self) -> int: ...
     @staticmethod
     def memory_bytes(n_ticks: int, max_orders: int, event_capacity: int = -1) -> int: ...
-    @property
-    def events(self) -> npt.NDArray[np.void]: ...
+    events: Final[npt.NDArray[np.void]]
     def last_events(self) -> npt.NDArray[np.void]: ...
-    @property
-    def lo(self) -> int: ...
-    @property
-    def n_ticks(self) -> int: ...
-    @property
-    def max_orders(self) -> int: ...
-    @property
-    def tick_size(self) -> float: ...
-    @property
-    def default_stp(self) -> int: ...
+    lo: Final[int]
+    n_ticks: Final[int]
+    max_orders: Final[int]
+    tick_size: Final[float]
+    default_stp: Final[int]
     @property
     def n_orders(self) -> int: ...
     @property
@@ -121,8 +114,7 @@ class Book(_BatchApply):
 
 @final
 class Engine(_BatchApply):
-    @property
-    def default_stp(self) -> int: ...
+    default_stp: Final[int]
     def __init__(self, default_stp: StpMode | Literal[0] = 0) -> None: ...
     def add_book(
         self,

@@ -37,17 +37,17 @@ cdef extern from "_endian.h":
     void ll_store_i64(char* p, int64_t v) noexcept nogil
     void ll_store_f64(char* p, double v) noexcept nogil
 
-# Error codes of the fb_* functions (0 = OK).  fb_strerror() gives the sentence used in DecodeError.
+# Error codes of the fb_* functions (0 = OK).  fb_strerror() gives each one's sentence (ll_fb_errors).
 cdef enum:
     FB_OK = 0
-    FB_E_SHORT = -1         # buffer shorter than the 4-byte root offset
-    FB_E_ROOT = -2          # root / nested table offset points outside the buffer
-    FB_E_VTABLE = -3        # vtable offset, vtable size or table size outside the buffer / malformed
-    FB_E_FIELD = -4         # a field's bytes lie outside the buffer
-    FB_E_STRING = -5        # string offset/length outside the buffer, or missing NUL terminator
-    FB_E_VECTOR = -6        # vector offset/length outside the buffer
-    FB_E_UNION = -7         # union type unknown, or a type without its table
-    FB_E_WRONG_COMMAND = -8  # CommandMsg holds another command than the one asked for
+    FB_E_SHORT = -1
+    FB_E_ROOT = -2
+    FB_E_VTABLE = -3
+    FB_E_FIELD = -4
+    FB_E_STRING = -5
+    FB_E_VECTOR = -6
+    FB_E_UNION = -7
+    FB_E_WRONG_COMMAND = -8  # the last one: ll_fb_errors below has a sentence for each
 
 cdef struct FbTable:
     const char* buf         # start of the whole buffer
@@ -359,24 +359,28 @@ cdef inline int fb_read_command(const char* buf, Py_ssize_t n, FbCommand* out) n
     return fb_mass_cancel_from(&sub, &out.mass_cancel)
 
 
+# The sentence for each error code, indexed by -rc (DecodeError's text).
+cdef extern from *:
+    """
+    static const char *const ll_fb_errors[] = {
+        "ok",
+        "buffer shorter than the 4-byte root offset",
+        "table offset points outside the buffer",
+        "vtable offset or size outside the buffer",
+        "a field lies outside the buffer",
+        "string offset/length outside the buffer or not NUL-terminated",
+        "vector offset/length outside the buffer",
+        "unknown union type or union value missing",
+        "CommandMsg holds another command type",
+    };
+    """
+    const char* ll_fb_errors[9]
+
+
 cdef inline const char* fb_strerror(int rc) noexcept nogil:
-    if rc == FB_E_SHORT:
-        return b"buffer shorter than the 4-byte root offset"
-    if rc == FB_E_ROOT:
-        return b"table offset points outside the buffer"
-    if rc == FB_E_VTABLE:
-        return b"vtable offset or size outside the buffer"
-    if rc == FB_E_FIELD:
-        return b"a field lies outside the buffer"
-    if rc == FB_E_STRING:
-        return b"string offset/length outside the buffer or not NUL-terminated"
-    if rc == FB_E_VECTOR:
-        return b"vector offset/length outside the buffer"
-    if rc == FB_E_UNION:
-        return b"unknown union type or union value missing"
-    if rc == FB_E_WRONG_COMMAND:
-        return b"CommandMsg holds another command type"
-    return b"ok" if rc == 0 else b"unknown error"
+    if FB_E_WRONG_COMMAND <= rc <= FB_OK:
+        return ll_fb_errors[-rc]
+    return b"unknown error"
 
 
 # ---------------------------------------------------------------------------------------------------------

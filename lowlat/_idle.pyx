@@ -53,6 +53,18 @@ cdef class IdleStrategy:
         """Kind name: ``"busy_spin"``, ``"yield"``, ``"sleep"`` or ``"backoff"``."""
         return _NAMES[self.cfg.kind]
 
+    def __repr__(self):
+        # the constructor call that makes an equal strategy
+        cdef ll_idle_t* c = &self.cfg
+        if c.kind == LL_IDLE_SLEEP:
+            args = f"park_ns={c.min_park_ns}"
+        elif c.kind == LL_IDLE_BACKOFF:
+            args = (f"max_spins={c.max_spins}, max_yields={c.max_yields}, min_park_ns={c.min_park_ns}, "
+                    f"max_park_ns={c.max_park_ns}")
+        else:
+            args = ""
+        return f"{type(self).__name__}({args})"
+
     cdef int idle_c(self, int work_count) except -1:
         cdef int64_t action
         if work_count > 0:
@@ -99,9 +111,6 @@ cdef class BusySpinIdle(IdleStrategy):
     def __init__(self):
         self.cfg.kind = LL_IDLE_BUSY
 
-    def __repr__(self):
-        return "BusySpinIdle()"
-
 
 @cython.final
 cdef class YieldingIdle(IdleStrategy):
@@ -109,9 +118,6 @@ cdef class YieldingIdle(IdleStrategy):
 
     def __init__(self):
         self.cfg.kind = LL_IDLE_YIELD
-
-    def __repr__(self):
-        return "YieldingIdle()"
 
 
 @cython.final
@@ -126,9 +132,6 @@ cdef class SleepingIdle(IdleStrategy):
     @property
     def park_ns(self):
         return self.cfg.min_park_ns
-
-    def __repr__(self):
-        return f"SleepingIdle(park_ns={self.cfg.min_park_ns})"
 
 
 @cython.final
@@ -158,10 +161,6 @@ cdef class BackoffIdle(IdleStrategy):
     @property
     def max_park_ns(self):
         return self.cfg.max_park_ns
-
-    def __repr__(self):
-        return (f"BackoffIdle(max_spins={self.cfg.max_spins}, max_yields={self.cfg.max_yields}, "
-                f"min_park_ns={self.cfg.min_park_ns}, max_park_ns={self.cfg.max_park_ns})")
 
 
 _KINDS = {"busy_spin": BusySpinIdle, "yield": YieldingIdle, "sleep": SleepingIdle, "backoff": BackoffIdle}

@@ -35,7 +35,7 @@ class _CoreSub(Subscription):
         self.queue = queue
         self.sid = sid
         self._t = t
-        self._sink = sink
+        self._sink = self._flow = sink
         self._waiter: asyncio.Future[None] | None = None
         self.on_slow_consumer = on_slow_consumer
         self._done = False   # iteration ends once pending is empty
@@ -92,22 +92,6 @@ class _CoreSub(Subscription):
                 self._waiter = None
         return self._sink.take_batch(max_msgs)
 
-    @property
-    def pending(self) -> int:
-        return self._sink.pending
-
-    @property
-    def pending_bytes(self) -> int:
-        return self._sink.pending_bytes
-
-    @property
-    def dropped(self) -> int:
-        return self._sink.dropped
-
-    @property
-    def delivered(self) -> int:
-        return self._sink.delivered
-
     def _end(self, discard: bool) -> None:
         self._sink.closed = True
         if discard:
@@ -139,7 +123,7 @@ class _ServeSub:
 
     def __init__(self, t: NatsCoreTransport, sink: MsgSink, serve: ServeSink) -> None:
         self._t = t
-        self._sink = sink
+        self._sink = self._flow = sink
         self.serve = serve
         self.subject = serve.subject
         self.queue = serve.queue
@@ -168,7 +152,7 @@ class _Inbox:
         self._t = t
         self.prefix = prefix
         self._plen = len(prefix)
-        self._sink = sink
+        self._sink = self._flow = sink
         self.futures: dict[str, tuple[asyncio.Future[Message], str]] = {}
         self.subject = prefix + "*"
         self.queue = None

@@ -36,15 +36,18 @@ class _Run:
 
 
 class RunQueue:
-    """Pending messages of one receiver: ``count`` messages, ``nbytes`` payload bytes.  Not thread-safe (one
+    """Pending messages of one receiver: ``pending`` messages of ``pending_bytes`` payload bytes, with the
+    receiver's ``delivered`` and ``dropped`` counts (the names ``Subscription`` reads).  Not thread-safe (one
     event loop owns it).  Cost: ``push`` a deque append; ``push_plan`` one C loop per chunk touched plus one run
     entry; ``pop`` one ``Message`` (from a run: a subject and a payload view); ``take`` lends a whole chunk
     (no copy) when the oldest entry is one, else one memcpy per field."""
 
     def __init__(self) -> None:
         self.entries: collections.deque[Any] = collections.deque()
-        self.count = 0
-        self.nbytes = 0
+        self.pending = 0
+        self.pending_bytes = 0
+        self.delivered = 0   # messages accepted so far
+        self.dropped = 0     # messages refused by the receiver's limits (slow consumer)
         self._tail: MessageBatch | None = None   # the chunk new runs go into (never a lent one)
         self._lent: MessageBatch | None = None   # the chunk the last take() returned
         self._spare: MessageBatch | None = None  # a lent chunk back for reuse
@@ -53,8 +56,8 @@ class RunQueue:
     # --- producer side ---
     def push(self, msg: Any, nbytes: int) -> None:
         self.entries.append(msg)
-        self.count += 1
-        self.nbytes += nbytes
+        self.pending += 1
+        self.pending_bytes += nbytes
 
     def push_plan(self, plan: FanoutPlan, row: int, max_count: int, max_bytes: int) -> tuple[int, int]:
         """Copy ``plan`` row ``row``'s messages in, each checked against the limits; ``(accepted, dropped)``."""
@@ -66,11 +69,11 @@ class RunQueue:
             if tail is None:
                 tail = self._tail = self._chunk(plan, i)
             n0 = tail.n
-            i, acc, drop, self.nbytes = plan.deliver(row, tail, i, self.count, max_count, self.nbytes, max_bytes)
+            i, acc, drop, self.pending_bytes = plan.deliver(row, tail, i, self.pending, max_count, self.pending_bytes, max_bytes)
             accepted += acc
             dropped += drop
             if acc:
-                self.count += acc
+                self.pending += acc
                 last = self.entries[-1] if self.entries else None
                 if type(last) is _Run and last.chunk is tail and last.stop == n0 and last.subject == subject:
                     last.stop = tail.n
@@ -100,8 +103,8 @@ class RunQueue:
         e = entries[0]
         if type(e) is not _Run:
             entries.popleft()
-            self.count -= 1
-            self.nbytes -= memoryview(e.data).nbytes
+            self.pending -= 1
+            self.pending_bytes -= memoryview(e.data).nbytes
             return e
         c = e.chunk
         i = e.start
@@ -110,8 +113,8 @@ class RunQueue:
         e.start = i + 1
         if e.start == e.stop:
             entries.popleft()
-        self.count -= 1
-        self.nbytes -= len(data)
+        self.pending -= 1
+        self.pending_bytes -= len(data)
         return msg
 
     def take(self, max_msgs: int) -> MessageBatch:
@@ -125,8 +128,8 @@ class RunQueue:
             if type(e) is _Run and e.start == 0 and e.stop == e.chunk.n and e.stop <= max_msgs:
                 b = e.chunk   # the oldest entry is a whole chunk: lend it, no copy
                 entries.popleft()
-                self.count -= b.n
-                self.nbytes -= b.payload_bytes()
+                self.pending -= b.n
+                self.pending_bytes -= b.payload_bytes()
                 if b is self._tail:
                     self._tail = None
                 self._lent = b
@@ -147,8 +150,8 @@ class RunQueue:
                     b = self._own = MessageBatch(max(max_msgs, 1), c.payload_bytes(s, s + 1) + 4096 +
                                                  len(c.subject(s)))   # one message larger than the arena
                     continue
-                self.count -= k
-                self.nbytes -= c.payload_bytes(s, s + k)
+                self.pending -= k
+                self.pending_bytes -= c.payload_bytes(s, s + k)
                 e.start = s + k
                 if e.start == e.stop:
                     entries.popleft()
@@ -159,12 +162,12 @@ class RunQueue:
                 b = self._own = MessageBatch(max(max_msgs, 1), memoryview(e.data).nbytes + 4096)
                 continue
             entries.popleft()
-            self.count -= 1
-            self.nbytes -= memoryview(e.data).nbytes
+            self.pending -= 1
+            self.pending_bytes -= memoryview(e.data).nbytes
         return b
 
     def clear(self) -> None:
         self.entries.clear()
-        self.count = 0
-        self.nbytes = 0
+        self.pending = 0
+        self.pending_bytes = 0
         self._tail = None

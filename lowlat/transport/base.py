@@ -26,7 +26,7 @@ import asyncio
 import enum
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping, Sequence
-from typing import Any, Self
+from typing import Any, Self, overload
 
 from .._batch import FanoutPlan, MessageBatch
 from ..errors import TransportClosedError, TransportNotConnectedError, TransportTimeoutError
@@ -109,6 +109,33 @@ class Message:
         return f"Message(subject={self.subject!r}, len={len(self.data)}, reply={self.reply!r})"
 
 
+class _NoFlow:
+    pending = pending_bytes = delivered = dropped = 0
+
+
+class _FlowCount:
+    """A read-only ``int`` attribute of a subscription, read from its ``_flow`` counters (same name)."""
+
+    def __init__(self, doc: str) -> None:
+        self.__doc__ = doc
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> _FlowCount: ...
+    @overload
+    def __get__(self, obj: Subscription, owner: type | None = None) -> int: ...
+    def __get__(self, obj: Subscription | None, owner: type | None = None) -> int | _FlowCount:
+        if obj is None:
+            return self
+        return int(getattr(obj._flow, self.name))
+
+    def __set__(self, obj: Subscription, value: int) -> None:
+        raise AttributeError(f"{self.name} is read-only")
+
+
 class Subscription(abc.ABC):
     """An async iterator of ``Message``.  ``pending`` and ``dropped`` expose flow control (slow consumers)."""
 
@@ -124,20 +151,14 @@ class Subscription(abc.ABC):
     @abc.abstractmethod
     async def unsubscribe(self) -> None: ...
 
-    @property
-    def pending(self) -> int:
-        """Messages received but not yet iterated."""
-        return 0
-
-    @property
-    def dropped(self) -> int:
-        """Messages dropped because this subscription was a slow consumer (its pending limit was hit)."""
-        return 0
-
-    @property
-    def pending_bytes(self) -> int:
-        """Payload bytes received but not yet iterated (0 where the adapter cannot tell)."""
-        return 0
+    # Where the flow-control counters live: the adapter's queue or sink, anything with ``pending``,
+    # ``pending_bytes``, ``delivered`` and ``dropped``.  The default is an adapter that counts nothing.
+    _flow: Any = _NoFlow
+    pending = _FlowCount("Messages received but not yet iterated.")
+    pending_bytes = _FlowCount("Payload bytes received but not yet iterated (0 where the adapter cannot tell).")
+    dropped = _FlowCount("Messages dropped because this subscription was a slow consumer (its pending limit "
+                         "was hit).")
+    delivered = _FlowCount("Messages accepted for this subscription so far (0 where the adapter cannot tell).")
 
     def close_nowait(self) -> None:
         """End iteration without talking to the broker (the transport is closing)."""
@@ -233,9 +254,7 @@ class QueueSubscription(Subscription):
         self.max_pending_bytes = max_pending_bytes
         self.on_slow_consumer = on_slow_consumer
         self._on_unsubscribe = on_unsubscribe
-        self._q = RunQueue()
-        self._dropped = 0
-        self._delivered = 0
+        self._q = self._flow = RunQueue()
         self._waiter: asyncio.Future[None] | None = None
         self._loop = asyncio.get_running_loop()
         self._closed = False    # no new deliveries
@@ -248,21 +267,24 @@ class QueueSubscription(Subscription):
             return False
         n = memoryview(msg.data).nbytes
         q = self._q
-        if q.count >= self.max_pending or q.nbytes + n > self.max_pending_bytes:
+        if q.pending >= self.max_pending or q.pending_bytes + n > self.max_pending_bytes:
             self._drop()
             return False
         q.push(msg, n)
-        self._delivered += 1
+        q.delivered += 1
         w = self._waiter
         if w is not None and not w.done():
             w.set_result(None)
         return True
 
-    def _drop(self) -> None:
-        self._dropped += 1
-        if self._dropped == 1 or self._dropped % 1000 == 0:
+    def _drop(self, *, logged: bool = False) -> None:
+        """Count one message this subscription could not take, log it (first, then every 1000th: unless the
+        adapter has, ``logged``) and tell ``on_slow_consumer``."""
+        q = self._q
+        q.dropped += 1
+        if not logged and (q.dropped == 1 or q.dropped % 1000 == 0):
             log.warning("slow consumer on %r: %d message(s) dropped (pending %d msgs / %d bytes)",
-                        self.subject, self._dropped, self._q.count, self._q.nbytes)
+                        self.subject, q.dropped, q.pending, q.pending_bytes)
         if self.on_slow_consumer is not None:
             self.on_slow_consumer(self)
 
@@ -272,7 +294,7 @@ class QueueSubscription(Subscription):
         if self._closed:
             return 0
         accepted, dropped = self._q.push_plan(plan, row, self.max_pending, self.max_pending_bytes)
-        self._delivered += accepted
+        self._q.delivered += accepted
         for _ in range(dropped):
             if self._closed:   # the callback closed us: like per-message delivery, later drops are not counted
                 break
@@ -302,7 +324,7 @@ class QueueSubscription(Subscription):
     # --- reader side ---
     async def _wait_pending(self) -> None:
         """Until something is pending; ``StopAsyncIteration`` once closed with nothing left."""
-        while not self._q.count or self._discard:
+        while not self._q.pending or self._discard:
             if self._closed:
                 raise StopAsyncIteration
             self._waiter = self._loop.create_future()
@@ -312,7 +334,7 @@ class QueueSubscription(Subscription):
                 self._waiter = None
 
     async def __anext__(self) -> Message:
-        if not self._q.count or self._discard:
+        if not self._q.pending or self._discard:
             await self._wait_pending()
         return self._q.pop(Message, self._transport)  # type: ignore[no-any-return]
 
@@ -335,7 +357,7 @@ class QueueSubscription(Subscription):
     async def next_batch(self, max_msgs: int = 1024, timeout: float | None = None) -> MessageBatch:
         """Wait for at least one message (up to ``timeout`` s; an empty batch after it), then ``take_batch``;
         ``TransportClosedError`` once the subscription has ended and nothing is left."""
-        if not self._q.count or self._discard:
+        if not self._q.pending or self._discard:
             try:
                 if timeout is None:
                     await self._wait_pending()
@@ -381,23 +403,6 @@ class QueueSubscription(Subscription):
     @property
     def closed(self) -> bool:
         return self._closed
-
-    @property
-    def pending(self) -> int:
-        return self._q.count
-
-    @property
-    def pending_bytes(self) -> int:
-        return self._q.nbytes
-
-    @property
-    def dropped(self) -> int:
-        return self._dropped
-
-    @property
-    def delivered(self) -> int:
-        """Messages accepted into the queue so far."""
-        return self._delivered
 
 
 # Transport-wide options that are defaults for every QueueSubscription (see Transport._sub_options).

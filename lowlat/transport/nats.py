@@ -195,9 +195,7 @@ class NatsTransport(Transport):
                     log.warning("nats slow consumer on %r (sid %s): nats-py dropped a message (%d dropped so far)",
                                 e.subject, e.sid, n)
                 if sub is not None:
-                    sub._dropped += 1
-                    if sub.on_slow_consumer is not None:
-                        sub.on_slow_consumer(sub)
+                    sub._drop(logged=True)
             if user_err is not None:
                 await user_err(e)
 
