@@ -458,22 +458,37 @@ def _positive_int(text: str) -> int:
     return v
 
 
+def _command(sub: Any, name: str, func: Callable[[argparse.Namespace], int], **kw: str) -> argparse.ArgumentParser:
+    """The sub-command ``name`` (``help``/``description`` in ``kw``), run by ``func(args)``."""
+    p: argparse.ArgumentParser = sub.add_parser(name, **kw)
+    p.set_defaults(func=func)
+    return p
+
+
+def _load_command(sub: Any, name: str, func: Callable[[argparse.Namespace], int], *, help: str, description: str,
+                  transport: str, log_level: str, rate: float, seconds: float,
+                  ) -> tuple[argparse.ArgumentParser, argparse._ArgumentGroup]:
+    """A command that sends load (demo, loadgen, bench): its parser and its "output" argument group."""
+    p = _command(sub, name, func, help=help, description=description)
+    _common(p, transport=transport, log_level=log_level, log_format="text")
+    _load_flags(p, rate=rate, seconds=seconds)
+    return p, p.add_argument_group("output")
+
+
 def add_commands(sub: Any) -> None:
     """Add ``demo``, ``serve``, ``loadgen``, ``bench``, ``doctor`` and ``durable`` to an argparse sub-parser collection."""
-    p = sub.add_parser("demo", help="validator + matcher + load generator in one process (no broker by default)",
-                       description="Run the validator and matching services and a load generator for a few "
-                                   "seconds; print a latency report and write a PNG latency plot (with "
-                                   "matplotlib: pip install 'lowlat[plot]'). Ctrl-C stops early and reports.")
-    _common(p, transport=DEFAULT_TRANSPORT, log_level="ERROR", log_format="text")
-    _load_flags(p, rate=5000, seconds=3)
+    p, g = _load_command(sub, "demo", _demo,
+                         help="validator + matcher + load generator in one process (no broker by default)",
+                         description="Run the validator and matching services and a load generator for a few "
+                                     "seconds; print a latency report and write a PNG latency plot (with "
+                                     "matplotlib: pip install 'lowlat[plot]'). Ctrl-C stops early and reports.",
+                         transport=DEFAULT_TRANSPORT, log_level="ERROR", rate=5000, seconds=3)
     _flags(p.add_argument_group("services"), _BATCH_FLAGS)
-    g = p.add_argument_group("output")
     g.add_argument("--plot", default="lowlat-demo-latency.png", metavar="PNG", help="PNG path (default %(default)s)")
     g.add_argument("--no-plot", action="store_true", help="do not write the PNG")
     g.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
     g.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout (the report "
                                                        "goes to stderr)")
-    p.set_defaults(func=_demo)
 
     p = sub.add_parser("serve", help="run a service until SIGTERM/SIGINT (graceful drain)",
                        description="Run the validator, the matcher, or both in one process, until SIGTERM or "
@@ -490,44 +505,39 @@ def add_commands(sub: Any) -> None:
         _flags(sp.add_argument_group(f"{name} options"), _INTAKE_FLAGS + flags)
         sp.set_defaults(func=_serve, service=name)
 
-    p = sub.add_parser("loadgen", help="constant-rate load generator (latency from the intended send time)",
-                       description="Send orders at a constant rate to a running validator and report latency "
-                                   "from each order's intended send time (no coordinated omission). Ctrl-C stops "
-                                   "early and reports.")
-    _common(p, transport=SERVE_TRANSPORT, log_level="WARNING", log_format="text")
-    _load_flags(p, rate=10000, seconds=3)
-    g = p.add_argument_group("output")
+    _, g = _load_command(sub, "loadgen", _loadgen,
+                         help="constant-rate load generator (latency from the intended send time)",
+                         description="Send orders at a constant rate to a running validator and report latency "
+                                     "from each order's intended send time (no coordinated omission). Ctrl-C "
+                                     "stops early and reports.",
+                         transport=SERVE_TRANSPORT, log_level="WARNING", rate=10000, seconds=3)
     g.add_argument("--mode", dest="mode", type=_typed("mode"), choices=MODES,
                    help="request/reply (default) or pipelined publish with results on orders.validated/rejected")
     g.add_argument("--plot", metavar="PNG", help="write a PNG latency plot here")
     g.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
     g.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
-    p.set_defaults(func=_loadgen)
 
-    p = sub.add_parser("bench", help="cross-transport comparison on this machine: table + plot",
-                       description="Echo vs validator round trips and the pipelined rate per transport available "
-                                   "here (brokers must already run for nats:// and kafka://).")
-    _common(p, transport=DEFAULT_TRANSPORT, log_level="ERROR", log_format="text")
-    _load_flags(p, rate=5000, seconds=2)
-    g = p.add_argument_group("output")
+    _, g = _load_command(sub, "bench", _bench, help="cross-transport comparison on this machine: table + plot",
+                         description="Echo vs validator round trips and the pipelined rate per transport "
+                                     "available here (brokers must already run for nats:// and kafka://).",
+                         transport=DEFAULT_TRANSPORT, log_level="ERROR", rate=5000, seconds=2)
     g.add_argument("--transports", metavar="URLS", help="comma-separated URLs (default: every transport found here)")
     g.add_argument("--round-trips", dest="round_trips", type=_positive_int, default=2000, metavar="N",
                    help="sequential round trips per path (default %(default)s)")
     g.add_argument("--plot", default="lowlat-bench.png", metavar="PNG", help="PNG path (default %(default)s)")
     g.add_argument("--json", action="store_true", help="print the rows as one JSON array on stdout")
-    p.set_defaults(func=_bench)
 
-    p = sub.add_parser("doctor", help="what on this host affects latency (CPUs, isolation, governor, SMT, THP...)",
-                       description="Report the CPU count and isolation (isolcpus/nohz_full), the frequency governor, "
-                                   "SMT siblings, this process's affinity, transparent huge pages, the clock source "
-                                   "and whether busy-spinning is sensible here, each with what to change.")
+    p = _command(sub, "doctor", _doctor,
+                 help="what on this host affects latency (CPUs, isolation, governor, SMT, THP...)",
+                 description="Report the CPU count and isolation (isolcpus/nohz_full), the frequency governor, "
+                             "SMT siblings, this process's affinity, transparent huge pages, the clock source "
+                             "and whether busy-spinning is sensible here, each with what to change.")
     p.add_argument("--json", action="store_true", help="print the checks as one JSON object on stdout")
-    p.set_defaults(func=_doctor)
 
-    p = sub.add_parser("durable", help="the at-least-once JetStream services (validator, matcher, streams)",
-                       description="The durable pipeline over NATS JetStream: 'lowlat durable streams' creates "
-                                   "the streams, 'validator' and 'matcher' run the services. The remaining "
-                                   "arguments are those of `python -m lowlat.services.durable SERVICE --help`.")
+    p = _command(sub, "durable", _durable,
+                 help="the at-least-once JetStream services (validator, matcher, streams)",
+                 description="The durable pipeline over NATS JetStream: 'lowlat durable streams' creates "
+                             "the streams, 'validator' and 'matcher' run the services. The remaining "
+                             "arguments are those of `python -m lowlat.services.durable SERVICE --help`.")
     p.add_argument("service", choices=["validator", "matcher", "streams"], help="which durable service")
     p.add_argument("rest", nargs=argparse.REMAINDER, help="--transport URL and the service's other options")
-    p.set_defaults(func=_durable)

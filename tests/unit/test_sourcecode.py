@@ -103,3 +103,23 @@ def test_no_issue_numbers_or_changelogs_in_the_package():
                 if re.search(r"\bissue #?\d+|Changes after", line, re.IGNORECASE):
                     bad.append(f"{f.relative_to(ROOT)}:{i}: {line.strip()[:100]}")
     assert not bad, "\n".join(bad)
+
+
+# "About 600 lines of Python or 1,000 of Cython": past these a module says in its docstring (or its leading
+# comment) why it stays one piece, naming the guide it exceeds ("600-line" / "1,000-line").
+_SIZE_GUIDE = {".py": (620, "600-line"), ".pyx": (1050, "1,000-line"), ".pxi": (1050, "1,000-line"),
+               ".pxd": (1050, "1,000-line")}
+
+
+def test_large_modules_say_why_they_are_one_piece():
+    bad = []
+    for f in sorted((ROOT / "lowlat").rglob("*")):
+        limit, phrase = _SIZE_GUIDE.get(f.suffix, (0, ""))
+        if not limit:
+            continue
+        text = f.read_text()
+        n = text.count("\n")
+        head = text[:6000]
+        if n > limit and phrase not in " ".join(head.split()):
+            bad.append(f"{f.relative_to(ROOT)}: {n} lines and no word on the {phrase} guide at its top")
+    assert not bad, "\n".join(bad)

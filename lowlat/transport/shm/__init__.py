@@ -6,6 +6,7 @@ request/reply with an immediate ``NoRespondersError``, headers, bounded subscrip
 
 - ``_registry``: the bus directory (members, their rings and subscriptions, reaping of dead pids);
 - ``_codec``: the one record format, shared by the async transport and the synchronous fast path;
+- ``_bell``: the doorbell FIFOs that wake a sleeping member (its event loop or its stage thread);
 - ``_transport``: ``ShmTransport`` (async API: event-loop doorbell or spin);
 - ``_sync``: ``request_sync``/``serve_sync`` polling the ring in the caller's thread (the latency path);
 - ``_batchsync``: ``serve_batch_sync``/``publish_batch_sync``, the same for whole ``MessageBatch``es (compiled

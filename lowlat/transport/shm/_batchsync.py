@@ -145,7 +145,7 @@ def _sleeper(t: ShmTransport, ring: Any, idle: Any, check_interval: float) -> Ca
     after its record, so a push after that look leaves a byte and the poll returns at once."""
     if t._poll:
         return functools.partial(ring.wait_readable, check_interval, idle)
-    fd = t._bell_fd
+    fd = t._bell.fd
     bell = select.poll()
     bell.register(fd, select.POLLIN)
     ms = max(1, round(check_interval * 1000))
@@ -153,7 +153,7 @@ def _sleeper(t: ShmTransport, ring: Any, idle: Any, check_interval: float) -> Ca
     def sleep() -> None:
         if ring.wait_readable(DOORBELL_POLL_S, idle):
             return
-        if t._clear_bell() and not ring.wait_readable(0, idle):
+        if t._bell.clear() and not ring.wait_readable(0, idle):
             bell.poll(ms)
 
     return sleep
@@ -255,6 +255,6 @@ def push_batch(t: ShmTransport, batch: MessageBatch, subject: str | None,
                     _full_dropped(t, n - pushed[0], key.decode("utf-8", "replace"))
                 done = pushed[0]
             sent += done
-            if done and member not in t._nobell:
-                t._ring_bell(member)
+            if done:
+                t._bell.ring(member)
     return sent

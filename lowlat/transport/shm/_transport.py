@@ -3,11 +3,9 @@
 publish(subject): if the registry's generation moved, re-read it (``_registry``); route the subject over every
 member's subscriptions; push ONE record (``_codec``) per member that has plain matches (``SID_ALL``: "deliver to
 all your matching plain subs") and one record per queue group to a member picked round-robin (sid = that
-subscription).  Receiving: the event loop drains the ring and dispatches.  Wake-up ("doorbell"): every member
-also owns a FIFO ``<dir>/<member>.bell``; a publisher writes one byte to it after pushing (non-blocking; a full
-FIFO already means "wake up"), and the owner's event loop watches the FIFO with ``add_reader()``: no polling
-thread, one epoll wake-up per burst.  The owner empties the FIFO *before* draining the ring, so a record pushed
-after the drain always leaves a byte behind (no lost wake-up).  ``wait="spin"`` instead polls the ring from the
+subscription).  Receiving: the event loop drains the ring and dispatches.  Wake-up: every member owns a doorbell
+FIFO (``_bell``) that publishers write a byte to after pushing; the owner's event loop watches it with
+``add_reader()``: no polling thread, one epoll wake-up per burst.  ``wait="spin"`` instead polls the ring from the
 event loop (lowest latency, burns a core), and ``spin_us=N`` makes ``request()`` poll its reply ring for up to
 N µs before sleeping (a bounded spin that saves the wake-up when the server answers fast).  The synchronous
 fast path (``connect_sync``/``request_sync``/``serve_sync``, no event loop) is in ``_sync``.
@@ -46,6 +44,7 @@ from .._serve import ServeSink
 from .._subjects import encode_meta, validate_subject
 from ..base import Buffer, Capability, Handler, Headers, Message, QueueSubscription, Subscription, Transport
 from . import _batchsync, _sync
+from ._bell import Doorbells
 from ._codec import SID_ALL, SID_INBOX, SMALL_RECORD, decode, encode_small, record_size, write_record
 from ._registry import Registry, member_pid, pid_alive, shm_available
 
@@ -118,8 +117,7 @@ class ShmTransport(Transport):
         self._gen_seen = -1
         self._routes = RouteTable()          # every member's subscriptions (_Remote)
         self._targets: dict[str, Any] = {}   # member -> attached MpscRing
-        self._bells: dict[str, int] = {}     # member -> write fd of its doorbell FIFO
-        self._bell_fd = -1                   # our own FIFO (O_RDWR, non-blocking)
+        self._bell = Doorbells(self._reg, self.member)
         self._local: dict[int, Any] = {}     # sid -> local subscription / serve sink / inbox
         self._local_plain = RouteTable()     # local non-queue subs, for SID_ALL records
         self._sids = itertools.count(2)
@@ -128,7 +126,6 @@ class ShmTransport(Transport):
         self._reader: asyncio.Task[None] | None = None
         self._poll = False                   # this member polls its ring (spin / sync): publishers skip its bell
         self._sync = False                   # joined by connect_sync(): no event loop drains the ring
-        self._nobell: set[str] = set()       # members that poll, from the registry
         self._owner = 0                      # thread id of the ring's consumer (async mode: the loop thread)
         self._consume_lock = threading.Lock()
 
@@ -143,7 +140,7 @@ class ShmTransport(Transport):
 
         routes = RouteTable()
         seen: set[str] = set()
-        nobell: set[str] = set()
+        polling: set[str] = set()
         for member, entry in self._reg.entries():
             if member not in self._targets:
                 try:
@@ -152,15 +149,15 @@ class ShmTransport(Transport):
                     continue
             seen.add(member)
             if entry.get("poll"):
-                nobell.add(member)
+                polling.add(member)
             for sid, subject, queue in entry.get("subs", ()):
                 routes.add(_Remote(subject, queue, member, sid))
         for member in list(self._targets):
             if member not in seen:
                 self._targets.pop(member).close()
-                self._close_bell(member)
+                self._bell.forget(member)
         self._routes = routes
-        self._nobell = nobell
+        self._bell.polling = frozenset(polling)
         self._gen_seen = gen
 
     def _reap_member(self, member: str) -> None:
@@ -177,7 +174,7 @@ class ShmTransport(Transport):
                           "(%d lost to dead members so far)", self.name, member, member_pid(member), lost,
                           self.dead_member_drops)
             ring.close()
-        self._close_bell(member)
+        self._bell.forget(member)
         self._reg.reap(member, entry)
         self._reg.bump()
 
@@ -191,7 +188,7 @@ class ShmTransport(Transport):
         if self.wait == "spin":
             self._reader = loop.create_task(self._spin_loop(), name=f"lowlat-shm:{self.name}")
         else:
-            loop.add_reader(self._bell_fd, self._on_bell)
+            loop.add_reader(self._bell.fd, self._on_bell)
 
     def _open(self, poll: bool) -> None:
         ok, why = shm_available()
@@ -204,9 +201,7 @@ class ShmTransport(Transport):
             self._ring = MpscRing(self.ring_capacity, name=self._reg.ring_name(self.member), create=True)
         except (RingError, ValueError, OSError) as e:
             raise TransportError(f"cannot create the inbound ring for {self.url}: {e}") from e
-        bell = self._reg.bell_path(self.member)
-        os.mkfifo(bell, 0o600)
-        self._bell_fd = os.open(bell, os.O_RDWR | os.O_NONBLOCK)
+        self._bell.open()
         self._poll = poll
         self._owner = threading.get_ident()
         self._mark_open()
@@ -219,9 +214,9 @@ class ShmTransport(Transport):
         self._closed = True
         await self._stop_task(self._reader)
         self._reader = None
-        if self._bell_fd >= 0 and not self._poll:
+        if self._bell.fd >= 0 and not self._poll:
             try:
-                asyncio.get_running_loop().remove_reader(self._bell_fd)
+                asyncio.get_running_loop().remove_reader(self._bell.fd)
             except RuntimeError:
                 pass
         self.close_sync()
@@ -240,11 +235,7 @@ class ShmTransport(Transport):
                 if not fut.done():
                     fut.set_exception(TransportClosedError("transport closed while waiting for a reply"))
             self._inbox = None
-        if self._bell_fd >= 0:
-            os.close(self._bell_fd)
-            self._bell_fd = -1
-        for member in list(self._bells):
-            self._close_bell(member)
+        self._bell.close()
         self._reg.leave()
         for r in self._targets.values():
             r.close()
@@ -273,8 +264,7 @@ class ShmTransport(Transport):
         if size <= SMALL_RECORD:
             if not ring.try_push(encode_small(sid, subj, meta, payload)):
                 return False
-            if member not in self._nobell:
-                self._ring_bell(member)
+            self._bell.ring(member)
             return True
         if size > ring.max_record_size:
             raise ValueError(f"message of {size} bytes exceeds the shm ring's max record ({ring.max_record_size})")
@@ -287,32 +277,8 @@ class ShmTransport(Transport):
             ring.abort()
             raise
         ring.publish()
-        self._ring_bell(member)
+        self._bell.ring(member)
         return True
-
-    def _ring_bell(self, member: str) -> None:
-        if member in self._nobell:
-            return  # it polls its ring (wait="spin" or a sync member): the doorbell write would be a wasted syscall
-        fd = self._bells.get(member)
-        if fd is None:
-            try:
-                fd = self._bells[member] = os.open(self._reg.bell_path(member), os.O_WRONLY | os.O_NONBLOCK)
-            except OSError:  # owner gone (ENXIO: no reader) or not created yet: it polls on connect anyway
-                return
-        try:
-            os.write(fd, b"\x01")
-        except BlockingIOError:
-            pass  # FIFO full: the owner has wake-ups pending already
-        except OSError:
-            self._close_bell(member)
-
-    def _close_bell(self, member: str) -> None:
-        fd = self._bells.pop(member, None)
-        if fd is not None:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
 
     def _check_liveness(self) -> None:
         """Reap the members we route to whose process is gone (at most every ``liveness_interval`` s)."""
@@ -435,20 +401,8 @@ class ShmTransport(Transport):
             n += len(recs)
         return n
 
-    def _clear_bell(self) -> bool:
-        """Empty this member's doorbell FIFO; False if it is gone (closed).  Always before looking at the ring:
-        a push after the look leaves a byte, so the next wait on the doorbell returns at once."""
-        try:
-            while len(os.read(self._bell_fd, 65536)) == 65536:
-                pass
-        except BlockingIOError:
-            pass
-        except OSError:
-            return False
-        return True
-
     def _on_bell(self) -> None:
-        if self._clear_bell():
+        if self._bell.clear():
             self._drain_ring()
 
     async def _spin_loop(self) -> None:
