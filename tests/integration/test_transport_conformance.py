@@ -415,9 +415,14 @@ async def test_slow_consumer_is_counted_not_hidden(ep: Endpoint):
             await asyncio.sleep(0.02)
         assert sub.pending <= 8
         assert sub.dropped == 100 - sub.pending and sub.dropped > 0
+        assert sub.delivered == sub.pending and sub.pending_bytes == sum(len(b"%d" % i) for i in range(sub.pending))
         assert reported and reported[0] is sub
-        got = [bytes(m.data) for m in await recv_n(sub, sub.pending)]
+        kept = sub.pending
+        got = [bytes(m.data) for m in await recv_n(sub, kept)]
         assert got == [b"%d" % i for i in range(len(got))]  # the oldest are kept, in order
+        assert (sub.pending, sub.pending_bytes, sub.delivered) == (0, 0, kept)
+        with pytest.raises(AttributeError):
+            sub.pending = 0  # type: ignore[misc]  # the counters are the adapter's, read-only
 
 
 async def test_flush_then_close_then_everything_raises_closed(ep: Endpoint):
