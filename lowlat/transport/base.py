@@ -25,8 +25,9 @@ import abc
 import asyncio
 import enum
 import logging
+import operator
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping, Sequence
-from typing import Any, Self, overload
+from typing import TYPE_CHECKING, Any, Never, Self, overload
 
 from .._batch import FanoutPlan, MessageBatch
 from ..errors import TransportClosedError, TransportNotConnectedError, TransportTimeoutError
@@ -113,27 +114,21 @@ class _NoFlow:
     pending = pending_bytes = delivered = dropped = 0
 
 
-class _FlowCount:
-    """A read-only ``int`` attribute of a subscription, read from its ``_flow`` counters (same name)."""
+class _FlowCount(property):
+    """A read-only ``int`` attribute of a subscription, read from its ``_flow`` counters (same name).  A
+    ``property`` over ``operator.attrgetter``: the read runs in C (~60 ns, as fast as a hand-written property)."""
 
-    def __init__(self, doc: str) -> None:
+    def __init__(self, name: str, doc: str) -> None:
+        super().__init__(operator.attrgetter("_flow." + name))
         self.__doc__ = doc
-        self.name = ""
 
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
-
-    @overload
-    def __get__(self, obj: None, owner: type | None = None) -> _FlowCount: ...
-    @overload
-    def __get__(self, obj: Subscription, owner: type | None = None) -> int: ...
-    def __get__(self, obj: Subscription | None, owner: type | None = None) -> int | _FlowCount:
-        if obj is None:
-            return self
-        return int(getattr(obj._flow, self.name))
-
-    def __set__(self, obj: Subscription, value: int) -> None:
-        raise AttributeError(f"{self.name} is read-only")
+    if TYPE_CHECKING:  # what type checkers see: an int on instances, and no assignment
+        @overload
+        def __get__(self, obj: None, owner: type | None = None) -> _FlowCount: ...
+        @overload
+        def __get__(self, obj: object, owner: type | None = None) -> int: ...
+        def __get__(self, obj: object, owner: type | None = None) -> int | _FlowCount: ...
+        def __set__(self, obj: object, value: Never) -> None: ...
 
 
 class Subscription(abc.ABC):
@@ -154,11 +149,13 @@ class Subscription(abc.ABC):
     # Where the flow-control counters live: the adapter's queue or sink, anything with ``pending``,
     # ``pending_bytes``, ``delivered`` and ``dropped``.  The default is an adapter that counts nothing.
     _flow: Any = _NoFlow
-    pending = _FlowCount("Messages received but not yet iterated.")
-    pending_bytes = _FlowCount("Payload bytes received but not yet iterated (0 where the adapter cannot tell).")
-    dropped = _FlowCount("Messages dropped because this subscription was a slow consumer (its pending limit "
-                         "was hit).")
-    delivered = _FlowCount("Messages accepted for this subscription so far (0 where the adapter cannot tell).")
+    pending = _FlowCount("pending", "Messages received but not yet iterated.")
+    pending_bytes = _FlowCount("pending_bytes", "Payload bytes received but not yet iterated (0 where the adapter "
+                                                "cannot tell).")
+    dropped = _FlowCount("dropped", "Messages dropped because this subscription was a slow consumer (its pending "
+                                    "limit was hit).")
+    delivered = _FlowCount("delivered", "Messages accepted for this subscription so far (0 where the adapter "
+                                        "cannot tell).")
 
     def close_nowait(self) -> None:
         """End iteration without talking to the broker (the transport is closing)."""

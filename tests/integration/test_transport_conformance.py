@@ -422,7 +422,7 @@ async def test_slow_consumer_is_counted_not_hidden(ep: Endpoint):
         assert got == [b"%d" % i for i in range(len(got))]  # the oldest are kept, in order
         assert (sub.pending, sub.pending_bytes, sub.delivered) == (0, 0, kept)
         with pytest.raises(AttributeError):
-            sub.pending = 0  # type: ignore[misc]  # the counters are the adapter's, read-only
+            sub.pending = 0  # type: ignore[assignment]  # the counters are the adapter's, read-only
 
 
 async def test_flush_then_close_then_everything_raises_closed(ep: Endpoint):
