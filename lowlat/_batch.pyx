@@ -56,9 +56,9 @@ cdef class MessageBatch:
         self.arena_bytes = arena_bytes
         arrs = np.zeros((6, capacity), dtype=np.int64)
         # Python reads the rows as arrays, compiled code through typed views of the same memory.
-        (self.payload_off, self.payload_len, self.subject_off, self.subject_len,
-         self.reply_off, self.reply_len) = arrs
-        self._poff, self._plen, self._soff, self._slen, self._roff, self._rlen = arrs
+        rows = (self.payload_off, self.payload_len, self.subject_off, self.subject_len,
+                self.reply_off, self.reply_len) = (arrs[0], arrs[1], arrs[2], arrs[3], arrs[4], arrs[5])
+        self._poff, self._plen, self._soff, self._slen, self._roff, self._rlen = rows
         self._arena = bytearray(arena_bytes)   # never resized: pointers into it stay valid
         self._owner = self._arena
         self._view = self._arena
