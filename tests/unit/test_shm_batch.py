@@ -209,6 +209,42 @@ async def test_async_publish_batch_to_delivers_in_order_and_waits_for_room():
         await small.close()
 
 
+async def test_async_publish_batch_to_sleeps_once_per_full_ring_not_once_per_record(monkeypatch):
+    # 1,000 records into a ring that holds ~15: after a sleep lets the consumer (same loop) drain the ring, the
+    # next records go in at once.  One timer sleep per record would cap the rate at a few thousand records/s.
+    import asyncio
+
+    url = f"shm://tsleep{os.urandom(4).hex()}"
+    pub, small = ShmTransport(url, publish_timeout=1.0), ShmTransport(url, ring_capacity=4096)
+    await pub.connect()
+    await small.connect()
+    sleeps = []
+    real_sleep = asyncio.sleep
+
+    async def counting_sleep(delay, *a, **kw):
+        if delay > 0:
+            sleeps.append(delay)
+        return await real_sleep(delay, *a, **kw)
+
+    try:
+        sub = await small.subscribe("res")
+        await pub.flush()
+        n = 1000
+        out = MessageBatch(n, 1 << 20)
+        for i in range(n):
+            out.append(b"%04d" % i + b"p" * 200, "", "res")
+        monkeypatch.setattr(asyncio, "sleep", counting_sleep)
+        sent = await pub.publish_batch_to(out)
+        monkeypatch.undo()
+        assert sent == n and pub.full_drops == 0
+        assert 0 < len(sleeps) <= n // 5, f"{len(sleeps)} sleeps for {n} records"
+        got = [bytes((await sub.next_msg(timeout=5)).data)[:4] for _ in range(n)]
+        assert got == [b"%04d" % i for i in range(n)]
+    finally:
+        await pub.close()
+        await small.close()
+
+
 def test_doorbell_member_is_woken_by_each_publish_not_by_its_timeout():
     # check_interval 30 s: a stage loop that missed a wake-up would sit out 30 s, so each answer within 2 s
     # after the loop has gone to sleep on its doorbell proves the publisher's ring woke it
